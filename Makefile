@@ -1,0 +1,41 @@
+# The lab's two commands:  make lab   (open JupyterLab)   and   make test   (everything CI runs).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.labkit-setup
+NBVAL_PROFILE ?= smoke
+
+.PHONY: setup lab test test-unit test-notebooks strip clean-venv help
+
+help:
+	@echo "make lab    - set up .venv, make Fashion-MNIST available, open JupyterLab on notebooks/"
+	@echo "make test   - set up .venv, run pytest over tests/, then nbval over every notebook (smoke profile)"
+	@echo "make setup  - only create/refresh .venv (safe and fast to repeat)"
+	@echo "make strip  - remove outputs from every notebook before committing"
+
+setup: $(STAMP)
+
+# Re-runs only when pyproject.toml changes; pip itself skips what is already installed.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[test]"
+	@touch $(STAMP)
+
+lab: setup
+	-$(BIN)/python -m labkit data fetch fashion-mnist
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+test-unit: setup
+	$(BIN)/python -m pytest tests -q
+
+test-notebooks: setup
+	LABKIT_PROFILE=$(NBVAL_PROFILE) MPLBACKEND=Agg $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks -q
+
+test: test-unit test-notebooks
+
+strip: setup
+	$(BIN)/python -m labkit.notebook_hygiene --strip notebooks/*.ipynb
+
+clean-venv:
+	rm -rf $(VENV)

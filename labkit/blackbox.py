@@ -1,0 +1,225 @@
+"""The black-box boundary between a method and its teacher.
+
+A method reaches the teacher only through a :class:`BlackBox`. Its access level
+decides what a query returns:
+
+========== ==========================================================
+decision   int64 class ids only (top-1)
+score      detached probabilities only (softmax at τ = 1)
+white      logits with input gradients, and the module itself via ``.module``
+========== ==========================================================
+
+Every call is batched, counted per image, logged by phase, and checked: a
+wrong shape, dtype, channel count, a value outside [0, 1] or a NaN is refused
+with a message that says what was expected. A call that would pass the budget
+raises :class:`~labkit.errors.QueryBudgetExceeded` *before* anything is answered
+or counted.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Iterator, Literal
+
+import torch
+from torch import nn
+
+from .errors import AccessDenied, InvalidQueryError, QueryBudgetExceeded, UnknownNameError
+
+Access = Literal["decision", "score", "white"]
+ACCESS_LEVELS: tuple[str, ...] = ("decision", "score", "white")
+
+
+@dataclass(frozen=True)
+class QueryEvent:
+    """One call to the box: its phase, how many images, and the running total after it."""
+
+    phase: str
+    n: int
+    total: int
+
+
+def _make_oracle(model: nn.Module, access: str, device: torch.device, max_batch: int
+                 ) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[], nn.Module]]:
+    """Close over the model so that no attribute of the box holds it."""
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        model.eval()  # a teacher is always queried in eval mode (BN, dropout)
+        chunks = []
+        for start in range(0, x.shape[0], max_batch):
+            chunks.append(model(x[start:start + max_batch].to(device, non_blocking=True)))
+        return torch.cat(chunks)
+
+    def answer(x: torch.Tensor) -> torch.Tensor:
+        if access == "white":
+            return forward(x)
+        with torch.no_grad():
+            logits = forward(x).float()
+            if access == "decision":
+                return logits.argmax(1).to(torch.int64)
+            return torch.softmax(logits, 1).detach().clone()
+
+    def module() -> nn.Module:
+        if access != "white":
+            raise AccessDenied(
+                f"This is a {access}-based black box: it answers {'class ids' if access == 'decision' else 'probabilities'} "
+                "and nothing else. Only a 'white' box gives the module; build one with BlackBox(model, access='white')."
+            )
+        return model
+
+    return answer, module
+
+
+class BlackBox:
+    """Counted, access-limited teacher queries.
+
+    >>> bb = BlackBox(teacher, access="decision", budget=10_000, input_shape=(1, 28, 28))
+    >>> labels = bb(images)          # int64 class ids, bb.queries += len(images)
+    """
+
+    def __init__(self, model: nn.Module, access: str = "decision", budget: int | None = None, *,
+                 input_shape: tuple[int, ...] | None = None, num_classes: int | None = None,
+                 device: torch.device | str | None = None, value_range: tuple[float, float] = (0.0, 1.0),
+                 max_batch: int = 4096, name: str = "teacher") -> None:
+        if access not in ACCESS_LEVELS:
+            raise UnknownNameError("access level", access, ACCESS_LEVELS)
+        if budget is not None and budget < 0:
+            raise ValueError("budget must be None (unlimited) or a non-negative number of queries")
+        if device is None:
+            try:
+                device = next(model.parameters()).device
+            except StopIteration:
+                device = torch.device("cpu")
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self._answer, self._module = _make_oracle(model, access, torch.device(device), max_batch)
+        self._access = access
+        self._device = torch.device(device)
+        self._budget = budget
+        self._queries = 0
+        self._by_phase: dict[str, int] = {}
+        self._log: list[QueryEvent] = []
+        self._phase = "default"
+        self._input_shape = tuple(input_shape) if input_shape is not None else None
+        self._num_classes = num_classes
+        self._range = value_range
+        self.name = name
+
+    # ------------------------------------------------------------------ read-only facts
+    @property
+    def access(self) -> str:
+        """``decision``, ``score`` or ``white``."""
+        return self._access
+
+    @property
+    def queries(self) -> int:
+        """Images queried so far (every image counts once per call)."""
+        return self._queries
+
+    @property
+    def budget(self) -> int | None:
+        """The query budget (None: unlimited)."""
+        return self._budget
+
+    @property
+    def remaining(self) -> int | None:
+        """Queries left before the budget (None: unlimited)."""
+        return None if self._budget is None else self._budget - self._queries
+
+    @property
+    def device(self) -> torch.device:
+        """Where queries are answered; send batches here to avoid copies."""
+        return self._device
+
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        """The shape of one input, if the box was told it."""
+        return self._input_shape
+
+    @property
+    def num_classes(self) -> int | None:
+        """Number of classes, if the box was told it."""
+        return self._num_classes
+
+    @property
+    def queries_by_phase(self) -> dict[str, int]:
+        """Queries per phase name (a copy)."""
+        return dict(self._by_phase)
+
+    @property
+    def query_log(self) -> list[QueryEvent]:
+        """Every call in order, with its phase and the running total (a copy)."""
+        return list(self._log)
+
+    @property
+    def module(self) -> nn.Module:
+        """The teacher module; only a ``white`` box gives it, others raise :class:`AccessDenied`."""
+        return self._module()
+
+    def __repr__(self) -> str:
+        budget = "unlimited" if self._budget is None else f"{self._budget:,}"
+        return f"BlackBox(access={self._access!r}, queries={self._queries:,}, budget={budget})"
+
+    def __getstate__(self) -> dict[str, object]:
+        raise AccessDenied("A BlackBox cannot be pickled or copied: that would leak the teacher.")
+
+    # ------------------------------------------------------------------ querying
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator["BlackBox"]:
+        """Count the queries made inside this ``with`` block under ``name``."""
+        old, self._phase = self._phase, name
+        try:
+            yield self
+        finally:
+            self._phase = old
+
+    def _validate(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise InvalidQueryError(f"A query must be a torch.Tensor batch, got {type(x).__name__}.")
+        if not torch.is_floating_point(x):
+            raise InvalidQueryError(f"A query must be a float tensor with values in [0, 1], got dtype {x.dtype}. "
+                                    "Convert uint8 images with x.float() / 255.")
+        if self._input_shape is not None:
+            want = self._input_shape
+            if x.dim() == len(want) and tuple(x.shape) == want:
+                raise InvalidQueryError(f"Got one input of shape {tuple(x.shape)}; the box answers batches of shape "
+                                        f"(N, {', '.join(map(str, want))}). Use x.unsqueeze(0).")
+            if x.dim() != len(want) + 1:
+                raise InvalidQueryError(f"Expected a batch of shape (N, {', '.join(map(str, want))}), got {tuple(x.shape)}.")
+            if len(want) == 3 and x.shape[1] != want[0]:
+                raise InvalidQueryError(f"Expected {want[0]} channel(s), got {x.shape[1]} "
+                                        f"(batch shape {tuple(x.shape)}, expected (N, {', '.join(map(str, want))})).")
+            if tuple(x.shape[1:]) != want:
+                raise InvalidQueryError(f"Expected inputs of shape {want}, got {tuple(x.shape[1:])}.")
+        if x.shape[0] == 0:
+            raise InvalidQueryError("Empty batch: send at least one input.")
+        finite = torch.isfinite(x)
+        if not bool(finite.all()):
+            bad = int((~finite).sum())
+            raise InvalidQueryError(f"The batch holds {bad} NaN or infinite value(s); fix the input before querying "
+                                    "(nothing was counted).")
+        lo, hi = self._range
+        xmin, xmax = float(x.min()), float(x.max())
+        if xmin < lo - 1e-6 or xmax > hi + 1e-6:
+            raise InvalidQueryError(f"Values must lie in [{lo}, {hi}] but this batch spans [{xmin:.4g}, {xmax:.4g}]. "
+                                    "Clamp with x.clamp(0, 1).")
+
+    def __call__(self, x: torch.Tensor, *, phase: str | None = None) -> torch.Tensor:
+        """Answer a batch: class ids (decision), probabilities (score) or logits (white)."""
+        self._validate(x)
+        n = int(x.shape[0])
+        if self._budget is not None and self._queries + n > self._budget:
+            raise QueryBudgetExceeded(self._queries, n, self._budget)
+        out = self._answer(x if self._access == "white" else x.detach())
+        name = phase or self._phase
+        self._queries += n
+        self._by_phase[name] = self._by_phase.get(name, 0) + n
+        self._log.append(QueryEvent(name, n, self._queries))
+        return out
+
+    def reset_counter(self) -> None:
+        """Zero the query counter and log (the budget then applies afresh)."""
+        self._queries = 0
+        self._by_phase.clear()
+        self._log.clear()

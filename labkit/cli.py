@@ -1,0 +1,151 @@
+"""Command line: ``python -m labkit {data,teacher,run,profiles,methods} ...``."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import paths
+from .errors import LabkitError
+from .profiles import PROFILES, default_profile_name
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist (default), mnist, cifar10, toy2d-<family>-<k>")
+    p.add_argument("--profile", default=None, help=f"smoke | laptop | paper (default: $LABKIT_PROFILE or {default_profile_name()})")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from .data import fetch
+
+    where = fetch(args.name, args.root)
+    print(f"{args.name}: available from {where}")
+    return 0
+
+
+def _cmd_teacher(args: argparse.Namespace) -> int:
+    from .teachers import get_teacher, read_manifest
+
+    if args.teacher_cmd == "list":
+        for key, entry in sorted(read_manifest().items()):
+            print(f"{key}: test {100 * float(entry['test_acc']):.2f}%  val {100 * float(entry['val_acc']):.2f}%  "
+                  f"sha256 {str(entry['sha256'])[:12]}…")
+        return 0
+    t = get_teacher(args.dataset, args.arch, seed=args.seed, epochs=args.epochs, device=args.device,
+                    retrain=args.retrain, progress=not args.no_progress)
+    print(f"teacher {t.spec.arch} on {t.spec.dataset} ({t.source}): test {100 * t.test_acc:.2f}%, "
+          f"val {100 * t.val_acc:.2f}%  ->  {t.path}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .methods.base import get_method, run_method
+    from .results import format_table, save_records
+
+    cls = get_method(args.method)
+    own = {a: getattr(args, a) for a in getattr(args, "_method_opts", [])}
+    names = list(cls.companions) + [cls.name]
+    records = []
+    for name in names:
+        opts = own if name == cls.name else {k: v for k, v in own.items() if k in ("epochs", "lr")}
+        run = run_method(name, dataset=args.dataset, profile=args.profile, seed=args.seed, device=args.device,
+                         teacher_arch=args.teacher_arch, student_arch=args.student_arch, budget=args.budget,
+                         progress=not args.no_progress, **opts)
+        records.append(run.record)
+        print(f"{name}: student {100 * run.record.student_acc:.2f}%  ({run.record.wall_s:.1f} s, "
+              f"{run.record.queries:,} queries)", flush=True)
+    print()
+    print(format_table(records))
+    out = Path(args.out) if args.out else paths.results_dir() / f"{cls.name}.json"
+    save_records(records, out)
+    print(f"\nwrote {len(records)} record(s) to {out}")
+    return 0
+
+
+def _cmd_profiles(args: argparse.Namespace) -> int:
+    for p in PROFILES.values():
+        mark = "*" if p.name == default_profile_name() else " "
+        print(f"{mark} {p.name:<7} {p.description}")
+    return 0
+
+
+def _cmd_methods(args: argparse.Namespace) -> int:
+    from .methods.base import available_methods, get_method
+
+    for name in available_methods():
+        try:
+            cls = get_method(name)
+        except LabkitError as exc:
+            print(f"  {name:<9} (unavailable: {exc})")
+            continue
+        print(f"  {name:<9} access={cls.access:<9} data={cls.data_access:<10} {cls.summary}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(prog="python -m labkit", description="The black-box distillation lab.")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("data", help="data sets", description="Make a data set available.")
+    dsub = p.add_subparsers(dest="data_cmd", required=True)
+    f = dsub.add_parser("fetch", help="find or download a data set",
+                        description="Look in $LABKIT_DATA / data/, then /usr/share/datasets (Fashion-MNIST), then download.")
+    f.add_argument("name", help="fashion-mnist, mnist or cifar10")
+    f.add_argument("--root", default=None, help="data directory (default: $LABKIT_DATA or data/)")
+    f.set_defaults(func=_cmd_data)
+
+    p = sub.add_parser("teacher", help="teacher checkpoints", description="Train, load or list cached teachers.")
+    tsub = p.add_subparsers(dest="teacher_cmd", required=True)
+    t = tsub.add_parser("train", help="load the cached teacher, or train and cache it",
+                        description="Loads the teacher if its checkpoint's sha256 matches the manifest, else trains it.")
+    _add_common(t)
+    t.add_argument("--arch", default=None, help="architecture (default: the data set's lab teacher)")
+    t.add_argument("--epochs", type=int, default=None, help="training epochs (default: the lab recipe)")
+    t.add_argument("--retrain", action="store_true", help="train even if a valid checkpoint exists")
+    t.set_defaults(func=_cmd_teacher)
+    tl = tsub.add_parser("list", help="list cached teachers")
+    tl.set_defaults(func=_cmd_teacher)
+
+    p = sub.add_parser("run", help="run a distillation method", description="Run a method and write result records.")
+    msub = p.add_subparsers(dest="method", required=True, metavar="METHOD")
+    from .methods.base import available_methods, get_method
+
+    for name in available_methods():
+        try:
+            cls = get_method(name)
+        except LabkitError:
+            continue
+        mp = msub.add_parser(name, help=cls.summary, description=(cls.__doc__ or cls.summary).strip())
+        _add_common(mp)
+        mp.add_argument("--teacher-arch", default=None, help="teacher architecture (default: the data set's)")
+        mp.add_argument("--student-arch", default=None, help="student architecture (default: the data set's)")
+        mp.add_argument("--budget", type=int, default=None, help="hard cap on teacher queries")
+        mp.add_argument("--out", default=None, help="where to write the JSON records (default results/<method>.json)")
+        before = {a.dest for a in mp._actions}
+        cls.add_arguments(mp)
+        mp.set_defaults(func=_cmd_run, _method_opts=[a.dest for a in mp._actions if a.dest not in before])
+
+    p = sub.add_parser("profiles", help="list the size profiles")
+    p.set_defaults(func=_cmd_profiles)
+    p = sub.add_parser("methods", help="list the methods")
+    p.set_defaults(func=_cmd_methods)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; lab errors print one clear message and exit 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except LabkitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Device choice, seeding and a short hardware report."""
+from __future__ import annotations
+
+import os
+import platform
+import random
+
+import torch
+
+
+def pick_device(prefer: str | None = None) -> torch.device:
+    """Return ``prefer`` if given (or ``$LABKIT_DEVICE``), else cuda, then mps, then cpu."""
+    prefer = prefer or os.environ.get("LABKIT_DEVICE")
+    if prefer:
+        dev = torch.device(prefer)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(f"Device {prefer!r} was asked for but CUDA is not available here; "
+                               "unset LABKIT_DEVICE or pass device='cpu'.")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python and torch (all devices) and return a CPU generator seeded the same way."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:  # numpy is optional for the lab itself
+        import numpy as np
+
+        np.random.seed(seed % (2**32))
+    except ImportError:  # pragma: no cover
+        pass
+    return torch.Generator().manual_seed(seed)
+
+
+def hardware_report(device: torch.device | None = None) -> dict[str, str | int]:
+    """A small dict describing the machine, for notebooks and result records."""
+    device = device or pick_device()
+    info: dict[str, str | int] = {
+        "device": str(device),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpu_threads": torch.get_num_threads(),
+        "machine": f"{platform.system()} {platform.machine()}",
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info

@@ -1,0 +1,48 @@
+"""The lab's error types: every one says what went wrong and what to do next."""
+from __future__ import annotations
+
+
+class LabkitError(Exception):
+    """Base class for every error the lab raises on purpose."""
+
+
+class UnknownNameError(LabkitError, ValueError):
+    """An unknown dataset, model, method, loss or profile name."""
+
+    def __init__(self, kind: str, name: str, valid: list[str] | tuple[str, ...]) -> None:
+        self.kind, self.name, self.valid = kind, name, sorted(valid)
+        super().__init__(
+            f"Unknown {kind} {name!r}. Valid {kind}s are: {', '.join(self.valid)}."
+        )
+
+
+class DatasetNotFoundError(LabkitError, FileNotFoundError):
+    """No source for a data set worked."""
+
+
+class CheckpointError(LabkitError):
+    """A checkpoint file is missing, corrupt or does not match its manifest."""
+
+
+class NonFiniteError(LabkitError, FloatingPointError):
+    """A loss or tensor turned NaN or infinite."""
+
+
+class QueryBudgetExceeded(LabkitError):
+    """A black-box query would pass the budget; nothing was answered or counted."""
+
+    def __init__(self, spent: int, requested: int, budget: int) -> None:
+        self.spent, self.requested, self.budget = spent, requested, budget
+        super().__init__(
+            f"Query budget exhausted: {spent} of {budget} queries already spent, and this call "
+            f"asks for {requested} more. Nothing was answered and the counter is unchanged. "
+            f"Raise the budget (BlackBox(..., budget=...)), or query fewer images."
+        )
+
+
+class AccessDenied(LabkitError, PermissionError):
+    """The black box's access level does not allow this."""
+
+
+class InvalidQueryError(LabkitError, ValueError):
+    """A query batch has the wrong shape, dtype, channels, range, or holds NaN."""

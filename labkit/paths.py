@@ -1,0 +1,41 @@
+"""Where the lab keeps data, teacher checkpoints and results (all overridable by environment)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: The repository root when labkit is used from a checkout (editable install).
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+#: Where the Debian package ``dataset-fashion-mnist`` puts its IDX files.
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def _default_root() -> Path:
+    if (REPO_ROOT / "pyproject.toml").exists():
+        return REPO_ROOT
+    return Path.home() / ".cache" / "labkit"
+
+
+def data_dir() -> Path:
+    """The lab's data directory: ``$LABKIT_DATA`` or ``data/`` in the checkout."""
+    env = os.environ.get("LABKIT_DATA")
+    return Path(env).expanduser() if env else _default_root() / "data"
+
+
+def teacher_dir() -> Path:
+    """Teacher checkpoints and their manifest: ``$LABKIT_TEACHERS`` or ``data/teachers``."""
+    env = os.environ.get("LABKIT_TEACHERS")
+    return Path(env).expanduser() if env else _default_root() / "data" / "teachers"
+
+
+def results_dir() -> Path:
+    """Result records: ``$LABKIT_RESULTS`` or ``results/`` in the checkout."""
+    env = os.environ.get("LABKIT_RESULTS")
+    return Path(env).expanduser() if env else _default_root() / "results"
+
+
+def artifacts_dir() -> Path:
+    """Screenshots and other throwaway test artefacts (git-ignored)."""
+    env = os.environ.get("LABKIT_ARTIFACTS")
+    return Path(env).expanduser() if env else _default_root() / "artifacts"

@@ -1,0 +1,119 @@
+"""General figures: image grids, soft-label bars, entropy histograms, training curves."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use(matplotlib.get_backend())  # respect MPLBACKEND (Agg in CI)
+import matplotlib.pyplot as plt
+import plotly.graph_objects as go
+import torch
+from matplotlib.figure import Figure
+
+
+def entropy(probs: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy (nats) of each row of a probability matrix."""
+    p = probs.float().clamp_min(1e-12)
+    return -(p * p.log()).sum(1)
+
+
+def image_grid(images: torch.Tensor, labels: Sequence[str] | None = None, ncols: int = 10,
+               title: str | None = None, size: float = 1.1) -> Figure:
+    """A matplotlib grid of images (N×C×H×W in [0,1]) with optional captions."""
+    images = images.detach().float().cpu()
+    n = images.shape[0]
+    ncols = min(ncols, n)
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if title else 0)), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= n:
+            continue
+        img = images[i]
+        if img.shape[0] == 1:
+            ax.imshow(img[0], cmap="gray", vmin=0, vmax=1)
+        else:
+            ax.imshow(img.permute(1, 2, 0).clamp(0, 1))
+        if labels is not None:
+            ax.set_title(str(labels[i]), fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def soft_label_bars(probs: torch.Tensor, class_names: Sequence[str], titles: Sequence[str] | None = None,
+                    title: str = "Soft labels") -> go.Figure:
+    """Plotly bar charts, one per row of ``probs`` (k×C), side by side."""
+    return update_soft_label_figure(soft_label_figure(probs.shape[0], class_names, titles, title), probs)
+
+
+def soft_label_figure(k: int, class_names: Sequence[str], titles: Sequence[str] | None = None,
+                      title: str = "Soft labels", widget: bool = False) -> go.Figure:
+    """An empty k-panel soft-label bar figure (a ``FigureWidget`` when ``widget``) for live updates."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=k, subplot_titles=list(titles) if titles else None, shared_yaxes=True)
+    for j in range(k):
+        fig.add_trace(go.Bar(x=list(class_names), y=[0.0] * len(class_names), name=f"image {j}",
+                             marker_color="#4c72b0", showlegend=False), row=1, col=j + 1)
+    fig.update_yaxes(range=[0, 1], title_text="probability", row=1, col=1)
+    fig.update_xaxes(tickangle=45, tickfont={"size": 9})
+    fig.update_layout(title=title, height=320, margin={"t": 60, "b": 80, "l": 50, "r": 10}, bargap=0.15)
+    return go.FigureWidget(fig) if widget else fig
+
+
+def update_soft_label_figure(fig: go.Figure, probs: torch.Tensor, title: str | None = None) -> go.Figure:
+    """Write new probabilities into a figure from :func:`soft_label_figure` (one batch update)."""
+    probs = probs.detach().float().cpu()
+    ctx = fig.batch_update() if isinstance(fig, go.FigureWidget) else _nullcontext()
+    with ctx:
+        for j, trace in enumerate(fig.data):
+            trace.y = probs[j].tolist()
+        if title is not None:
+            fig.layout.title.text = title
+    return fig
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def entropy_histogram(prob_sets: dict[str, torch.Tensor], bins: int = 40, title: str = "Entropy of soft labels") -> Figure:
+    """Overlaid histograms of per-sample entropy for several sets of probabilities."""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for name, probs in prob_sets.items():
+        ax.hist(entropy(probs).cpu().numpy(), bins=bins, alpha=0.55, label=name, density=True)
+    c = next(iter(prob_sets.values())).shape[1]
+    ax.axvline(float(torch.log(torch.tensor(float(c)))), color="k", ls="--", lw=1, label="uniform (log C)")
+    ax.set_xlabel("entropy (nats)")
+    ax.set_ylabel("density")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def history_plot(histories: dict[str, list[dict[str, float]]], key: str = "val_acc",
+                 title: str = "Validation accuracy per epoch") -> Figure:
+    """Curves of one history key (e.g. ``val_acc``) for several runs."""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for name, hist in histories.items():
+        xs = [h["epoch"] for h in hist if key in h]
+        ys = [h[key] for h in hist if key in h]
+        ax.plot(xs, ys, marker="o", label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(key)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

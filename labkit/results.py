@@ -1,0 +1,89 @@
+"""The result record every method returns, saved as JSON."""
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+
+RECORD_FIELDS = ("method", "access", "dataset", "teacher_arch", "student_arch", "teacher_acc", "student_acc",
+                 "agreement", "queries", "transfer_set_size", "wall_s", "device", "profile", "seed", "torch")
+
+
+@dataclass
+class ResultRecord:
+    """One run of one method: accuracy, agreement, queries, sizes, time and where it ran."""
+
+    method: str
+    access: str
+    dataset: str
+    teacher_arch: str
+    student_arch: str
+    teacher_acc: float
+    student_acc: float
+    agreement: float
+    queries: int
+    transfer_set_size: int
+    wall_s: float
+    device: str
+    profile: str
+    seed: int
+    torch: str = field(default_factory=lambda: torch.__version__)
+    val_acc: float | None = None
+    selection: str = "validation split"
+    queries_by_phase: dict[str, int] = field(default_factory=dict)
+    machine: str = field(default_factory=lambda: f"{platform.system()} {platform.machine()} ({platform.node() or 'host'})")
+    options: dict[str, object] = field(default_factory=dict)
+    extras: dict[str, object] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-friendly dict."""
+        return asdict(self)
+
+    def to_json(self) -> str:
+        """Pretty JSON text."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, default=str)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the record (or append it to a JSON list if ``path`` already holds records)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_json() + "\n")
+        return path
+
+    @classmethod
+    def from_dict(cls, d: dict[str, object]) -> "ResultRecord":
+        """Rebuild a record from :meth:`to_dict` output (unknown keys go to ``extras``)."""
+        names = {f.name for f in fields(cls)}
+        known = {k: v for k, v in d.items() if k in names}
+        rest = {k: v for k, v in d.items() if k not in names}
+        rec = cls(**known)  # type: ignore[arg-type]
+        rec.extras.update(rest)
+        return rec
+
+
+def save_records(records: list[ResultRecord], path: str | Path) -> Path:
+    """Write several records as one JSON list."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([r.to_dict() for r in records], indent=2, sort_keys=True, default=str) + "\n")
+    return path
+
+
+def load_records(path: str | Path) -> list[ResultRecord]:
+    """Read a record or a list of records."""
+    data = json.loads(Path(path).read_text())
+    items = data if isinstance(data, list) else [data]
+    return [ResultRecord.from_dict(d) for d in items]
+
+
+def format_table(records: list[ResultRecord]) -> str:
+    """A plain-text table of records (method, access, accuracy, agreement, queries, size, seconds)."""
+    head = f"{'method':<18}{'access':<10}{'student':>9}{'agree':>8}{'teacher':>9}{'queries':>14}{'transfer':>10}{'sec':>8}"
+    lines = [head, "-" * len(head)]
+    for r in records:
+        lines.append(f"{r.method:<18}{r.access:<10}{100 * r.student_acc:>8.2f}%{100 * r.agreement:>7.2f}%"
+                     f"{100 * r.teacher_acc:>8.2f}%{r.queries:>14,}{r.transfer_set_size:>10,}{r.wall_s:>8.1f}")
+    return "\n".join(lines)
