@@ -200,7 +200,7 @@ class BlackBox:
             raise InvalidQueryError(f"The batch holds {bad} NaN or infinite value(s); fix the input before querying "
                                     "(nothing was counted).")
         lo, hi = self._range
-        xmin, xmax = float(x.min()), float(x.max())
+        xmin, xmax = float(x.detach().min()), float(x.detach().max())
         if xmin < lo - 1e-6 or xmax > hi + 1e-6:
             raise InvalidQueryError(f"Values must lie in [{lo}, {hi}] but this batch spans [{xmin:.4g}, {xmax:.4g}]. "
                                     "Clamp with x.clamp(0, 1).")

@@ -1,4 +1,4 @@
-"""Command line: ``python -m labkit {data,teacher,run,profiles,methods} ...``."""
+"""Command line: ``python -m labkit {data,teacher,run,profiles,methods,bench} ...``."""
 from __future__ import annotations
 
 import argparse
@@ -85,6 +85,45 @@ def _cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import parse_overrides, run_bench
+
+    out_dir = Path(args.out_dir) if args.out_dir else paths.results_dir()
+    board = run_bench(args.dataset, args.profile, args.seeds, entries=args.only, out_dir=out_dir, force=args.force,
+                      allow_missing=args.allow_missing, overrides=parse_overrides(args.set or []),
+                      time_budget_s=args.time_budget, device=args.device, progress=not args.no_progress,
+                      note=args.note or "")
+    print()
+    print(board.to_markdown())
+    return 0
+
+
+def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    from .bench import BENCH_KEYS
+
+    p = sub.add_parser("bench", help="run every method on one teacher: the leaderboard",
+                       description="Run every method (or --only some) for each seed on the same teacher and student; "
+                                   "save each run as it finishes (<out-dir>/<profile>/<dataset>/<entry>-seed<k>.json, "
+                                   "reused on the next call unless --force), then write leaderboard.json and "
+                                   "leaderboard.md into --out-dir.")
+    p.add_argument("--dataset", default="fashion-mnist", help="data set (default fashion-mnist)")
+    p.add_argument("--profile", default=None, help=f"smoke | laptop | paper (default: $LABKIT_PROFILE or {default_profile_name()})")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds to run, e.g. --seeds 0 1 2 (default 0)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
+    p.add_argument("--out-dir", default=None, help="where to write results (default: $LABKIT_RESULTS or results/)")
+    p.add_argument("--only", nargs="+", default=None, metavar="ENTRY", help=f"entries to run: {', '.join(BENCH_KEYS)}")
+    p.add_argument("--force", action="store_true", help="re-run entries even if a matching saved run exists")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="record methods that are not implemented yet as missing instead of stopping")
+    p.add_argument("--set", action="append", metavar="ENTRY.OPTION=VALUE",
+                   help="override one option of one entry, e.g. --set db3kd-bd.queries=500 (repeatable)")
+    p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="skip the remaining runs once this many seconds have passed (default: run everything)")
+    p.add_argument("--note", default=None, help="a note stored with the machine info, e.g. 'shared 2-core CPU'")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=_cmd_bench)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="python -m labkit", description="The black-box distillation lab.")
@@ -119,7 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
             cls = get_method(name)
         except LabkitError:
             continue
-        mp = msub.add_parser(name, help=cls.summary, description=(cls.__doc__ or cls.summary).strip())
+        # argparse formats help with %, so a literal "10%" in a summary must be escaped
+        mp = msub.add_parser(name, help=cls.summary.replace("%", "%%"),
+                             description=(cls.__doc__ or cls.summary).strip().replace("%", "%%"))
         _add_common(mp)
         mp.add_argument("--teacher-arch", default=None, help="teacher architecture (default: the data set's)")
         mp.add_argument("--student-arch", default=None, help="student architecture (default: the data set's)")
@@ -133,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_profiles)
     p = sub.add_parser("methods", help="list the methods")
     p.set_defaults(func=_cmd_methods)
+    _add_bench_parser(sub)
     return parser
 
 

@@ -356,7 +356,7 @@ def load_dataset(name: str, split: str = "train", *, device: torch.device | str 
         else:
             xu_all, y_all = raw["train"]
             perm = torch.randperm(len(y_all), generator=torch.Generator().manual_seed(SPLIT_SEED))
-            nval = VAL_SIZE[name]
+            nval = min(VAL_SIZE[name], len(y_all) // 10)  # small (test) files keep 90% for training
             idx = perm[:nval] if split == "val" else perm[nval:]
             idx, _ = idx.sort()
             xu, y = xu_all[idx], y_all[idx]

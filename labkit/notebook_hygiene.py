@@ -37,6 +37,8 @@ def problems(path: str | Path) -> list[str]:
                 out.append(f"cell {i} is stored with outputs (run `make strip`)")
             if c.get("execution_count") is not None:
                 out.append(f"cell {i} is stored with an execution count (run `make strip`)")
+    if nb.get("metadata", {}).get("widgets"):
+        out.append("the notebook stores widget state in its metadata (run `make strip`)")
     md = [_source(c) for c in cells if c.get("cell_type") == "markdown"]
     code = [c for c in cells if c.get("cell_type") == "code"]
     if not cells or cells[0].get("cell_type") != "markdown" or not _source(cells[0]).lstrip().startswith("# "):

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..blackbox import BlackBox
-from ..data import DatasetInfo, LabeledTensors, canonical_name, dataset_info, load_dataset
+from ..data import DatasetInfo, LabeledTensors, balanced_indices, canonical_name, dataset_info, load_dataset
 from ..device import pick_device, seed_everything
 from ..errors import UnknownNameError
 from ..models import model_for
@@ -45,6 +45,9 @@ class MethodData:
     train: LabeledTensors | None = None  # labeled training images ("labeled" methods)
     unlabeled: torch.Tensor | None = None  # training images without labels ("unlabeled" methods)
     val: LabeledTensors | None = None  # labeled validation split ("labeled" methods)
+    #: few-shot methods: ``balanced_subset(n)`` gives seeded, class-balanced indices into ``unlabeled``
+    #: (the runner picks them from the hidden labels; the labels themselves are never handed over)
+    balanced_subset: Callable[[int], torch.Tensor] | None = None
 
 
 @dataclass
@@ -107,7 +110,7 @@ METHODS: dict[str, type[DistillationMethod]] = {}
 #: name -> module under labkit.methods that registers it (imported on first use)
 METHOD_MODULES: dict[str, str] = {
     "student": "kd", "kd": "kd", "db3kd": "db3kd", "zskd": "zskd", "zsdb3kd": "zsdb3kd",
-    "fsbbt": "fsbbt", "mekd": "mekd",
+    "fsbbt": "fsbbt", "mekd": "mekd", "kd-edge": "mekd",
 }
 
 
@@ -163,7 +166,13 @@ def method_data(info: DatasetInfo, data_access: str, device: torch.device, seed:
         return MethodData(info)
     train = load_dataset(info.name, "train", device=device, limit=train_limit, seed=seed)
     if data_access == "unlabeled":
-        return MethodData(info, unlabeled=train.x)
+        hidden_labels = train.y
+
+        def balanced_subset(n: int) -> torch.Tensor:
+            """Seeded, class-balanced indices of ``n`` unlabeled images (labels stay with the runner)."""
+            return balanced_indices(hidden_labels, min(int(n), len(hidden_labels)), seed).to(device)
+
+        return MethodData(info, unlabeled=train.x, balanced_subset=balanced_subset)
     return MethodData(info, train=train, val=load_dataset(info.name, "val", device=device))
 
 

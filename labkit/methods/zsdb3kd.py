@@ -1,0 +1,441 @@
+"""ZSDB3KD: zero-shot pseudo-samples from a decision-only teacher (Wang, ICML 2021; METHODS.md §3).
+
+No data at all, and the teacher answers only top-1 class ids. The transfer set is grown
+from noise by pushing each image *away from its nearest decision boundary*:
+
+1. **Starting samples** (:func:`noise_images`, :func:`rejection_sample`): draw
+   ``x = clip((U[0,1) + 0.2)·s₁ + N(0,1)·s₂, 0, 1)`` with ``s₁, s₂ ~ U(0,1)`` per image, in
+   batches, and keep each image the teacher puts in a class that still needs samples, until
+   every class has ``per_class``. Every draw is one counted query. Some classes are rare under
+   this noise (for the lab's Fashion-MNIST teacher, sneakers and ankle boots come up about
+   twice in 10 000 draws), so the draws are capped and a class that never shows up raises
+   :class:`PseudoSampleInitError` with advice.
+2. **Nearest boundary** (:func:`labkit.boundary.nearest_boundary`): random rays plus
+   bisection, then untargeted Sign-OPT, give each image the distance ``g`` to the closest
+   boundary (to any other class) and the unit direction ``θ*`` pointing *toward* it
+   (``x + g·θ*`` is across the boundary). From the second iteration on, the previous
+   ``θ*`` is bisected again as one more candidate ray (a warm start; the boundary moves
+   little in one step), so Sign-OPT keeps refining instead of starting over.
+3. **Label-preserving step** (:func:`label_preserving_step`): ``x ← clip(x − λ·θ*, 0, 1)``,
+   i.e. *away* from that boundary. Every proposal is checked with one query; where the
+   teacher's label would change, that image's ``λ`` is halved and only those images are
+   proposed again, up to ``max_halvings`` times (an image that never passes stays put).
+4. **Iterate** 2–3, keeping snapshots every ``snapshot_every`` iterations.
+5. **Label and train**: DB3 soft labels from the boundary distances to every other class
+   (:func:`labkit.boundary.boundary_distance`, rays toward the *other pseudo-samples* of that
+   class, which the teacher already labelled, so the far end costs no query), then
+   :func:`labkit.boundary.distance_soft_labels` at τ = 20. The student minimises
+   ``α·CE(S, y) + (1 − α)·τ²·KL(p ‖ softmax(S/τ))`` (batch mean), the authors' CE + KL with
+   Hinton's τ² so that the soft term keeps its weight at τ = 20.
+
+Model selection uses a teacher-labelled holdout of the pseudo-samples (the labels come for
+free: every pseudo-sample's class is verified by the step's check query). Optionally,
+students are also trained at a few intermediate iterations (``curve_points``) so that a
+notebook can plot accuracy against iterations and against queries; their labelling queries
+are counted under their own phase, ``"accuracy curve"``.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..blackbox import BlackBox
+from ..boundary import DEFAULT_RTOL, bisect_boundary, boundary_distance, distance_soft_labels, nearest_boundary, \
+    sign_opt
+from ..errors import AccessDenied, LabkitError
+from ..losses import SoftLabelKD
+from ..profiles import Profile
+from ..synthesis import Snapshot, SynthesisResult, Synthesizer
+from ..train import FitResult, fit, split_holdout
+from .base import DistillationMethod, DistillOutput, MethodData, RunContext, register_method
+
+
+class PseudoSampleInitError(LabkitError, RuntimeError):
+    """Rejection sampling from noise ran out of draws before every class had its samples."""
+
+
+# --------------------------------------------------------------------------- configuration
+@dataclass(frozen=True)
+class ZSDB3KDConfig:
+    """Sizes and settings of ZSDB3KD for one profile (override any field by keyword)."""
+
+    per_class: int  # pseudo-samples per class
+    iterations: int  # search-and-step iterations
+    n_directions: int  # random rays of the first nearest-boundary search
+    warm_directions: int  # fresh random rays in later searches (plus the previous θ*)
+    signopt_queries: int  # untargeted Sign-OPT budget per image and iteration
+    label_directions: int  # BD rays per (sample, other class) for the soft labels
+    epochs: int  # student epochs
+    batch_size: int  # student batch size
+    lr: float = 2e-3  # student learning rate
+    step_size: float = 0.5  # λ, the L2 length of a step away from the boundary
+    max_halvings: int = 5  # how often λ is halved for an image whose label would change
+    n_probes: int = 20  # Sign-OPT probes per gradient estimate
+    snapshot_every: int = 5  # iterations between snapshots
+    snapshot_per_class: int = 6  # images per class kept in every snapshot
+    tau: float = 20.0  # soft-label temperature (and the KL's)
+    alpha: float = 0.5  # weight of the hard-label CE term
+    holdout_fraction: float = 0.1  # pseudo-samples kept aside (teacher-labelled) to select the epoch
+    init_batch: int = 8192  # noise images per rejection-sampling draw
+    max_init_draws: int = 2_000_000  # cap on noise images queried before giving up
+    curve_points: int = 0  # intermediate iterations at which a student is also trained (0: none)
+
+    @classmethod
+    def for_profile(cls, profile: Profile, **overrides: Any) -> "ZSDB3KDConfig":
+        """The profile's defaults with any non-None overrides."""
+        if profile.name == "smoke":
+            base = cls(per_class=5, iterations=4, n_directions=4, warm_directions=1, signopt_queries=30,
+                       label_directions=2, epochs=4, batch_size=32, n_probes=8, snapshot_every=1,
+                       snapshot_per_class=3, max_init_draws=400_000, curve_points=1)
+        elif profile.name == "laptop":
+            base = cls(per_class=60, iterations=12, n_directions=8, warm_directions=2, signopt_queries=100,
+                       label_directions=3, epochs=profile.student_epochs * 3, batch_size=64, n_probes=10,
+                       snapshot_every=2, max_init_draws=3_000_000, curve_points=3)
+        else:  # paper: the authors' sizes (3000/class, 40 iterations, ~5000 Sign-OPT queries per image)
+            base = cls(per_class=3000, iterations=40, n_directions=20, warm_directions=19, signopt_queries=5000,
+                       label_directions=200, epochs=profile.student_epochs, batch_size=profile.batch_size,
+                       lr=1e-3, snapshot_every=5, max_init_draws=200_000_000, init_batch=65536, curve_points=4)
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+# --------------------------------------------------------------------------- 1. starting samples
+def noise_images(n: int, shape: tuple[int, ...], generator: torch.Generator,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """``n`` noise images ``clip((U[0,1) + 0.2)·s₁ + N(0,1)·s₂, 0, 1)``, ``s₁, s₂ ~ U(0,1)`` per image."""
+    scale_shape = (n,) + (1,) * len(shape)
+    s1 = torch.rand(scale_shape, generator=generator)
+    s2 = torch.rand(scale_shape, generator=generator)
+    x = (torch.rand((n,) + tuple(shape), generator=generator) + 0.2) * s1 \
+        + torch.randn((n,) + tuple(shape), generator=generator) * s2
+    return x.clamp_(0.0, 1.0).to(device)
+
+
+@dataclass
+class InitialSamples:
+    """Rejection-sampling result: ``per_class`` images of every class, sorted by class."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    draws: int  # noise images queried (= queries spent)
+    hits_per_class: list[int]  # how often each class came up among all draws
+
+
+def rejection_sample(box: BlackBox, counts: torch.Tensor | list[int], image_shape: tuple[int, ...], *,
+                     seed: int = 0, batch: int = 8192, max_draws: int = 2_000_000,
+                     device: torch.device | str | None = None, progress: bool = False) -> InitialSamples:
+    """Draw noise in batches until the teacher has put ``counts[c]`` images in every class ``c``.
+
+    Every draw is one query. A class that still lacks samples after ``max_draws`` draws raises
+    :class:`PseudoSampleInitError` (nothing is kept). The returned images are sorted by class.
+    """
+    device = torch.device(device) if device is not None else box.device
+    need = torch.as_tensor(counts, dtype=torch.int64).clone()
+    num_classes = need.numel()
+    gen = torch.Generator().manual_seed(seed)
+    kept_x: list[torch.Tensor] = []
+    kept_y: list[torch.Tensor] = []
+    hits = torch.zeros(num_classes, dtype=torch.int64)
+    draws = 0
+    bar = tqdm(total=int(need.sum()), desc="noise → class", disable=not progress, leave=False)
+    while bool((need > 0).any()):
+        if draws >= max_draws:
+            short = {c: int(need[c]) for c in range(num_classes) if need[c] > 0}
+            seen = {c: int(hits[c]) for c in short}
+            bar.close()
+            raise PseudoSampleInitError(
+                f"After {draws:,} noise draws the teacher still has not given enough images of class(es) "
+                f"{sorted(short)} (missing {short}; seen {seen} times in all). Raise max_init_draws "
+                "(--max-init-draws), or ask for fewer pseudo-samples per class (--per-class).")
+        n = min(batch, max_draws - draws)
+        x = noise_images(n, image_shape, gen, device)
+        y = box(x).to(device)
+        draws += n
+        hits += torch.bincount(y.cpu(), minlength=num_classes)
+        # keep, per class, the first need[c] hits of this batch: rank of every image within its class
+        onehot = torch.nn.functional.one_hot(y, num_classes)
+        rank = (onehot.cumsum(0) * onehot).sum(1) - 1
+        keep = rank < need.to(device)[y]
+        kept_x.append(x[keep])
+        kept_y.append(y[keep])
+        got = torch.bincount(y[keep].cpu(), minlength=num_classes)
+        need -= got
+        bar.update(int(got.sum()))
+    bar.close()
+    xs, ys = torch.cat(kept_x), torch.cat(kept_y)
+    order = torch.argsort(ys, stable=True)
+    return InitialSamples(xs[order], ys[order], draws, hits.tolist())
+
+
+# --------------------------------------------------------------------------- 3. the label-preserving step
+@dataclass
+class StepResult:
+    """One label-preserving step: new images, the λ each image moved by (0: it stayed), queries spent."""
+
+    images: torch.Tensor
+    step: torch.Tensor  # (N,) λ used; 0 where every proposal changed the label (or no direction)
+    queries: int
+
+    @property
+    def moved(self) -> torch.Tensor:
+        """Images that took a step."""
+        return self.step > 0
+
+
+def label_preserving_step(box: BlackBox, x: torch.Tensor, y: torch.Tensor, direction: torch.Tensor,
+                          step_size: float | torch.Tensor = 0.5, max_halvings: int = 5) -> StepResult:
+    """Move every image *away* from its nearest boundary without changing the teacher's label.
+
+    ``direction`` holds unit vectors ``θ*`` pointing toward each image's nearest boundary (a zero
+    vector: no boundary found, the image is left alone and costs nothing). The proposal is
+    ``clip(x − λ·θ*, 0, 1)``; images whose proposal the teacher labels differently from ``y``
+    get ``λ/2`` and are proposed again (one batched query per round, only for those images), at
+    most ``max_halvings`` times. Returns a :class:`StepResult`.
+    """
+    n = x.shape[0]
+    lam = torch.as_tensor(step_size, dtype=x.dtype, device=x.device).expand(n).clone()
+    has_dir = direction.reshape(n, -1).abs().sum(1) > 0
+    out = x.clone()
+    used = torch.zeros(n, dtype=x.dtype, device=x.device)
+    active = has_dir.nonzero().squeeze(1)
+    queries = 0
+    view = (-1,) + (1,) * (x.dim() - 1)
+    for _ in range(max_halvings + 1):
+        if active.numel() == 0:
+            break
+        proposal = (x[active] - lam[active].view(view) * direction[active]).clamp(0.0, 1.0)
+        same = box(proposal).to(x.device) == y[active]
+        queries += active.numel()
+        done = active[same]
+        out[done] = proposal[same]
+        used[done] = lam[done]
+        active = active[~same]
+        lam[active] = lam[active] / 2
+    return StepResult(out, used, queries)
+
+
+# --------------------------------------------------------------------------- 2. nearest boundary (warm-started)
+def search_nearest_boundary(box: BlackBox, x: torch.Tensor, y: torch.Tensor, cfg: ZSDB3KDConfig,
+                            previous: torch.Tensor | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distance ``g`` and unit direction ``θ*`` (toward the boundary) of every image's nearest boundary.
+
+    Without ``previous`` this is :func:`labkit.boundary.nearest_boundary` with ``cfg.n_directions``
+    random rays and ``cfg.signopt_queries`` of Sign-OPT. With ``previous`` (last iteration's θ*),
+    ``cfg.warm_directions`` fresh random rays compete with the bisected previous θ*, and Sign-OPT
+    refines the winner (same budget), so its progress carries over from one iteration to the next.
+    """
+    if previous is None:
+        res = nearest_boundary(box, x, y, n_directions=cfg.n_directions, signopt_queries=cfg.signopt_queries,
+                               n_probes=cfg.n_probes, seed=seed)
+        return res.distance, res.direction
+    rand = nearest_boundary(box, x, y, n_directions=max(1, cfg.warm_directions), signopt_queries=0, seed=seed)
+    dist, theta = rand.distance.clone(), rand.direction.reshape(x.shape[0], -1).clone()
+    has_prev = previous.reshape(x.shape[0], -1).abs().sum(1) > 0
+    if bool(has_prev.any()):
+        idx = has_prev.nonzero().squeeze(1)
+        radius = math.sqrt(x[0].numel())
+        warm = bisect_boundary(box, x[idx], previous[idx].unsqueeze(1), y[idx], None, 0.0, radius, 0.0,
+                               rtol=DEFAULT_RTOL)
+        wd = warm.distance[:, 0].to(dist.dtype)
+        better = wd < dist[idx]
+        dist[idx[better]] = wd[better]
+        theta[idx[better]] = previous[idx[better]].reshape(int(better.sum()), -1).to(theta.dtype)
+    if cfg.signopt_queries > 0 and bool(torch.isfinite(dist).any()):
+        g, th, _, _ = sign_opt(box, x, theta.view_as(x), dist, y, None, queries=cfg.signopt_queries,
+                               n_probes=cfg.n_probes, seed=seed)
+        dist, theta = g, th.reshape(x.shape[0], -1)
+    theta = torch.where(torch.isfinite(dist).unsqueeze(1), theta, torch.zeros_like(theta))
+    return dist, theta.view_as(x)
+
+
+# --------------------------------------------------------------------------- 5. DB3 soft labels
+def pseudo_sample_soft_labels(box: BlackBox, x: torch.Tensor, y: torch.Tensor, num_classes: int, n_directions: int,
+                              tau: float = 20.0, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """DB3 soft labels of pseudo-samples: BD to every other class along rays toward that class's
+    other pseudo-samples (their teacher class is known, so no check query), then
+    :func:`labkit.boundary.distance_soft_labels`. Returns ``(soft labels (N, C), distances (N, C))``."""
+    bd = boundary_distance(box, x, y, x, y, num_classes, n_directions=n_directions, nearest=True, seed=seed)
+    return distance_soft_labels(bd.distance, y, tau), bd.distance
+
+
+# --------------------------------------------------------------------------- the synthesizer
+@dataclass
+class IterationStats:
+    """What one search-and-step iteration measured (one row of the history)."""
+
+    iteration: int
+    mean_distance: float  # mean nearest-boundary distance before the step (finite ones)
+    median_distance: float
+    found: float  # fraction of images whose search found a boundary
+    moved: float  # fraction of images that took a step
+    mean_step: float  # mean λ over the images that moved
+    queries: int  # cumulative queries after this iteration (including the initial sampling)
+
+
+class PseudoSampleSynthesizer(Synthesizer):
+    """ZSDB3KD's pseudo-samples: noise → rejection sampling → (nearest boundary, step away) × iterations.
+
+    ``synthesize(n)`` makes ``n`` samples split evenly over the classes and returns DB3 soft labels
+    as targets. ``extras`` holds the teacher classes (``labels``), the per-iteration history, the
+    boundary distances of the final images, and (``checkpoints``) full copies of the images at
+    ``cfg.curve_points`` intermediate iterations.
+    """
+
+    def __init__(self, box: BlackBox, cfg: ZSDB3KDConfig, num_classes: int, image_shape: tuple[int, ...],
+                 seed: int = 0, device: torch.device | str | None = None) -> None:
+        super().__init__(box, seed)
+        if box.access != "decision":
+            raise AccessDenied(f"ZSDB3KD is the decision-based method; it needs a 'decision' box, got {box.access!r}.")
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.image_shape = tuple(image_shape)
+        self.device = torch.device(device) if device is not None else box.device
+
+    def checkpoint_iterations(self) -> list[int]:
+        """Iterations (0 = the noise start) after which the full image set is kept for accuracy curves."""
+        k, it = self.cfg.curve_points, self.cfg.iterations
+        if k <= 0 or it <= 0:
+            return []
+        pts = sorted({int(round(i * it / (k + 1))) for i in range(k + 1)})
+        return [p for p in pts if p < it]
+
+    def _synthesize(self, n: int, progress: bool) -> SynthesisResult:
+        cfg, box, c = self.cfg, self.box, self.num_classes
+        counts = torch.full((c,), n // c, dtype=torch.int64)
+        counts[: n % c] += 1
+        q0 = box.queries
+        with box.phase("initial noise"):
+            init = rejection_sample(box, counts, self.image_shape, seed=self.seed, batch=cfg.init_batch,
+                                    max_draws=cfg.max_init_draws, device=self.device, progress=progress)
+        x, y = init.images, init.labels
+        snap_idx = torch.cat([(y == k).nonzero().squeeze(1)[: cfg.snapshot_per_class] for k in range(c)])
+        snapshots = [Snapshot(0, x[snap_idx].cpu().clone(), y[snap_idx].cpu().clone())]
+        checkpoints: list[dict[str, Any]] = []
+        keep_at = set(self.checkpoint_iterations())
+        history: list[IterationStats] = []
+        theta: torch.Tensor | None = None
+        last_distance = torch.full((x.shape[0],), math.inf, dtype=torch.float64)
+        bar = tqdm(range(cfg.iterations), desc="pseudo-samples", disable=not progress, leave=False)
+        for it in bar:
+            if it in keep_at:
+                checkpoints.append({"iteration": it, "images": x.clone(), "queries": box.queries - q0})
+            with box.phase("nearest boundary"):
+                dist, theta = search_nearest_boundary(box, x, y, cfg, theta, seed=self.seed + 7919 * (it + 1))
+            with box.phase("step away"):
+                step = label_preserving_step(box, x, y, theta, cfg.step_size, cfg.max_halvings)
+            x = step.images
+            found = torch.isfinite(dist)
+            fd = dist[found].double()
+            moved = step.moved
+            history.append(IterationStats(
+                it + 1, float(fd.mean()) if fd.numel() else math.nan, float(fd.median()) if fd.numel() else math.nan,
+                float(found.float().mean()), float(moved.float().mean()),
+                float(step.step[moved].mean()) if bool(moved.any()) else 0.0, box.queries - q0))
+            last_distance = dist.detach().double().cpu()
+            bar.set_postfix(dist=f"{history[-1].mean_distance:.3f}", moved=f"{history[-1].moved:.2f}")
+            if (it + 1) % cfg.snapshot_every == 0 or it + 1 == cfg.iterations:
+                snapshots.append(Snapshot(it + 1, x[snap_idx].cpu().clone(), y[snap_idx].cpu().clone()))
+        generation_queries = box.queries - q0
+        with box.phase("soft labels"):
+            soft, distances = pseudo_sample_soft_labels(box, x, y, c, cfg.label_directions, cfg.tau, self.seed)
+        extras: dict[str, object] = {
+            "labels": y, "history": [asdict(h) for h in history], "init_draws": init.draws,
+            "init_hits_per_class": init.hits_per_class, "generation_queries": generation_queries,
+            "label_queries": box.queries - q0 - generation_queries, "distances": distances,
+            "nearest_distance": last_distance, "checkpoints": checkpoints,
+        }
+        return SynthesisResult(x, soft, snapshots, extras)
+
+
+# --------------------------------------------------------------------------- training
+def train_on_pseudo_samples(student: torch.nn.Module, x: torch.Tensor, soft: torch.Tensor, y: torch.Tensor,
+                            cfg: ZSDB3KDConfig, ctx: RunContext, desc: str = "ZSDB3KD student",
+                            seed_offset: int = 0) -> FitResult:
+    """Train on ``(x, soft, y)`` with α·CE + (1−α)·τ²·KL, selecting the epoch on a teacher-labelled holdout."""
+    keep, hold = split_holdout(x.shape[0], cfg.holdout_fraction, ctx.seed + seed_offset, x.device)
+    loss = SoftLabelKD(tau=cfg.tau, alpha=cfg.alpha)
+    return fit(student, x[keep], (soft[keep], y[keep]), loss, val=(x[hold], y[hold]), epochs=cfg.epochs,
+               batch_size=cfg.batch_size, lr=cfg.lr, device=ctx.device, seed=ctx.seed + seed_offset,
+               progress=ctx.progress, desc=desc)
+
+
+# --------------------------------------------------------------------------- the method
+@register_method
+class ZSDB3KD(DistillationMethod):
+    """ZSDB3KD: pseudo-samples grown from noise away from a decision-only teacher's boundaries, DB3 soft labels."""
+
+    name = "zsdb3kd"
+    access = "decision"
+    data_access = "none"
+    summary = "ZSDB3KD: zero-shot pseudo-samples from a decision-only teacher, DB3 distance soft labels"
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--per-class", type=int, help="pseudo-samples per class (paper 3000)")
+        parser.add_argument("--iterations", type=int, help="search-and-step iterations (paper 40)")
+        parser.add_argument("--queries", dest="signopt_queries", type=int,
+                            help="untargeted Sign-OPT queries per image and iteration (paper ~5000)")
+        parser.add_argument("--directions", dest="n_directions", type=int,
+                            help="random rays of the first nearest-boundary search (paper 20)")
+        parser.add_argument("--label-directions", type=int, help="BD rays per (sample, class) for soft labels")
+        parser.add_argument("--step-size", type=float, help="λ, the step away from the boundary (default 0.5)")
+        parser.add_argument("--tau", type=float, help="soft-label temperature (default 20)")
+        parser.add_argument("--alpha", type=float, help="weight of the hard-label CE term (default 0.5)")
+        parser.add_argument("--epochs", type=int, help="student epochs")
+        parser.add_argument("--lr", type=float, help="student learning rate")
+        parser.add_argument("--max-init-draws", type=int, help="cap on noise images drawn for the starting samples")
+        parser.add_argument("--curve-points", type=int,
+                            help="intermediate iterations at which a student is also trained (accuracy curve)")
+
+    def config(self, profile: Profile) -> ZSDB3KDConfig:
+        """This run's configuration: the profile's sizes with the constructor's options."""
+        fields = ZSDB3KDConfig.__dataclass_fields__
+        return ZSDB3KDConfig.for_profile(profile, **{k: v for k, v in self.options.items() if k in fields})
+
+    def distill(self, box: BlackBox | None, data: MethodData, ctx: RunContext) -> DistillOutput:
+        if box is None or box.access != "decision":
+            raise AccessDenied("ZSDB3KD needs a 'decision' box (top-1 class ids only).")
+        cfg = self.config(ctx.profile)
+        info = ctx.info
+        synth = PseudoSampleSynthesizer(box, cfg, info.num_classes, info.image_shape, ctx.seed, ctx.device)
+        result = synth.synthesize(cfg.per_class * info.num_classes, progress=ctx.progress)
+        x, soft = result.images, result.targets
+        y = result.extras["labels"]
+        assert isinstance(y, torch.Tensor)
+        student = ctx.new_student()
+        fit_res = train_on_pseudo_samples(student, x, soft, y, cfg, ctx)
+        # intermediate students for the accuracy-against-iterations/queries curve
+        curve: list[dict[str, Any]] = []
+        for k, cp in enumerate(result.extras["checkpoints"]):  # type: ignore[union-attr]
+            before = box.queries
+            with box.phase("accuracy curve"):
+                cp_soft, _ = pseudo_sample_soft_labels(box, cp["images"], y, info.num_classes, cfg.label_directions,
+                                                       cfg.tau, ctx.seed)
+            cp_student = ctx.new_student()
+            cp_fit = train_on_pseudo_samples(cp_student, cp["images"], cp_soft, y, cfg, ctx,
+                                             desc=f"student @ iteration {cp['iteration']}")
+            curve.append({"iteration": cp["iteration"], "queries": int(cp["queries"] + box.queries - before),
+                          "student": cp_student, "holdout_acc": cp_fit.best_val_acc})
+        hist = result.extras["history"]
+        method_queries = int(result.extras["generation_queries"]) + int(result.extras["label_queries"])
+        curve.append({"iteration": cfg.iterations, "queries": method_queries, "student": student,
+                      "holdout_acc": fit_res.best_val_acc})
+        extras = {
+            "config": asdict(cfg), "best_epoch": fit_res.best_epoch, "init_draws": result.extras["init_draws"],
+            "init_hits_per_class": result.extras["init_hits_per_class"],
+            "generation_queries": result.extras["generation_queries"],
+            "label_queries": result.extras["label_queries"], "method_queries": method_queries,
+            "queries_per_sample": method_queries / max(1, len(result)),
+            "mean_distance_by_iteration": [h["mean_distance"] for h in hist],  # type: ignore[index]
+            "curve": [{k: v for k, v in row.items() if k != "student"} for row in curve],
+        }
+        artifacts = {"images": x, "soft_labels": soft, "labels": y, "snapshots": result.snapshots,
+                     "history": hist, "distances": result.extras["distances"],
+                     "nearest_distance": result.extras["nearest_distance"], "curve": curve, "synthesizer": synth}
+        return DistillOutput(student, len(result), fit_res.best_val_acc,
+                             selection="teacher-labelled holdout of the pseudo-samples", history=fit_res.history,
+                             extras=extras, artifacts=artifacts)

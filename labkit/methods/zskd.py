@@ -1,0 +1,409 @@
+"""ZSKD: zero-shot KD with Data Impressions (Nayak et al., ICML 2019), white-box teacher.
+
+The method, step by step (METHODS.md §4):
+
+1. **Class similarity** from the teacher's final layer: with ``w_k`` the weight row of
+   class ``k``, ``C(i, j) = cos(w_i, w_j)``, then every row is min-max normalised to
+   [0, 1] (:func:`class_similarity`). The final ``nn.Linear`` is found generically
+   (:func:`final_linear`).
+2. **Dirichlet targets**: an impression of class ``k`` gets a target ``y ~ Dir(β·C_k)``.
+   β is applied *after* the normalisation. (The authors' public code normalises
+   *after* scaling by β, and min-max normalisation cancels any positive scale, so in
+   their code every β gives the same targets. :func:`dirichlet_concentration` does it
+   the right way round; the notebook shows the difference.) Half the impressions use
+   β = 1.0 and half β = 0.1 by default.
+3. **Crafting** (:class:`DataImpressionSynthesizer`): start from U[0, 1] noise and
+   minimise ``CE(y, softmax(T(x)/τ))`` with τ = 20 and Adam, thousands of impressions
+   at once on a GPU. Each image's loss is *summed* over the batch (not averaged), so
+   every impression follows the same optimisation whatever the batch size. Images
+   are kept in [0, 1] by **projection**: after every Adam step ``x`` is clamped back
+   into [0, 1] (``parametrisation="clamp"``, the default; ``"sigmoid"`` optimises
+   ``z`` with ``x = sigmoid(z)`` instead, which never leaves (0, 1) but slows down
+   pixels near the bounds). Every step queries the white box once per image and is
+   counted. Snapshots of one impression per class are kept for the "evolution" plot.
+4. **Distillation** (:func:`train_student_on_impressions`): each impression is
+   labelled by the teacher's softmax at τ = 20, and the student is trained with
+   ``τ²·KL`` only (no hard-label term). Optionally every batch is augmented (shifts,
+   small rotations, flips) and the augmented images are *relabelled by the teacher*
+   (counted queries, phase ``"relabel augmented"``). The epoch is selected on a
+   teacher-labelled holdout of the impressions, never on the test set.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..blackbox import BlackBox
+from ..errors import AccessDenied
+from ..losses import SoftLabelKD
+from ..profiles import Profile
+from ..synthesis import Snapshot, SynthesisResult, Synthesizer
+from ..train import FitResult, fit, random_affine, split_holdout
+from .base import DistillationMethod, DistillOutput, MethodData, RunContext, register_method
+
+#: The smallest Dirichlet concentration used: min-max normalisation maps each row's least
+#: similar class to exactly 0, and a Dirichlet needs every concentration > 0.
+CONCENTRATION_FLOOR = 1e-3
+
+
+# --------------------------------------------------------------------------- configuration
+@dataclass(frozen=True)
+class ZSKDConfig:
+    """Sizes and settings of ZSKD for one profile (override any field by keyword)."""
+
+    impressions: int  # how many Data Impressions to craft
+    iterations: int  # Adam steps per impression
+    craft_batch: int  # impressions crafted at once (thousands on a GPU)
+    epochs: int  # student epochs
+    batch_size: int  # student batch size
+    craft_lr: float = 0.05  # Adam learning rate on the pixels
+    lr: float = 1e-3  # student learning rate
+    tau: float = 20.0  # temperature for crafting and for the student's KL
+    betas: tuple[float, ...] = (1.0, 0.1)  # Dirichlet scales, an equal share of impressions each
+    parametrisation: str = "clamp"  # "clamp" (projected Adam) or "sigmoid"
+    augment: bool = True  # augment batches and relabel them with the teacher
+    augment_fraction: float = 0.5  # share of each batch replaced by augmented, relabelled images
+    max_shift: float = 3.0  # pixels
+    max_rotation: float = 15.0  # degrees
+    flip: bool = True  # horizontal flips (sensible for clothes; turn off for digits)
+    holdout_fraction: float = 0.1  # impressions kept aside (teacher-labelled) to select the epoch
+    snapshots: int = 12  # how many snapshots of the optimisation to keep
+
+    @classmethod
+    def for_profile(cls, profile: Profile, **overrides: Any) -> "ZSKDConfig":
+        """The profile's defaults (smoke / laptop / paper) with any non-None overrides."""
+        if profile.name == "smoke":
+            base = cls(impressions=300, iterations=40, craft_batch=300, epochs=3, batch_size=64)
+        elif profile.name == "laptop":
+            base = cls(impressions=2400, iterations=150, craft_batch=2400, epochs=20, batch_size=128)
+        else:  # paper: 48k impressions for Fashion-MNIST, 1500 iterations (METHODS.md §4)
+            base = cls(impressions=48_000, iterations=1500, craft_batch=8000, epochs=profile.student_epochs,
+                       batch_size=profile.batch_size, craft_lr=0.01)
+        values = {k: v for k, v in overrides.items() if v is not None}
+        if "betas" in values:
+            values["betas"] = tuple(float(b) for b in values["betas"])
+        cfg = cls(**{**asdict(base), **values})
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` with advice for settings that cannot work."""
+        if self.impressions < 2:
+            raise ValueError("ZSKD needs at least 2 impressions (some are held out for model selection)")
+        if self.iterations < 1 or self.craft_batch < 1 or self.epochs < 1:
+            raise ValueError("iterations, craft_batch and epochs must all be >= 1")
+        if not self.betas or any(b <= 0 for b in self.betas):
+            raise ValueError(f"betas must be positive Dirichlet scales, got {self.betas}")
+        if self.tau <= 0:
+            raise ValueError("the temperature tau must be > 0")
+        if self.parametrisation not in ("clamp", "sigmoid"):
+            raise ValueError(f"parametrisation must be 'clamp' or 'sigmoid', got {self.parametrisation!r}")
+        if not 0 < self.holdout_fraction < 1:
+            raise ValueError("holdout_fraction must lie strictly between 0 and 1")
+        if not 0 <= self.augment_fraction <= 1:
+            raise ValueError("augment_fraction must lie in [0, 1]")
+
+
+def require_white_box(box: BlackBox | None) -> BlackBox:
+    """Return ``box`` if it is a white box; otherwise raise :class:`AccessDenied` saying why."""
+    if box is None or box.access != "white":
+        got = "no teacher at all" if box is None else f"a {box.access!r} box"
+        raise AccessDenied(
+            f"ZSKD (Data Impressions) needs a white-box teacher: it reads the final layer's weights and "
+            f"back-propagates through the teacher to the input pixels. It was given {got}. Build the box with "
+            "BlackBox(model, access='white'), or pick a black-box method (zsdb3kd, mekd, fsbbt) instead."
+        )
+    return box
+
+
+# --------------------------------------------------------------------------- class similarity
+def final_linear(module: nn.Module, num_classes: int | None = None) -> nn.Linear:
+    """The teacher's classification layer: the last ``nn.Linear`` (with ``num_classes`` outputs, if given)."""
+    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    if num_classes is not None:
+        linears = [m for m in linears if m.out_features == num_classes]
+    if not linears:
+        want = f" with {num_classes} outputs" if num_classes is not None else ""
+        raise ValueError(f"No nn.Linear layer{want} found in the teacher; ZSKD reads class similarity from the "
+                         "weights of the final fully connected layer.")
+    return linears[-1]
+
+
+def class_similarity(weight: torch.Tensor) -> torch.Tensor:
+    """C×C class similarity from final-layer weights (C×D): cosine similarity, each row min-max normalised.
+
+    Row ``k`` becomes ``(cos_k − min cos_k) / (max cos_k − min cos_k)``: the class itself gets 1
+    (its own cosine is the row maximum) and the least similar class 0.
+    """
+    w = F.normalize(weight.detach().float(), dim=1)
+    cos = w @ w.T
+    lo = cos.min(dim=1, keepdim=True).values
+    hi = cos.max(dim=1, keepdim=True).values
+    return (cos - lo) / (hi - lo).clamp_min(1e-12)
+
+
+def teacher_class_similarity(box: BlackBox) -> torch.Tensor:
+    """:func:`class_similarity` of a white box's final layer (no queries: it reads weights only)."""
+    layer = final_linear(require_white_box(box).module, box.num_classes)
+    return class_similarity(layer.weight)
+
+
+# --------------------------------------------------------------------------- Dirichlet targets
+def dirichlet_concentration(similarity: torch.Tensor, classes: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
+    """Concentration ``β·C_k`` per impression, with β applied AFTER the row normalisation.
+
+    ``similarity`` is the row-normalised C×C matrix, ``classes`` (N,) the class of each
+    impression and ``betas`` (N,) its β. Entries are floored at :data:`CONCENTRATION_FLOOR`·β
+    because a Dirichlet needs positive concentrations.
+    """
+    rows = similarity.to(classes.device).float()[classes].clamp_min(CONCENTRATION_FLOOR)
+    return betas.to(rows).view(-1, 1) * rows
+
+
+def sample_dirichlet(concentration: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """One Dirichlet sample per row of ``concentration`` (N×C), seeded, in float64 then float32.
+
+    Float64 matters: with β = 0.1 a float32 gamma draw underflows to 0 often enough to give
+    all-zero rows; such a row (should any remain) falls back to its largest concentration.
+    """
+    alpha = concentration.detach().double().cpu()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        g = torch._standard_gamma(alpha)
+    total = g.sum(1, keepdim=True)
+    y = g / total.clamp_min(1e-300)
+    bad = ~(total.squeeze(1) > 0) | ~torch.isfinite(y).all(1)
+    if bool(bad.any()):
+        y[bad] = F.one_hot(alpha[bad].argmax(1), alpha.shape[1]).double()
+    return y.float().to(concentration.device)
+
+
+def impression_plan(n: int, num_classes: int, betas: tuple[float, ...] = (1.0, 0.1),
+                    device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Classes and β for ``n`` impressions: balanced over classes, and over β within each class.
+
+    Impression ``i`` has class ``i mod C`` and β ``betas[(i // C) mod len(betas)]``, so any
+    prefix of the plan is (nearly) balanced too.
+    """
+    idx = torch.arange(n, device=device)
+    classes = idx % num_classes
+    beta_values = torch.tensor(betas, dtype=torch.float32, device=device)
+    return classes, beta_values[(idx // num_classes) % len(betas)]
+
+
+def dirichlet_targets(similarity: torch.Tensor, classes: torch.Tensor, betas: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Sampled targets ``y ~ Dir(β·C_k)`` for every impression (N×C, rows sum to 1)."""
+    return sample_dirichlet(dirichlet_concentration(similarity, classes, betas), seed)
+
+
+def impression_loss(logits: torch.Tensor, targets: torch.Tensor, tau: float) -> torch.Tensor:
+    """Per-impression crafting loss ``CE(y, softmax(T(x)/τ)) = −Σ_c y_c log softmax(T(x)/τ)_c`` (shape N)."""
+    return -(targets * F.log_softmax(logits.float() / tau, dim=1)).sum(1)
+
+
+# --------------------------------------------------------------------------- crafting
+class DataImpressionSynthesizer(Synthesizer):
+    """Crafts Data Impressions through a white box (see the module doc for the recipe).
+
+    ``synthesize(n)`` returns a :class:`~labkit.synthesis.SynthesisResult` whose ``images``
+    are the impressions (N×C×H×W in [0, 1]) and whose ``targets`` are the teacher's soft
+    labels at τ on them (one counted labelling pass, phase ``"label impressions"``).
+    ``extras`` holds ``classes``, ``betas``, ``dirichlet_targets`` (the sampled y),
+    ``loss_history`` (mean crafting loss before each step and after the last) and
+    ``final_loss`` (per impression).
+    """
+
+    def __init__(self, box: BlackBox, *, iterations: int = 1500, lr: float = 0.01, batch_size: int = 4096,
+                 tau: float = 20.0, betas: tuple[float, ...] = (1.0, 0.1), parametrisation: str = "clamp",
+                 snapshots: int = 12, similarity: torch.Tensor | None = None, seed: int = 0) -> None:
+        super().__init__(require_white_box(box), seed)
+        if box.input_shape is None or box.num_classes is None:
+            raise ValueError("the box must know its input_shape and num_classes to craft impressions "
+                             "(BlackBox(model, access='white', input_shape=..., num_classes=...))")
+        if parametrisation not in ("clamp", "sigmoid"):
+            raise ValueError(f"parametrisation must be 'clamp' or 'sigmoid', got {parametrisation!r}")
+        self.iterations, self.lr, self.batch_size, self.tau = int(iterations), float(lr), int(batch_size), float(tau)
+        self.betas, self.parametrisation, self.n_snapshots = tuple(betas), parametrisation, int(snapshots)
+        self.similarity = (similarity if similarity is not None else teacher_class_similarity(box)).to(box.device)
+        self._made = 0  # impressions made so far (offsets the plan and the seeds across calls)
+
+    def snapshot_steps(self) -> list[int]:
+        """The steps at which snapshots are taken: 0 (noise), evenly spaced ones, and the last."""
+        k = max(2, self.n_snapshots)
+        return sorted({round(i * self.iterations / (k - 1)) for i in range(k)})
+
+    def _synthesize(self, n: int, progress: bool) -> SynthesisResult:
+        box, dev, c = self.box, self.box.device, int(self.box.num_classes)
+        plan_classes, plan_betas = impression_plan(self._made + n, c, self.betas, device=dev)
+        classes, betas = plan_classes[self._made:], plan_betas[self._made:]
+        targets = dirichlet_targets(self.similarity, classes, betas, seed=self.seed * 1_000_003 + self._made)
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self._made + 1)
+        images = torch.rand((n, *box.input_shape), generator=gen).to(dev)
+        loss_sum = torch.zeros(self.iterations + 1, device=dev)
+        final_loss = torch.empty(n, device=dev)
+        soft = torch.empty(n, c, device=dev)
+        snap_steps = set(self.snapshot_steps())
+        snap_count = min(n, c)  # one impression per class: the first C of the plan
+        snapshots: list[Snapshot] = []
+        chunks = range(0, n, self.batch_size)
+        bar = tqdm(total=len(chunks) * self.iterations, desc="crafting impressions", disable=not progress, leave=False)
+        for start in chunks:
+            stop = min(n, start + self.batch_size)
+            y = targets[start:stop]
+            x0 = images[start:stop]
+            if self.parametrisation == "clamp":
+                param = x0.clone().requires_grad_(True)
+            else:
+                param = torch.logit(x0.clamp(1e-3, 1 - 1e-3)).requires_grad_(True)
+            opt = torch.optim.Adam([param], lr=self.lr)
+            keep = start == 0 and snap_count > 0
+
+            def current() -> torch.Tensor:
+                return param if self.parametrisation == "clamp" else torch.sigmoid(param)
+
+            with box.phase("craft impressions"):
+                for step in range(self.iterations):
+                    x = current()
+                    if keep and step in snap_steps:
+                        snapshots.append(Snapshot(step, x[:snap_count].detach().cpu().clone(), classes[:snap_count].cpu()))
+                    loss = impression_loss(box(x), y, self.tau)
+                    loss_sum[step] += loss.detach().sum()
+                    opt.zero_grad(set_to_none=True)
+                    loss.sum().backward()
+                    opt.step()
+                    if self.parametrisation == "clamp":
+                        with torch.no_grad():
+                            param.clamp_(0.0, 1.0)
+                    bar.update(1)
+            x = current().detach()
+            with torch.no_grad(), box.phase("label impressions"):
+                logits = box(x).float()
+            final_loss[start:stop] = impression_loss(logits, y, self.tau)
+            loss_sum[self.iterations] += final_loss[start:stop].sum()
+            soft[start:stop] = torch.softmax(logits / self.tau, dim=1)
+            images[start:stop] = x
+            if keep and self.iterations in snap_steps:
+                snapshots.append(Snapshot(self.iterations, x[:snap_count].cpu().clone(), classes[:snap_count].cpu()))
+        bar.close()
+        self._made += n
+        extras: dict[str, object] = {
+            "classes": classes, "betas": betas, "dirichlet_targets": targets,
+            "loss_history": (loss_sum / n).cpu(), "final_loss": final_loss, "tau": self.tau,
+        }
+        return SynthesisResult(images, soft, snapshots, extras)
+
+
+# --------------------------------------------------------------------------- distillation
+@dataclass
+class StudentTraining:
+    """What :func:`train_student_on_impressions` did."""
+
+    student: nn.Module
+    fit: FitResult
+    train_size: int
+    holdout_size: int
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def relabel_hook(box: BlackBox, tau: float, fraction: float, max_shift: float, max_rotation: float,
+                 flip: bool):
+    """A :func:`~labkit.train.fit` batch hook: replace ``fraction`` of each batch by augmented copies
+    and relabel those with the teacher's softmax at τ (counted, phase ``"relabel augmented"``)."""
+    aug = random_affine(max_shift=max_shift, max_rotation=max_rotation, flip=flip)
+
+    def hook(xb: torch.Tensor, tb: tuple[torch.Tensor, ...], gen: torch.Generator
+             ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        k = int(math.ceil(fraction * xb.shape[0]))
+        if k == 0:
+            return xb, tb
+        xa = aug(xb[:k], gen)
+        with torch.no_grad(), box.phase("relabel augmented"):
+            pa = torch.softmax(box(xa).float() / tau, dim=1)
+        return torch.cat([xa, xb[k:]]), (torch.cat([pa, tb[0][k:]]),)
+
+    return hook
+
+
+def train_student_on_impressions(box: BlackBox, student: nn.Module, images: torch.Tensor, soft_labels: torch.Tensor,
+                                 cfg: ZSKDConfig, *, device: torch.device | str | None = None, seed: int = 0,
+                                 progress: bool = True, desc: str = "ZSKD student") -> StudentTraining:
+    """Train ``student`` on impressions with ``τ²·KL(teacher soft labels ‖ student)`` only.
+
+    A ``cfg.holdout_fraction`` share of the impressions is held out, labelled with the
+    teacher's top-1 class (from the soft labels already queried) and used to pick the
+    epoch. With ``cfg.augment`` part of every batch is augmented and relabelled by the
+    teacher (counted queries).
+    """
+    device = torch.device(device) if device is not None else box.device
+    keep, hold = split_holdout(images.shape[0], cfg.holdout_fraction, seed, device=images.device)
+    val = (images[hold], soft_labels[hold].argmax(1))
+    hook = relabel_hook(box, cfg.tau, cfg.augment_fraction, cfg.max_shift, cfg.max_rotation, cfg.flip) \
+        if cfg.augment and cfg.augment_fraction > 0 else None
+    res = fit(student, images[keep], soft_labels[keep], SoftLabelKD(tau=cfg.tau), val=val, epochs=cfg.epochs,
+              batch_size=cfg.batch_size, lr=cfg.lr, device=device, seed=seed, batch_hook=hook,
+              progress=progress, desc=desc)
+    return StudentTraining(student, res, int(keep.numel()), int(hold.numel()), res.history)
+
+
+# --------------------------------------------------------------------------- the method
+@register_method
+class ZSKD(DistillationMethod):
+    """ZSKD (Nayak et al. 2019): craft Data Impressions through a white-box teacher from Dirichlet
+    targets built on the final layer's class similarity, then distil with τ²·KL on them."""
+
+    name = "zskd"
+    access = "white"
+    data_access = "none"
+    summary = "ZSKD Data Impressions: white-box, no data; Dirichlet targets from class similarity"
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--impressions", type=int, help="number of Data Impressions (paper: 48000 for Fashion-MNIST)")
+        parser.add_argument("--iterations", type=int, help="Adam steps per impression (paper: 1500)")
+        parser.add_argument("--craft-lr", type=float, help="Adam learning rate on the pixels")
+        parser.add_argument("--craft-batch", type=int, help="impressions crafted at once (thousands on a GPU)")
+        parser.add_argument("--betas", type=float, nargs="+", help="Dirichlet scales, equal shares (default 1.0 0.1)")
+        parser.add_argument("--tau", type=float, help="temperature for crafting and distillation (default 20)")
+        parser.add_argument("--parametrisation", choices=("clamp", "sigmoid"),
+                            help="keep pixels in [0,1] by clamping after each step (default) or via a sigmoid")
+        parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
+                            help="augment batches and relabel them with the teacher (default: on)")
+        parser.add_argument("--epochs", type=int, help="student epochs (default: the profile's)")
+        parser.add_argument("--lr", type=float, help="student learning rate")
+
+    def distill(self, box: BlackBox | None, data: MethodData, ctx: RunContext) -> DistillOutput:
+        box = require_white_box(box)
+        cfg = ZSKDConfig.for_profile(ctx.profile, **self.options)
+        similarity = teacher_class_similarity(box)
+        synth = DataImpressionSynthesizer(box, iterations=cfg.iterations, lr=cfg.craft_lr, batch_size=cfg.craft_batch,
+                                          tau=cfg.tau, betas=cfg.betas, parametrisation=cfg.parametrisation,
+                                          snapshots=cfg.snapshots, similarity=similarity, seed=ctx.seed)
+        result = synth.synthesize(cfg.impressions, progress=ctx.progress)
+        craft_queries = box.queries
+        training = train_student_on_impressions(box, ctx.new_student(), result.images, result.targets, cfg,
+                                                device=ctx.device, seed=ctx.seed, progress=ctx.progress)
+        losses = result.extras["loss_history"]
+        assert isinstance(losses, torch.Tensor)
+        extras: dict[str, object] = {
+            "config": {**asdict(cfg), "betas": list(cfg.betas)},
+            "best_epoch": training.fit.best_epoch,
+            "holdout_size": training.holdout_size,
+            "crafting_loss_start": round(float(losses[0]), 4),
+            "crafting_loss_end": round(float(losses[-1]), 4),
+            "crafting_queries": craft_queries,
+            "augmented_queries": box.queries_by_phase.get("relabel augmented", 0),
+            "class_similarity": [[round(float(v), 4) for v in row] for row in similarity.cpu()],
+        }
+        return DistillOutput(
+            training.student, len(result), training.fit.best_val_acc,
+            selection=f"teacher-labelled holdout of {training.holdout_size} impressions",
+            history=training.history, extras=extras,
+            artifacts={"synthesis": result, "similarity": similarity, "config": cfg, "training": training},
+        )

@@ -1,0 +1,129 @@
+"""Leaderboard figures: accuracy against teacher queries (log scale), and accuracy by access level.
+
+Both take a :class:`labkit.bench.Leaderboard` and return a plotly figure; reported
+figures from the papers are drawn as hollow diamonds and labelled "reported".
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import plotly.graph_objects as go
+
+from ..bench import ACCESS_ORDER, EntrySummary, Leaderboard, pareto_front
+
+#: One colour per access level, shared by every leaderboard figure.
+ACCESS_COLORS: dict[str, str] = {"white": "#8172b3", "score": "#4c72b0", "decision": "#dd8452", "none": "#7f7f7f"}
+#: One marker per data access.
+DATA_SYMBOLS: dict[str, str] = {"labeled": "circle", "unlabeled": "square", "none": "triangle-up"}
+
+
+def _pct(x: float | None) -> float | None:
+    return None if x is None else 100.0 * x
+
+
+def _std_pct(e: EntrySummary) -> float:
+    s = e.student_acc
+    return 0.0 if s is None or s.std is None else 100.0 * s.std
+
+
+def accuracy_vs_queries(board: Leaderboard, show_reported: bool = True, show_front: bool = True,
+                        front: Sequence[int] | None = None) -> go.Figure:
+    """Test accuracy against teacher queries on a log axis, every measured method on one plot.
+
+    Error bars are ± one standard deviation over seeds. Methods that never query the teacher
+    (the student alone) are a dashed horizontal line; the teacher is a dotted one. ``show_front``
+    joins the Pareto front (fewest queries for the accuracy); pass ``front`` (indices into
+    ``board.measured()`` rows that query) to draw your own.
+    """
+    fig = go.Figure()
+    rows = board.measured()
+    querying = [e for e in rows if e.queries is not None and e.queries.mean > 0]
+    for e in querying:
+        q = e.queries
+        fig.add_trace(go.Scatter(
+            x=[q.mean], y=[_pct(e.student_acc.mean)], mode="markers+text", name=e.key, text=[e.key],
+            textposition="top center", legendgroup=e.access,
+            marker={"size": 12, "color": ACCESS_COLORS.get(e.access, "#333333"),
+                    "symbol": DATA_SYMBOLS.get(e.data_access, "circle"), "line": {"width": 1, "color": "white"}},
+            error_y={"type": "data", "array": [_std_pct(e)], "visible": True},
+            error_x={"type": "data", "array": [q.std or 0.0], "visible": bool(q.std)},
+            customdata=[[e.access, e.data_access, e.transfer_set_size.mean if e.transfer_set_size else 0]],
+            hovertemplate=(f"<b>{e.key}</b><br>queries %{{x:,.0f}}<br>test accuracy %{{y:.2f}}%<br>"
+                           "access %{customdata[0]}, data %{customdata[1]}<br>transfer set %{customdata[2]:,.0f}"
+                           "<extra></extra>")))
+    xs = [e.queries.mean for e in querying]
+    lo, hi = (min(xs), max(xs)) if xs else (1.0, 10.0)
+    for e in rows:
+        if e.queries is not None and e.queries.mean == 0:
+            fig.add_hline(y=_pct(e.student_acc.mean), line_dash="dash", line_color=ACCESS_COLORS["none"],
+                          annotation_text=f"{e.key}: 0 queries", annotation_position="bottom right")
+    teacher_acc = board.teacher.get("test_acc")
+    if teacher_acc is not None:
+        fig.add_hline(y=_pct(float(teacher_acc)), line_dash="dot", line_color="black",
+                      annotation_text=f"teacher {board.teacher.get('arch', '')}", annotation_position="top left")
+    if show_front and len(querying) > 1:
+        idx = list(front) if front is not None else pareto_front(xs, [e.student_acc.mean for e in querying])
+        fig.add_trace(go.Scatter(x=[xs[i] for i in idx], y=[_pct(querying[i].student_acc.mean) for i in idx],
+                                 mode="lines", name="Pareto front", line={"color": "#55a868", "width": 2, "dash": "dot"},
+                                 hoverinfo="skip"))
+    if show_reported:
+        for e in rows:
+            rep = e.reported or {}
+            if rep.get("queries_approx") and rep.get("student_acc") is not None:
+                mark = "" if rep.get("verified", True) else "†"
+                fig.add_trace(go.Scatter(
+                    x=[rep["queries_approx"]], y=[_pct(rep["student_acc"])], mode="markers+text",
+                    name=f"{e.key} (reported{mark})", text=[f"{e.key} (reported{mark})"], textposition="bottom center",
+                    marker={"size": 11, "symbol": "diamond-open", "color": ACCESS_COLORS.get(e.access, "#333333"),
+                            "line": {"width": 2}},
+                    hovertemplate=f"{e.key}: reported {100 * rep['student_acc']:.2f}% at about %{{x:,.0f}} queries"
+                                  f"<br>{rep.get('paper', '')}<extra></extra>"))
+                lo, hi = min(lo, rep["queries_approx"]), max(hi, rep["queries_approx"])
+    fig.update_xaxes(type="log", title_text="teacher queries (images sent to the teacher, log scale)",
+                     range=[max(0.0, _log10(lo) - 0.4), _log10(hi) + 0.4])
+    fig.update_yaxes(title_text="student test accuracy (%)")
+    fig.update_layout(title=f"Accuracy against queries — {board.dataset}, profile {board.profile}, "
+                            f"{len(board.seeds)} seed(s); colour = access level, shape = data",
+                      height=480, margin={"t": 60, "l": 60, "r": 20, "b": 60}, legend={"groupclick": "toggleitem"})
+    return fig
+
+
+def _log10(x: float) -> float:
+    import math
+
+    return math.log10(max(x, 1.0))
+
+
+def accuracy_by_access(board: Leaderboard, show_reported: bool = True) -> go.Figure:
+    """Bars of test accuracy (± std over seeds), grouped by the teacher's access level; reported figures as ◇."""
+    rows = sorted(board.measured(), key=lambda e: (ACCESS_ORDER.index(e.access) if e.access in ACCESS_ORDER else 9,
+                                                   -e.student_acc.mean))
+    fig = go.Figure()
+    for access in ACCESS_ORDER:
+        group = [e for e in rows if e.access == access]
+        if not group:
+            continue
+        fig.add_trace(go.Bar(
+            x=[[access] * len(group), [e.key for e in group]], y=[_pct(e.student_acc.mean) for e in group],
+            name=f"{access} access", marker_color=ACCESS_COLORS.get(access, "#333333"),
+            error_y={"type": "data", "array": [_std_pct(e) for e in group], "visible": True},
+            text=[f"{_pct(e.student_acc.mean):.1f}" for e in group], textposition="inside",
+            hovertemplate="%{x}<br>test accuracy %{y:.2f}%<extra></extra>"))
+    if show_reported:
+        reps = [e for e in rows if e.reported and e.reported.get("student_acc") is not None]
+        if reps:
+            fig.add_trace(go.Scatter(
+                x=[[e.access for e in reps], [e.key for e in reps]],
+                y=[_pct(e.reported["student_acc"]) for e in reps], mode="markers", name="paper (reported)",
+                marker={"symbol": "diamond-open", "size": 12, "color": "black", "line": {"width": 2}},
+                text=[("" if e.reported.get("verified", True) else "† unverified; ") + str(e.reported.get("paper"))
+                      for e in reps],
+                hovertemplate="%{x}: reported %{y:.2f}%<br>%{text}<extra></extra>"))
+    teacher_acc = board.teacher.get("test_acc")
+    if teacher_acc is not None:
+        fig.add_hline(y=_pct(float(teacher_acc)), line_dash="dot", line_color="black",
+                      annotation_text="teacher", annotation_position="top left")
+    fig.update_yaxes(title_text="student test accuracy (%)", range=[0, 100])
+    fig.update_layout(title=f"Accuracy by the teacher's access level — {board.dataset}, profile {board.profile}",
+                      barmode="group", height=440, margin={"t": 60, "l": 60, "r": 20, "b": 80})
+    return fig

@@ -1,0 +1,5 @@
+"""Interactive dashboards for the notebooks (ipywidgets + plotly FigureWidget); one module per topic.
+
+Every builder returns the widget container *and* exposes its update function, so
+notebooks and tests can drive the callback without a browser.
+"""

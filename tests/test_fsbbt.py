@@ -1,0 +1,264 @@
+"""FS-BBT: MixUp λ rules, the CVAE, exact query counts, the exercise, plots and the explorer widget."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from labkit.blackbox import BlackBox
+from labkit.cvae import ConvCVAE, MLPCVAE, build_cvae, cvae_loss, hybrid_latents, train_cvae
+from labkit.data import dataset_info, load_dataset
+from labkit.errors import AccessDenied, UnknownNameError
+from labkit.exercises.mixup import check_mixup_with_thresholds, reference_mixup_with_thresholds
+from labkit.methods.base import MethodData, RunContext
+from labkit.methods.fsbbt import (FSBBT, FewShotConfigError, FSBBTConfig, make_mixup_set, mixup_keep_mask,
+                                  mixup_pairs, online_mixup_hook, round_lambdas, sample_mixup_lambdas)
+from labkit.models import build_model
+from labkit.profiles import get_profile
+
+# --------------------------------------------------------------------------- MixUp λ rules
+
+
+def test_lambda_rounding_and_thresholds() -> None:
+    raw = torch.tensor([0.049, 0.0549, 0.0551, 0.05, 0.06, 0.5, 0.94, 0.9449, 0.9451, 0.95, 0.999, 0.33333])
+    lam = round_lambdas(raw)
+    assert torch.allclose(lam, torch.tensor([0.05, 0.05, 0.06, 0.05, 0.06, 0.5, 0.94, 0.94, 0.95, 0.95, 1.0, 0.33],
+                                            dtype=torch.float64))
+    keep = mixup_keep_mask(lam)
+    assert keep.tolist() == [False, False, True, False, True, True, True, True, False, False, False, True]
+    # other thresholds are honoured the same way (strict inequalities)
+    assert mixup_keep_mask(torch.tensor([0.2, 0.21, 0.79, 0.8]), 0.2, 0.8).tolist() == [False, True, True, False]
+
+
+def test_sampled_lambdas_are_two_decimal_and_drop_about_eleven_percent() -> None:
+    lam, keep = sample_mixup_lambdas(20_000, torch.Generator().manual_seed(0))
+    assert torch.allclose(lam * 100, torch.round(lam * 100))  # exactly 2 decimals
+    kept = lam[keep]
+    assert bool((kept > 0.05 + 1e-9).all()) and bool((kept < 0.95 - 1e-9).all())
+    assert not bool(((lam[~keep] > 0.05 + 1e-9) & (lam[~keep] < 0.95 - 1e-9)).any())
+    # U(0,1) rounded: λ ≤ 0.05 ⇔ u < 0.055, λ ≥ 0.95 ⇔ u ≥ 0.945, so 11% are dropped
+    assert abs(float((~keep).double().mean()) - 0.11) < 0.015
+
+
+def test_mixup_set_counts_pairs_and_mixing() -> None:
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(50, 1, 6, 6, generator=g)
+    ms = make_mixup_set(x, 400, torch.Generator().manual_seed(2))
+    assert ms.drawn == 400 and ms.kept + ms.dropped == 400 and ms.kept == ms.images.shape[0]
+    assert len(ms.all_lam) == 400 and ms.dropped == int((~mixup_keep_mask(ms.all_lam)).sum())
+    assert bool((ms.first != ms.second).all()), "an image is never mixed with itself"
+    lam = ms.lam.float().view(-1, 1, 1, 1)
+    assert torch.allclose(ms.images, lam * x[ms.first] + (1 - lam) * x[ms.second], atol=1e-6)
+    first, second = mixup_pairs(50, 100, torch.Generator().manual_seed(3))
+    for r in range(2):  # every image is used once per round on each side
+        assert sorted(first[50 * r:50 * (r + 1)].tolist()) == list(range(50))
+        assert sorted(second[50 * r:50 * (r + 1)].tolist()) == list(range(50))
+    with pytest.raises(FewShotConfigError):
+        make_mixup_set(x, 10, low=0.6, high=0.4)
+
+
+def test_online_mixup_hook_keeps_probability_targets() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(64, 1, 5, 5)
+    p = torch.softmax(torch.randn(64, 10), 1)
+    xm, (pm,) = online_mixup_hook(1.0)(x, (p,), g)
+    assert xm.shape == x.shape and torch.allclose(pm.sum(1), torch.ones(64), atol=1e-5)
+    assert not torch.allclose(xm, x)
+    x0, (p0,) = online_mixup_hook(0.0)(x, (p,), g)
+    assert torch.equal(x0, x) and torch.allclose(p0, p)
+
+
+# --------------------------------------------------------------------------- the CVAE
+
+
+def _striped_images(n: int = 160, classes: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class c: a bright horizontal band at rows 6c..6c+4 of a 28×28 image, plus a little noise."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % classes
+    x = torch.rand(n, 1, 28, 28, generator=g) * 0.1
+    for c in range(classes):
+        x[y == c, :, 6 * c:6 * c + 4, :] = 0.9
+    return x.clamp(0, 1), y
+
+
+def test_mlp_cvae_loss_falls_on_a_small_set() -> None:
+    x, y = _striped_images()
+    torch.manual_seed(0)
+    model = MLPCVAE((1, 28, 28), 4)
+    assert [m.out_features for m in model.encoder if isinstance(m, torch.nn.Linear)] == [256, 128, 64]
+    assert model.to_mu.out_features == 2 and model.encoder[0].in_features == 784 + 4
+    res = train_cvae(model, x, y, epochs=25, batch_size=32, lr=2e-3, progress=False)
+    first, last = res.history[0]["loss"], res.final_loss
+    assert last < 0.6 * first, (first, last)
+    # the conditioning works: decoding class c puts the band where class c has it
+    imgs = model.generate(torch.zeros(4, 2), torch.arange(4))
+    band_means = torch.stack([imgs[c, 0, 6 * c:6 * c + 4].mean() for c in range(4)])
+    assert bool((band_means > 0.5).all())
+
+
+def test_conv_cvae_for_rgb_and_loss_falls() -> None:
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(48) % 3
+    x = (torch.rand(48, 3, 32, 32, generator=g) * 0.2 + 0.4 * torch.nn.functional.one_hot(y, 3).float()[:, :, None, None])
+    torch.manual_seed(0)
+    model = build_cvae((3, 32, 32), 3)
+    assert isinstance(model, ConvCVAE) and isinstance(build_cvae((1, 28, 28), 10), MLPCVAE)
+    recon, mu, logvar = model(x, y)
+    assert recon.shape == x.shape and mu.shape == (48, 2) and float(recon.min()) >= 0 and float(recon.max()) <= 1
+    res = train_cvae(model, x, y, epochs=6, batch_size=16, lr=3e-3, progress=False)
+    assert res.final_loss < res.history[0]["loss"]
+
+
+def test_cvae_loss_is_bce_sum_plus_kl() -> None:
+    x = torch.full((2, 4), 0.5)
+    recon = torch.full((2, 4), 0.5)
+    mu, logvar = torch.zeros(2, 2), torch.zeros(2, 2)
+    assert torch.isclose(cvae_loss(recon, x, mu, logvar), torch.tensor(4 * 0.6931472), atol=1e-5)
+    mu1 = torch.ones(2, 2)  # KL of N(1, I) from N(0, I) in 2-D = 1
+    assert torch.isclose(cvae_loss(recon, x, mu1, logvar) - cvae_loss(recon, x, mu, logvar), torch.tensor(1.0))
+
+
+def test_hybrid_latents_half_gaussian_half_uniform() -> None:
+    z, is_ood = hybrid_latents(2000, 2, generator=torch.Generator().manual_seed(0))
+    assert int(is_ood.sum()) == 1000 and z.shape == (2000, 2)
+    ood = z[is_ood]
+    assert float(ood.abs().max()) <= 3.0 and float(ood.abs().max()) > 2.9
+    assert abs(float(ood.var()) - 3.0) < 0.3  # var of U[-3, 3] is 3
+    assert abs(float(z[~is_ood].std()) - 1.0) < 0.1
+
+
+# --------------------------------------------------------------------------- the method
+
+
+def _toy_setup(shots_pool: int = 400):
+    info = dataset_info("toy2d-blobs-3")
+    torch.manual_seed(0)
+    teacher = build_model("mlp", in_channels=2, num_classes=3)
+    box = BlackBox(teacher, access="score", input_shape=info.image_shape, num_classes=3, device="cpu")
+    x = torch.rand(shots_pool, 2)
+    data = MethodData(info, unlabeled=x, balanced_subset=lambda n: torch.arange(n))
+    ctx = RunContext(get_profile("smoke"), 0, torch.device("cpu"), "mlp-small", info, progress=False)
+    return box, data, ctx
+
+
+@pytest.mark.parametrize("cvae_count", [None, 37])
+def test_queries_are_exactly_shots_plus_synthetic(cvae_count: int | None) -> None:
+    box, data, ctx = _toy_setup()
+    out = FSBBT(shots=60, nomixup=300, cvae_epochs=2, epochs=1, cvae_count=cvae_count).distill(box, data, ctx)
+    ex = out.extras
+    synthetic = ex["mixup_kept"] + ex["cvae_images"]
+    assert box.queries == 60 + synthetic == out.transfer_set_size
+    assert box.queries_by_phase["few-shot"] == 60
+    assert box.queries_by_phase["mixup"] == ex["mixup_kept"]
+    assert box.queries_by_phase["cvae"] == ex["cvae_images"]
+    if cvae_count is None:  # the CVAE makes up for exactly what MixUp dropped
+        assert ex["cvae_images"] == ex["mixup_dropped"] and synthetic == 300
+    else:
+        assert ex["cvae_images"] == 37
+    assert ex["cvae_ood_images"] == round(ex["cvae_images"] / 2)
+    assert "holdout" in out.selection and out.val_acc is not None
+    assert sum(sum(v) for v in ex["label_counts"].values()) == box.queries
+
+
+def test_bad_inputs_give_clear_errors() -> None:
+    box, data, ctx = _toy_setup(100)
+    with pytest.raises(FewShotConfigError, match="only 100 unlabeled"):
+        FSBBT(shots=500, nomixup=10).distill(box, data, ctx)
+    with pytest.raises(UnknownNameError, match="nomixups"):
+        FSBBT(nomixups=10).distill(box, data, ctx)
+    with pytest.raises(FewShotConfigError):
+        FSBBTConfig.for_profile(get_profile("smoke"), mixup_low=0.9, mixup_high=0.1)
+    decision = BlackBox(build_model("mlp", in_channels=2, num_classes=3), access="decision")
+    with pytest.raises(AccessDenied, match="score"):
+        FSBBT().distill(decision, data, ctx)
+    assert box.queries == 0, "nothing is queried before the settings are checked"
+
+
+def test_paper_profile_uses_the_papers_sizes() -> None:
+    paper = get_profile("paper")
+    assert FSBBTConfig.for_profile(paper, "fashion-mnist").nomixup == 48_000
+    assert FSBBTConfig.for_profile(paper, "mnist").nomixup == 24_000
+    assert FSBBTConfig.for_profile(paper, "cifar10").nomixup == 40_000
+    assert FSBBTConfig.for_profile(paper, "fashion-mnist").shots == 2000
+    assert FSBBTConfig.for_profile(get_profile("laptop")).shots == 2000
+
+
+def test_run_method_on_fashion_mnist_is_balanced_and_counted(fmnist_available: bool) -> None:
+    from labkit import run_method
+
+    run = run_method("fsbbt", profile="smoke", shots=100, nomixup=200, cvae_epochs=1, epochs=1, progress=False,
+                     device="cpu")
+    rec = run.record
+    assert rec.queries == 100 + 200 == rec.transfer_set_size and rec.access == "score"
+    assert rec.extras["shots"] == 100 and rec.extras["few_shot_selection"].startswith("class-balanced")
+    assert set(rec.queries_by_phase) == {"few-shot", "mixup", "cvae"}
+    # the runner's balanced subset really is 10 per class (checked here with the labels the method never saw)
+    train = load_dataset("fashion-mnist", "train", limit=get_profile("smoke").train_limit, seed=0)
+    few = run.artifacts["few_shot_images"]
+    match = (few.flatten(1)[:, None, :] == train.x.flatten(1)[None, :, :]).all(2).float().argmax(1)
+    assert torch.bincount(train.y[match], minlength=10).tolist() == [10] * 10
+
+
+def test_cli_accepts_shots() -> None:
+    from labkit.cli import build_parser
+
+    args = build_parser().parse_args(["run", "fsbbt", "--shots", "200", "--nomixup", "1000", "--profile", "smoke"])
+    assert args.shots == 200 and args.nomixup == 1000 and "shots" in args._method_opts
+
+
+# --------------------------------------------------------------------------- exercise, plots, widget
+
+
+def test_mixup_exercise_checker() -> None:
+    assert check_mixup_with_thresholds(reference_mixup_with_thresholds).passed
+    res = check_mixup_with_thresholds(lambda x1, x2, lam, low, high: None)
+    assert not res.passed and not res.attempted
+
+    def no_rounding(x1, x2, lam, low, high):
+        keep = (lam > low) & (lam < high)
+        l = lam[keep].float().view(-1, 1, 1, 1)
+        return l * x1[keep] + (1 - l) * x2[keep], lam[keep]
+
+    def inclusive(x1, x2, lam, low, high):
+        lam = torch.round(lam * 100) / 100
+        keep = (lam >= low) & (lam <= high)
+        l = lam[keep].float().view(-1, 1, 1, 1)
+        return l * x1[keep] + (1 - l) * x2[keep], lam[keep]
+
+    for wrong in (no_rounding, inclusive):
+        res = check_mixup_with_thresholds(wrong)
+        assert res.attempted and not res.passed and res.messages
+
+
+def test_plots_and_explorer_widget() -> None:
+    import plotly.graph_objects as go
+    from matplotlib.figure import Figure
+
+    from labkit.plots import few_shot as fp
+    from labkit.widgets.few_shot import mixup_explorer
+
+    x, y = _striped_images(40, 4)
+    torch.manual_seed(0)
+    cvae = MLPCVAE((1, 28, 28), 4)
+    names = ["a", "b", "c", "d"]
+    probs = torch.nn.functional.one_hot(y, 4).float() * 0.7 + 0.075
+    ms = make_mixup_set(x, 60, torch.Generator().manual_seed(0))
+    z, ood = hybrid_latents(20, 2, generator=torch.Generator().manual_seed(0))
+    figs = [fp.few_shot_grid(x, probs, names, per_class=2), fp.lambda_histogram(ms.all_lam),
+            fp.mixup_gallery(x[ms.first], x[ms.second], ms.images, ms.lam, probs[:ms.kept], names, k=4),
+            fp.cvae_manifold(cvae, names, steps=4), fp.cvae_samples(x[:20], ood, probs[:20], names, k=5),
+            fp.latent_confidence(z, ood, probs[:20])]
+    assert all(isinstance(f, Figure) for f in figs)
+    assert isinstance(fp.label_distribution({"real": probs, "mixup": probs[:10]}, names), go.Figure)
+
+    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 4))
+    box = BlackBox(teacher, access="score", input_shape=(1, 28, 28), num_classes=4)
+    ex = mixup_explorer(box, x, names, n_pairs=3)
+    assert box.queries == 101 and ex.queries == 101
+    before = list(ex.figure.data[1].y)
+    ex.lam_slider.value = 0.2  # fires the callback; no new queries for the same pair
+    assert list(ex.figure.data[1].y) != before and box.queries == 101
+    assert "kept" in ex.figure.layout.title.text
+    ex.lam_slider.value = 0.03
+    assert "dropped" in ex.figure.layout.title.text
+    ex.pair_slider.value = 1
+    assert box.queries == 202 and box.queries_by_phase == {"mixup explorer": 202}

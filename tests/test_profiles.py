@@ -1,0 +1,30 @@
+"""Profiles: defaults, the environment override and clear errors."""
+import pytest
+
+from labkit.errors import UnknownNameError
+from labkit.profiles import PROFILES, default_profile_name, get_profile, pick
+
+
+def test_three_profiles_grow():
+    s, l, p = (PROFILES[n] for n in ("smoke", "laptop", "paper"))
+    assert s.student_epochs < l.student_epochs < p.student_epochs
+    assert s.train_limit is not None and l.train_limit is None
+
+
+def test_env_override(monkeypatch):
+    monkeypatch.setenv("LABKIT_PROFILE", "smoke")
+    assert default_profile_name() == "smoke" and get_profile().name == "smoke"
+    monkeypatch.delenv("LABKIT_PROFILE")
+    assert get_profile().name in ("laptop", "paper")
+
+
+def test_unknown_profile_lists_valid(monkeypatch):
+    with pytest.raises(UnknownNameError, match="laptop, paper, smoke"):
+        get_profile("huge")
+    monkeypatch.setenv("LABKIT_PROFILE", "tiny")
+    with pytest.raises(UnknownNameError, match="Unknown profile 'tiny'"):
+        get_profile()
+
+
+def test_pick():
+    assert pick("laptop", 1, 2, 3) == 2 and pick(PROFILES["paper"], 1, 2, 3) == 3

@@ -1,0 +1,192 @@
+"""ZSDB3KD: starting samples, the label-preserving step, the synthesizer, exact query counts, the method, the CLI."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from labkit.blackbox import BlackBox
+from labkit.data import DatasetInfo
+from labkit.errors import AccessDenied
+from labkit.exercises.label_preserving_step import BandClassifier, check_label_preserving_step
+from labkit.methods.base import MethodData, RunContext, get_method
+from labkit.methods.zsdb3kd import (ZSDB3KD, PseudoSampleInitError, PseudoSampleSynthesizer, ZSDB3KDConfig,
+                                    label_preserving_step, noise_images, rejection_sample)
+from labkit.profiles import get_profile
+
+
+class CountingCentroids(nn.Module):
+    """A 3-class nearest-centroid teacher on 2-D points that counts every input it sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("centres", torch.tensor([[0.2, 0.2], [0.8, 0.3], [0.5, 0.85]]))
+        self.seen = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen += int(x.shape[0])
+        return -torch.cdist(x.reshape(x.shape[0], -1), self.centres)
+
+
+class NeverTwo(nn.Module):
+    """A teacher that never answers class 2."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(x.shape[0], 3)
+        out[:, 0] = x[:, 0]
+        out[:, 1] = 0.5
+        return out
+
+
+def toy_box(model: nn.Module | None = None, access: str = "decision") -> tuple[BlackBox, nn.Module]:
+    model = model if model is not None else CountingCentroids()
+    return BlackBox(model, access=access, input_shape=(2,), num_classes=3), model
+
+
+def toy_cfg(**kw: object) -> ZSDB3KDConfig:
+    base = dict(per_class=12, iterations=6, n_directions=6, warm_directions=2, signopt_queries=40,
+                label_directions=3, epochs=3, batch_size=16, n_probes=6, snapshot_every=2, snapshot_per_class=2,
+                step_size=0.1, init_batch=64, max_init_draws=5000, curve_points=1)
+    base.update(kw)
+    return ZSDB3KDConfig(**base)  # type: ignore[arg-type]
+
+
+def test_noise_images_follow_the_formula() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = noise_images(2000, (1, 4, 4), g)
+    assert x.shape == (2000, 1, 4, 4) and float(x.min()) >= 0 and float(x.max()) <= 1
+    # per-image scales: images differ a lot in brightness and contrast, pixels within one image share s1, s2
+    means = x.flatten(1).mean(1)
+    assert float(means.std()) > 0.1
+    assert 0.0 < float((x == 0).float().mean()) < 0.5  # clipping at 0 happens (the Gaussian part), not always
+
+
+def test_rejection_sampling_gets_each_class_and_counts_every_draw() -> None:
+    box, model = toy_box()
+    init = rejection_sample(box, [5, 7, 3], (2,), seed=1, batch=50, max_draws=10_000)
+    assert torch.bincount(init.labels, minlength=3).tolist() == [5, 7, 3]
+    assert bool((init.labels[1:] >= init.labels[:-1]).all())  # sorted by class
+    assert init.draws == box.queries == model.seen  # exact: every noise image sent once
+    assert init.draws % 50 == 0 and sum(init.hits_per_class) == init.draws
+    assert bool((model(init.images).argmax(1) == init.labels).all())
+
+
+def test_rejection_sampling_caps_draws_with_clear_error() -> None:
+    box, _ = toy_box(NeverTwo())
+    with pytest.raises(PseudoSampleInitError, match=r"class\(es\) \[2\].*--per-class"):
+        rejection_sample(box, [2, 2, 2], (2,), batch=100, max_draws=300)
+    assert box.queries == 300
+
+
+def test_step_moves_away_and_halves_where_the_label_would_change() -> None:
+    model = BandClassifier()
+    box = BlackBox(model, access="decision", input_shape=(2,), num_classes=3)
+    # class-1 point at x0 = 0.35; its nearest boundary is at 0.275 (direction −x₀). A step of 0.5 away lands
+    # at 0.85 (class 2), 0.25 at 0.60 (class 2), 0.125 at 0.475 (class 1): accepted after two halvings.
+    x = torch.tensor([[0.35, 0.5], [0.70, 0.5], [0.5, 0.5]])
+    y = model(x).argmax(1)
+    direction = torch.tensor([[-1.0, 0.0], [-1.0, 0.0], [0.0, 0.0]])
+    res = label_preserving_step(box, x, y, direction, 0.5, max_halvings=5)
+    assert torch.allclose(res.step, torch.tensor([0.125, 0.5, 0.0]))
+    assert torch.allclose(res.images[0], torch.tensor([0.475, 0.5]))
+    assert torch.allclose(res.images[1], torch.tensor([1.0, 0.5]))  # clipped to the cube
+    assert torch.equal(res.images[2], x[2])  # no direction: no move, no query
+    assert res.queries == box.queries == 3 + 1
+    assert bool((model(res.images).argmax(1) == y).all())
+    # with no halving allowed, the first point stays put
+    res0 = label_preserving_step(box, x, y, direction, 0.5, max_halvings=0)
+    assert torch.equal(res0.images[0], x[0]) and float(res0.step[0]) == 0.0
+
+
+def test_every_step_keeps_the_label_and_distance_rises() -> None:
+    box, model = toy_box()
+    cfg = toy_cfg()
+    synth = PseudoSampleSynthesizer(box, cfg, 3, (2,), seed=0)
+    res = synth.synthesize(36, progress=False)
+    y = res.extras["labels"]
+    assert torch.bincount(y, minlength=3).tolist() == [12, 12, 12]
+    # the teacher's label of every snapshot (every recorded iteration) and of the final images is the start label
+    with torch.no_grad():
+        for snap in res.snapshots:
+            assert bool((model(snap.images).argmax(1) == snap.labels).all())
+        assert bool((model(res.images).argmax(1) == y).all())
+    hist = res.extras["history"]
+    assert len(hist) == cfg.iterations and [s.step for s in res.snapshots] == [0, 2, 4, 6]
+    assert hist[-1]["mean_distance"] > hist[0]["mean_distance"]
+    assert all(h["moved"] > 0 for h in hist)
+    # soft labels: rows sum to 1 and put most mass on the teacher's class
+    assert torch.allclose(res.targets.sum(1), torch.ones(36), atol=1e-5)
+    assert bool((res.targets.argmax(1) == y).all())
+
+
+def test_query_counts_are_exact() -> None:
+    box, model = toy_box()
+    cfg = toy_cfg(iterations=3)
+    res = PseudoSampleSynthesizer(box, cfg, 3, (2,), seed=3).synthesize(18, progress=False)
+    assert model.seen == box.queries == sum(box.queries_by_phase.values())
+    assert res.extras["generation_queries"] + res.extras["label_queries"] == box.queries
+    assert res.extras["history"][-1]["queries"] == res.extras["generation_queries"]
+    assert box.queries_by_phase["initial noise"] == res.extras["init_draws"]
+    assert set(box.queries_by_phase) == {"initial noise", "nearest boundary", "step away", "soft labels"}
+
+
+def test_method_trains_a_student_with_a_holdout_and_reports_queries() -> None:
+    box, model = toy_box()
+    info = DatasetInfo("toy-centroids", ("a", "b", "c"), (2,))
+    ctx = RunContext(get_profile("smoke"), 0, torch.device("cpu"), "mlp-small", info, progress=False)
+    method = ZSDB3KD(per_class=10, iterations=3, n_directions=4, warm_directions=1, signopt_queries=24,
+                     label_directions=2, epochs=3, batch_size=8, step_size=0.1, init_batch=64, curve_points=1)
+    out = method.distill(box, MethodData(info), ctx)
+    assert out.transfer_set_size == 30 and out.selection.startswith("teacher-labelled holdout")
+    assert out.val_acc is not None and 0 <= out.val_acc <= 1
+    json.dumps(out.extras)  # record-friendly
+    assert out.extras["method_queries"] + box.queries_by_phase["accuracy curve"] == box.queries == model.seen
+    curve = out.extras["curve"]
+    assert [row["iteration"] for row in curve] == [0, 3, 3][: len(curve)] or curve[-1]["iteration"] == 3
+    assert curve[-1]["queries"] == out.extras["method_queries"]
+    assert all(a["queries"] <= b["queries"] for a, b in zip(curve, curve[1:]))
+    logits = out.student(torch.rand(5, 2))
+    assert logits.shape == (5, 3)
+
+
+def test_only_a_decision_box_is_accepted() -> None:
+    box, _ = toy_box(access="score")
+    info = DatasetInfo("toy-centroids", ("a", "b", "c"), (2,))
+    ctx = RunContext(get_profile("smoke"), 0, torch.device("cpu"), "mlp-small", info, progress=False)
+    with pytest.raises(AccessDenied):
+        ZSDB3KD().distill(box, MethodData(info), ctx)
+    with pytest.raises(AccessDenied):
+        PseudoSampleSynthesizer(box, toy_cfg(), 3, (2,))
+    cls = get_method("zsdb3kd")
+    assert cls is ZSDB3KD and cls.access == "decision" and cls.data_access == "none"
+
+
+def test_profiles_and_cli_options() -> None:
+    paper = ZSDB3KDConfig.for_profile(get_profile("paper"))
+    assert (paper.per_class, paper.iterations, paper.signopt_queries, paper.n_directions) == (3000, 40, 5000, 20)
+    assert paper.step_size == 0.5 and paper.tau == 20.0 and paper.snapshot_every == 5
+    smoke = ZSDB3KDConfig.for_profile(get_profile("smoke"), per_class=3, iterations=None)
+    assert smoke.per_class == 3 and smoke.iterations == ZSDB3KDConfig.for_profile(get_profile("smoke")).iterations
+    from labkit.cli import build_parser
+
+    args = build_parser().parse_args(["run", "zsdb3kd", "--per-class", "4", "--iterations", "2", "--queries", "50"])
+    opts = {a: getattr(args, a) for a in args._method_opts}
+    assert opts["per_class"] == 4 and opts["iterations"] == 2 and opts["signopt_queries"] == 50
+    cfg = ZSDB3KD(**opts).config(get_profile("smoke"))
+    assert (cfg.per_class, cfg.iterations, cfg.signopt_queries) == (4, 2, 50)
+
+
+def test_exercise_checker() -> None:
+    def reference(box, x, y, direction, step_size, max_halvings):  # type: ignore[no-untyped-def]
+        return label_preserving_step(box, x, y, direction, step_size, max_halvings).images
+
+    def toward(box, x, y, direction, step_size, max_halvings):  # type: ignore[no-untyped-def]
+        return (x + step_size * direction).clamp(0, 1)
+
+    assert check_label_preserving_step(reference).passed
+    r = check_label_preserving_step(lambda *a: None)
+    assert not r.passed and not r.attempted
+    r = check_label_preserving_step(toward)
+    assert r.attempted and not r.passed and any("toward" in m for m in r.messages)
