@@ -88,6 +88,10 @@ def _cmd_methods(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import parse_overrides, run_bench
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     out_dir = Path(args.out_dir) if args.out_dir else paths.results_dir()
     board = run_bench(args.dataset, args.profile, args.seeds, entries=args.only, out_dir=out_dir, force=args.force,
                       allow_missing=args.allow_missing, overrides=parse_overrides(args.set or []),
@@ -120,6 +124,8 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                    help="skip the remaining runs once this many seconds have passed (default: run everything)")
     p.add_argument("--note", default=None, help="a note stored with the machine info, e.g. 'shared 2-core CPU'")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's own choice; 1 can be faster on a busy, shared CPU)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_cmd_bench)
 

@@ -37,6 +37,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
     "--disable-quic",
+    # Loopback only: every other request goes to a proxy that is not there (loopback bypasses proxies).
+    "--proxy-server=http://127.0.0.1:9",
+    "--proxy-bypass-list=127.0.0.1;localhost",
 ]
 
 #: JupyterLab settings for a quiet, deterministic UI: no news/update checks, every cell in the DOM.
@@ -209,22 +212,13 @@ def jupyter_lab(notebooks: list[Path], workdir: Path, startup_timeout_s: float =
 
 @contextmanager
 def headless_chromium(user_data_dir: Path) -> Iterator[Any]:
-    """A headless Debian Chromium (Playwright ``BrowserContext``) with a fresh profile; loopback only."""
+    """A headless Debian Chromium (Playwright ``BrowserContext``) with a fresh profile; it reaches only loopback."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
             str(user_data_dir), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
             viewport={"width": 1400, "height": 1000}, service_workers="block")
-
-        def only_loopback(route: Any) -> None:
-            host = route.request.url.split("/")[2].split(":")[0] if "://" in route.request.url else ""
-            if host in ("127.0.0.1", "localhost") or route.request.url.startswith(("data:", "blob:")):
-                route.continue_()
-            else:
-                route.abort()
-
-        context.route("**/*", only_loopback)
         try:
             yield context
         finally:
@@ -350,12 +344,15 @@ def slider_readout(slider: Any) -> str:
     return slider.locator(".widget-readout").first.inner_text().strip()
 
 
-def move_slider(slider: Any, presses: int, key: str = "ArrowRight") -> None:
-    """Move an ipywidgets slider with the keyboard: focus its handle and press ``key`` ``presses`` times."""
+def move_slider(slider: Any, keys: list[str]) -> None:
+    """Move an ipywidgets slider with the keyboard: focus its handle and press ``keys`` in turn.
+
+    The handle (noUiSlider) understands the arrow keys (one step), PageUp/PageDown, Home (minimum) and End (maximum).
+    """
     handle = slider.locator(".noUi-handle").first
     handle.scroll_into_view_if_needed()
     handle.focus()
-    for _ in range(presses):
+    for key in keys:
         handle.press(key)
 
 

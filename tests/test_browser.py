@@ -40,7 +40,7 @@ CONTROL_NOTEBOOK = "browser_control.ipynb"
 RUN_ALL_TIMEOUT_MS = 420_000   # smoke: ~1 min per notebook alone; 4 min seen on a 2-core CPU shared 8 ways
 REDRAW_TIMEOUT_S = 60.0        # slider -> kernel callback -> comm message -> plotly redraw
 CONTROL_REDRAW_TIMEOUT_S = 15.0  # the control's callback is instant; a broken one is waited on this long
-SLIDER_PRESSES = 3
+DRAW_TIMEOUT_S = 60.0          # a FigureWidget's traces arrive a little after its (empty) plot is drawn
 
 
 def _control_notebook(path: Path) -> None:
@@ -112,34 +112,52 @@ def _bar_values(graphs: list[list[dict]]) -> list[list[float]]:
     return [trace["y"] for graph in graphs for trace in graph if trace["type"] == "bar" and trace["y"]]
 
 
-def _wait_for_change(area: Any, before: list[list[float]], timeout_s: float) -> list[list[float]]:
-    """Poll the page's plotly data until the bars differ from ``before`` (or the time is up)."""
+def _wait_for_bars(area: Any, timeout_s: float, differ_from: list[list[float]] | None = None) -> list[list[float]]:
+    """Poll the page's plotly data until bars are drawn (and differ from ``differ_from``), or time is up.
+
+    A FigureWidget first appears as an empty plot and receives its traces a moment later.
+    """
     deadline = time.monotonic() + timeout_s
     while True:
         now = _bar_values(bs.plotly_data(area))
-        if now != before or time.monotonic() > deadline:
+        if (now and now != differ_from) or time.monotonic() > deadline:
             return now
         area.page.wait_for_timeout(250)
 
 
-def _move_temperature(page: Any, slider: Any, area: Any, timeout_s: float) -> dict:
-    """Move ``slider`` by a few keyboard steps and report readouts and bar values before and after."""
+def _wait_for_readout_change(slider: Any, before: str, timeout_s: float) -> str:
+    """The slider's readout once it differs from ``before`` (or as it is when the time is up)."""
+    deadline = time.monotonic() + timeout_s
+    while (now := bs.slider_readout(slider)) == before and time.monotonic() < deadline:
+        slider.page.wait_for_timeout(100)
+    return now
+
+
+def _move_temperature(slider: Any, area: Any, timeout_s: float) -> dict:
+    """Jump the slider to its minimum with the Home key (End if it is there already); bars before and after."""
+    area.scroll_into_view_if_needed()
     readout_before = bs.slider_readout(slider)
-    bars_before = _bar_values(bs.plotly_data(area))
+    bars_before = _wait_for_bars(area, DRAW_TIMEOUT_S)
     assert bars_before, "the temperature dashboard shows no plotly bar chart in the page"
-    bs.move_slider(slider, SLIDER_PRESSES, "ArrowRight")
-    if bs.slider_readout(slider) == readout_before:  # already at its maximum: go the other way
-        bs.move_slider(slider, SLIDER_PRESSES, "ArrowLeft")
-    readout_after = bs.slider_readout(slider)
-    bars_after = _wait_for_change(area, bars_before, timeout_s)
+    bs.move_slider(slider, ["Home"])
+    readout_after = _wait_for_readout_change(slider, readout_before, 5.0)
+    if readout_after == readout_before:  # already at its minimum: go to the maximum
+        bs.move_slider(slider, ["End"])
+        readout_after = _wait_for_readout_change(slider, readout_before, 5.0)
+    bars_after = _wait_for_bars(area, timeout_s, differ_from=bars_before)
     return {"readout_before": readout_before, "readout_after": readout_after,
             "bars_before": bars_before, "bars_after": bars_after}
 
 
 def _run_all(page: Any, name: str) -> None:
+    """Open ``name`` from the file browser, Run ▸ Run All Cells, wait for the end; fail on any traceback."""
+    started = time.monotonic()
     bs.open_notebook(page, name)
+    opened = time.monotonic()
     bs.run_all_cells(page)
     bs.wait_all_cells_executed(page, RUN_ALL_TIMEOUT_MS)
+    print(f"\n{name}: opened with an idle kernel in {opened - started:.0f} s, Run All took "
+          f"{time.monotonic() - opened:.0f} s")
     errors = bs.cell_errors(page)
     assert not errors, f"{name}: a cell failed when run in JupyterLab:\n" + "\n---\n".join(errors)
 
@@ -180,7 +198,7 @@ def test_broken_slider_callback_is_caught(page: Any, lab: bs.LabServer) -> None:
         outcome = {}
         for label, slider in zip(("broken", "working"), sliders):
             area = bs.cell_of(slider)
-            outcome[label] = _move_temperature(page, slider, area, CONTROL_REDRAW_TIMEOUT_S)
+            outcome[label] = _move_temperature(slider, area, CONTROL_REDRAW_TIMEOUT_S)
             area.screenshot(path=str(_shots_dir() / f"control-{label}-after.png"))
         (_shots_dir() / "control.json").write_text(json.dumps(outcome, indent=1))
         with pytest.raises(AssertionError, match="did not change the soft-label bars"):
@@ -210,7 +228,7 @@ def test_temperature_slider_redraws_soft_labels(page: Any, lab: bs.LabServer, na
         area = bs.cell_of(slider)
         slider.scroll_into_view_if_needed()
         area.screenshot(path=str(_shots_dir() / f"{stem}-before.png"))
-        moved = _move_temperature(page, slider, area, REDRAW_TIMEOUT_S)
+        moved = _move_temperature(slider, area, REDRAW_TIMEOUT_S)
         bs.wait_kernel_idle(page, 60_000)
         moved["bars_after"] = _bar_values(bs.plotly_data(area))  # the final redraw, once the kernel is idle
         area.screenshot(path=str(_shots_dir() / f"{stem}-after.png"))

@@ -22,7 +22,6 @@ def test_help_works_everywhere(argv, capsys):
 
 
 def test_run_kd_on_toy_data_writes_records(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("LABKIT_TEACHERS", str(tmp_path / "teachers"))
     out = tmp_path / "kd.json"
     code = main(["run", "kd", "--dataset", "toy2d-blobs-3", "--profile", "smoke", "--no-progress",
                  "--device", "cpu", "--epochs", "3", "--out", str(out)])

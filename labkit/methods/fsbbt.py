@@ -178,7 +178,7 @@ class FSBBTConfig:
         """The profile's defaults (paper: the paper's ``nomixup`` for the data set) with non-None overrides."""
         name = profile.name
         if name == "smoke":
-            base = cls(shots=200, nomixup=800, cvae_epochs=5, epochs=2, batch_size=128, lr=3e-3)
+            base = cls(shots=200, nomixup=800, cvae_epochs=5, epochs=2, batch_size=32, lr=3e-3)
         elif name == "laptop":
             base = cls(shots=2000, nomixup=12_000, cvae_epochs=40, epochs=15, batch_size=128, lr=3e-3)
         else:

@@ -101,7 +101,7 @@ class MEKDConfig:
     def for_profile(cls, profile: Profile, **overrides: object) -> "MEKDConfig":
         """The profile's defaults with any non-None overrides."""
         if profile.name == "smoke":
-            base = cls(edge_fraction=0.1, gan_epochs=2, epochs=2, transfer_size=1000, holdout_size=200,
+            base = cls(edge_fraction=0.1, gan_epochs=1, epochs=2, transfer_size=640, holdout_size=128,
                        batch_size=128, lr=3e-3, g_width=16, d_width=8)
         elif profile.name == "laptop":
             base = cls(edge_fraction=0.1, gan_epochs=6, epochs=8, transfer_size=16000, holdout_size=2000,
@@ -435,7 +435,7 @@ class MEKD(DistillationMethod):
 
     def config(self, ctx: RunContext) -> MEKDConfig:
         """This run's :class:`MEKDConfig` (profile defaults plus options)."""
-        keys = ("epochs", "lr", "gan_epochs", "transfer_size", "edge_fraction", "holdout_size", "g_width", "d_width",
+        keys = ("epochs", "lr", "gan_epochs", "gan_lr", "transfer_size", "edge_fraction", "holdout_size", "g_width", "d_width",
                 "info_weight", "tau", "tau_g", "w_f", "w_kl", "batch_size")
         return MEKDConfig.for_profile(ctx.profile, **{k: self.options.get(k) for k in keys})
 

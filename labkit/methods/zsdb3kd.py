@@ -51,7 +51,7 @@ from ..errors import AccessDenied, LabkitError
 from ..losses import SoftLabelKD
 from ..profiles import Profile
 from ..synthesis import Snapshot, SynthesisResult, Synthesizer
-from ..train import FitResult, fit, split_holdout
+from ..train import BatchHook, FitResult, fit, split_holdout
 from .base import DistillationMethod, DistillOutput, MethodData, RunContext, register_method
 
 
@@ -84,6 +84,7 @@ class ZSDB3KDConfig:
     init_batch: int = 8192  # noise images per rejection-sampling draw
     max_init_draws: int = 2_000_000  # cap on noise images queried before giving up
     curve_points: int = 0  # intermediate iterations at which a student is also trained (0: none)
+    mixup_fraction: float = 0.0  # share of each training batch replaced by teacher-relabelled mixups (0: off)
 
     @classmethod
     def for_profile(cls, profile: Profile, **overrides: Any) -> "ZSDB3KDConfig":
@@ -352,15 +353,53 @@ class PseudoSampleSynthesizer(Synthesizer):
 
 
 # --------------------------------------------------------------------------- training
+def relabelled_mixup_hook(box: BlackBox, soft: torch.Tensor, y: torch.Tensor, fraction: float,
+                          num_classes: int, phase: str = "relabel mixup") -> BatchHook:
+    """A :func:`labkit.train.fit` batch hook: replace ``fraction`` of every batch by mixups of two pseudo-samples
+    (``λ ~ U(0,1)`` per image), labelled by **one decision query each** (counted under ``phase``).
+
+    A mixup's soft label is the mean soft label of the pseudo-samples of the class the teacher gives it
+    (no distances are measured for it). Mixups fill the space *between* the classes' pseudo-samples,
+    where the decision boundaries are, at one query per image.
+    """
+    class_soft = torch.stack([soft[y == c].mean(0) if bool((y == c).any())
+                              else torch.full((soft.shape[1],), 1.0 / soft.shape[1], device=soft.device)
+                              for c in range(num_classes)])
+
+    def hook(xb: torch.Tensor, tb: tuple[torch.Tensor, ...], gen: torch.Generator
+             ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        m = int(round(fraction * xb.shape[0]))
+        if m <= 0 or xb.shape[0] < 2:
+            return xb, tb
+        partner = torch.randperm(xb.shape[0], generator=gen)[:m].to(xb.device)
+        lam = torch.rand(m, generator=gen).to(xb.device, xb.dtype).view((-1,) + (1,) * (xb.dim() - 1))
+        mixed = (lam * xb[:m] + (1 - lam) * xb[partner]).clamp(0, 1)
+        label = box(mixed.detach(), phase=phase).to(xb.device)
+        soft_b, y_b = tb[0].clone(), tb[1].clone()
+        soft_b[:m], y_b[:m] = class_soft[label], label
+        xb = xb.clone()
+        xb[:m] = mixed
+        return xb, (soft_b, y_b)
+
+    return hook
+
+
 def train_on_pseudo_samples(student: torch.nn.Module, x: torch.Tensor, soft: torch.Tensor, y: torch.Tensor,
                             cfg: ZSDB3KDConfig, ctx: RunContext, desc: str = "ZSDB3KD student",
-                            seed_offset: int = 0) -> FitResult:
-    """Train on ``(x, soft, y)`` with α·CE + (1−α)·τ²·KL, selecting the epoch on a teacher-labelled holdout."""
+                            seed_offset: int = 0, box: BlackBox | None = None,
+                            phase: str = "relabel mixup") -> FitResult:
+    """Train on ``(x, soft, y)`` with α·CE + (1−α)·τ²·KL, selecting the epoch on a teacher-labelled holdout.
+
+    With ``cfg.mixup_fraction > 0`` and a ``box``, batches also carry teacher-relabelled mixups
+    (:func:`relabelled_mixup_hook`); the holdout is never mixed.
+    """
     keep, hold = split_holdout(x.shape[0], cfg.holdout_fraction, ctx.seed + seed_offset, x.device)
     loss = SoftLabelKD(tau=cfg.tau, alpha=cfg.alpha)
+    hook = relabelled_mixup_hook(box, soft[keep], y[keep], cfg.mixup_fraction, soft.shape[1], phase) \
+        if box is not None and cfg.mixup_fraction > 0 else None
     return fit(student, x[keep], (soft[keep], y[keep]), loss, val=(x[hold], y[hold]), epochs=cfg.epochs,
                batch_size=cfg.batch_size, lr=cfg.lr, device=ctx.device, seed=ctx.seed + seed_offset,
-               progress=ctx.progress, desc=desc)
+               progress=ctx.progress, desc=desc, batch_hook=hook)
 
 
 # --------------------------------------------------------------------------- the method
@@ -401,27 +440,29 @@ class ZSDB3KD(DistillationMethod):
             raise AccessDenied("ZSDB3KD needs a 'decision' box (top-1 class ids only).")
         cfg = self.config(ctx.profile)
         info = ctx.info
+        q_start = box.queries
         synth = PseudoSampleSynthesizer(box, cfg, info.num_classes, info.image_shape, ctx.seed, ctx.device)
         result = synth.synthesize(cfg.per_class * info.num_classes, progress=ctx.progress)
         x, soft = result.images, result.targets
         y = result.extras["labels"]
         assert isinstance(y, torch.Tensor)
         student = ctx.new_student()
-        fit_res = train_on_pseudo_samples(student, x, soft, y, cfg, ctx)
-        # intermediate students for the accuracy-against-iterations/queries curve
+        fit_res = train_on_pseudo_samples(student, x, soft, y, cfg, ctx, box=box)
+        method_queries = box.queries - q_start
+        # intermediate students for the accuracy-against-iterations/queries curve (own phase, not in method_queries)
         curve: list[dict[str, Any]] = []
-        for k, cp in enumerate(result.extras["checkpoints"]):  # type: ignore[union-attr]
+        for cp in result.extras["checkpoints"]:  # type: ignore[union-attr]
             before = box.queries
             with box.phase("accuracy curve"):
                 cp_soft, _ = pseudo_sample_soft_labels(box, cp["images"], y, info.num_classes, cfg.label_directions,
                                                        cfg.tau, ctx.seed)
-            cp_student = ctx.new_student()
-            cp_fit = train_on_pseudo_samples(cp_student, cp["images"], cp_soft, y, cfg, ctx,
-                                             desc=f"student @ iteration {cp['iteration']}")
+                cp_student = ctx.new_student()
+                cp_fit = train_on_pseudo_samples(cp_student, cp["images"], cp_soft, y, cfg, ctx,
+                                                 desc=f"student @ iteration {cp['iteration']}", box=box,
+                                                 phase="accuracy curve")
             curve.append({"iteration": cp["iteration"], "queries": int(cp["queries"] + box.queries - before),
                           "student": cp_student, "holdout_acc": cp_fit.best_val_acc})
         hist = result.extras["history"]
-        method_queries = int(result.extras["generation_queries"]) + int(result.extras["label_queries"])
         curve.append({"iteration": cfg.iterations, "queries": method_queries, "student": student,
                       "holdout_acc": fit_res.best_val_acc})
         extras = {
@@ -429,6 +470,7 @@ class ZSDB3KD(DistillationMethod):
             "init_hits_per_class": result.extras["init_hits_per_class"],
             "generation_queries": result.extras["generation_queries"],
             "label_queries": result.extras["label_queries"], "method_queries": method_queries,
+            "mixup_queries": box.queries_by_phase.get("relabel mixup", 0),
             "queries_per_sample": method_queries / max(1, len(result)),
             "mean_distance_by_iteration": [h["mean_distance"] for h in hist],  # type: ignore[index]
             "curve": [{k: v for k, v in row.items() if k != "student"} for row in curve],

@@ -16,6 +16,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from ..blackbox import BlackBox
+from ..errors import AccessDenied
 from ..methods.fsbbt import mix, mixup_keep_mask
 
 LAMBDAS = torch.linspace(0, 1, 101, dtype=torch.float64)
@@ -58,7 +59,8 @@ class MixupExplorer:
             x1, x2 = self.images[i:i + 1], self.images[j:j + 1]
             n = len(LAMBDAS)
             mixes = mix(x1.expand(n, *x1.shape[1:]), x2.expand(n, *x2.shape[1:]), LAMBDAS).clamp(0, 1)
-            assert self.teacher is not None
+            if self.teacher is None:
+                raise AccessDenied("this explorer has no box to query; build it with mixup_explorer(box, ...)")
             with self.teacher.phase("mixup explorer"):
                 self._cache[pair] = self.teacher(mixes).float().cpu()
         return self._cache[pair]
@@ -102,7 +104,8 @@ def mixup_explorer(box: BlackBox, images: torch.Tensor, class_names: Sequence[st
     ``pairs`` (P×2 indices) default to ``n_pairs`` random pairs whose teacher classes differ.
     """
     if box.access != "score":
-        raise ValueError("the MixUp explorer shows soft labels: it needs a score box")
+        raise AccessDenied(f"The MixUp explorer shows soft labels, so it needs a score box; this one is {box.access!r}. "
+                           "Build one with BlackBox(model, access='score').")
     images = images.detach()
     if pairs is None:
         g = torch.Generator().manual_seed(seed)

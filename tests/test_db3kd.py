@@ -1,0 +1,130 @@
+"""DB3KD: configuration, budgets, the loss, exact query counts, and decision-only access end to end."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from labkit import BlackBox
+from labkit.errors import InvalidQueryError, UnknownNameError
+from labkit.losses import SoftLabelKD
+from labkit.methods.db3kd import DB3KDConfig, DistanceLabelLoss, distance_labels, pair_budgets
+from labkit.profiles import get_profile
+
+
+def test_config_per_profile_and_bad_options() -> None:
+    smoke, laptop, paper = (DB3KDConfig.for_profile(get_profile(p)) for p in ("smoke", "laptop", "paper"))
+    assert smoke.queries < laptop.queries <= paper.queries <= 2000
+    assert paper.measure == "mbd" and laptop.measure == "bd"
+    assert DB3KDConfig.for_profile(get_profile("smoke"), tau=4.0, queries=None).tau == 4.0
+    with pytest.raises(UnknownNameError, match="measure"):
+        DB3KDConfig.for_profile(get_profile("smoke"), measure="xyz")
+    with pytest.raises(UnknownNameError):
+        DB3KDConfig.for_profile(get_profile("smoke"), temperature=3.0)
+
+
+def test_pair_budgets_split_the_sample_budget() -> None:
+    assert pair_budgets(100, 10, "sd", 0.3) == (0, 0)
+    assert pair_budgets(100, 10, "bd", 0.3) == (11, 0)
+    bd, so = pair_budgets(2000, 10, "mbd", 0.3)
+    assert bd + so == 222 and bd == 67
+    assert 1 + 9 * (bd + so) <= 2000
+    with pytest.raises(InvalidQueryError, match="too small"):
+        pair_budgets(10, 10, "bd", 0.3)
+
+
+def test_loss_form_is_documented_alpha_ce_plus_tau2_kl() -> None:
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(16, 5, generator=g) * 3
+    soft = torch.softmax(torch.randn(16, 5, generator=g), 1)
+    y = torch.randint(0, 5, (16,), generator=g)
+    tau, alpha = 4.0, 0.3
+    loss = DistanceLabelLoss(tau, alpha)
+    all_soft = loss(logits, soft, y, torch.ones(16, dtype=torch.bool))
+    want = alpha * F.cross_entropy(logits, y) + (1 - alpha) * tau ** 2 * F.kl_div(
+        F.log_softmax(logits / tau, 1), soft, reduction="batchmean")
+    assert torch.allclose(all_soft, want, atol=1e-5)
+    assert torch.allclose(all_soft, SoftLabelKD(tau, alpha)(logits, soft, y), atol=1e-5)
+    none_soft = loss(logits, soft, y, torch.zeros(16, dtype=torch.bool))
+    assert torch.allclose(none_soft, F.cross_entropy(logits, y), atol=1e-6)
+    half = torch.arange(16) < 8
+    mixed = loss(logits, soft, y, half)
+    assert torch.allclose(mixed, (loss(logits[:8], soft[:8], y[:8], half[:8]) * 8 +
+                                  F.cross_entropy(logits[8:], y[8:]) * 8) / 16, atol=1e-5)
+
+
+class CountingImageTeacher(nn.Module):
+    """A tiny random conv teacher on 1×8×8 images that counts rows and records output dtypes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Tanh(), nn.Flatten(), nn.Linear(4 * 36, 4))
+        self.seen = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen += x.shape[0]
+        return self.net(x - 0.5) * 5
+
+
+@pytest.mark.parametrize("measure,queries", [("sd", 0), ("bd", 31), ("mbd", 151)])
+def test_distance_labels_exact_counts_and_budget(measure: str, queries: int) -> None:
+    model = CountingImageTeacher()
+    box = BlackBox(model, access="decision", input_shape=(1, 8, 8), num_classes=4)
+    x = torch.rand(60, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    y = box(x)
+    box.reset_counter(); model.seen = 0
+    cfg = DB3KDConfig.for_profile(get_profile("smoke"), measure=measure, queries=max(queries, 7), tau=2.0,
+                                  n_probes=6)
+    out = distance_labels(box, x, y, 4, cfg)
+    assert out["queries"].sum() == box.queries == model.seen
+    if measure == "sd":
+        assert box.queries == 0
+    else:
+        assert int(out["queries"].max()) <= queries
+        assert box.queries_by_phase["teacher labels"] == 60
+    soft = out["soft"]
+    assert soft.shape == (60, 4) and torch.allclose(soft.sum(1), torch.ones(60))
+    assert (soft.argmax(1) == out["teacher_label"]).all()
+
+
+def test_distance_labels_refuse_a_score_box() -> None:
+    model = CountingImageTeacher()
+    score = BlackBox(model, access="score", input_shape=(1, 8, 8), num_classes=4)
+    cfg = DB3KDConfig.for_profile(get_profile("smoke"), measure="bd", queries=31)
+    with pytest.raises(InvalidQueryError, match="decision box"):
+        distance_labels(score, torch.rand(4, 1, 8, 8), torch.zeros(4, dtype=torch.long), 4, cfg)
+
+
+def test_db3kd_end_to_end_sees_only_class_ids(teacher, tmp_path, monkeypatch) -> None:
+    """The CLI run writes a decision-access record; a spy on the box sees only int64 answers."""
+    from labkit.cli import main
+
+    seen = {"images": 0, "calls": 0}
+    original = BlackBox.__call__
+
+    def spy(self: BlackBox, x: torch.Tensor, **kw: object) -> torch.Tensor:
+        out = original(self, x, **kw)
+        assert self.access == "decision"
+        assert out.dtype == torch.int64 and out.dim() == 1, "DB3KD must never receive probabilities"
+        seen["images"] += x.shape[0]
+        seen["calls"] += 1
+        return out
+
+    monkeypatch.setattr(BlackBox, "__call__", spy)
+    out = tmp_path / "db3kd.json"
+    rc = main(["run", "db3kd", "--profile", "smoke", "--device", "cpu", "--no-progress", "--measure", "bd",
+               "--queries", "28", "--train-size", "256", "--soft-size", "64", "--epochs", "1", "--out", str(out)])
+    assert rc == 0
+    records = json.loads(out.read_text())
+    rec = records[-1]
+    assert rec["method"] == "db3kd" and rec["access"] == "decision"
+    assert rec["queries"] == seen["images"] > 0
+    assert rec["queries_by_phase"]["teacher labels"] == 64
+    assert rec["extras"]["max_queries_per_sample"] <= 28
+    assert math.isclose(rec["extras"]["queries_per_sample"] * 64, rec["queries"], rel_tol=1e-3)
+    assert rec["transfer_set_size"] == 256 and 0 < rec["student_acc"] <= 1
