@@ -79,6 +79,9 @@ BENCH_ENTRIES: tuple[BenchEntry, ...] = (
     BenchEntry("mekd-hard", "mekd", "MEKD, hard responses", "decision", "unlabeled", (("response", "hard"),)),
 )
 BENCH_KEYS: tuple[str, ...] = tuple(e.key for e in BENCH_ENTRIES)
+#: A running order for a time-limited bench (notebook 08 in smoke): cheap runs first, one per access level early.
+QUICK_ORDER: tuple[str, ...] = ("fsbbt", "student", "mekd-hard", "kd", "db3kd-mbd", "zskd", "mekd-soft", "zsdb3kd",
+                                "db3kd-bd")
 
 
 def get_entries(keys: Iterable[str] | None = None) -> list[BenchEntry]:
@@ -123,7 +126,7 @@ class Stat:
     def of(cls, values: Sequence[float]) -> "Stat":
         """Summarise ``values`` (at least one)."""
         t = torch.tensor([float(v) for v in values], dtype=torch.float64)
-        std = float(t.std(unbiased=True)) if len(t) > 1 else None
+        std = float(t.std(correction=1)) if len(t) > 1 else None
         return cls(float(t.mean()), std, float(t.min()), float(t.max()), len(t), [float(v) for v in values])
 
     @classmethod
@@ -174,6 +177,12 @@ class EntrySummary:
         return cls(**kw)
 
 
+def _elapsed(run: dict[str, Any]) -> float:
+    """A run's whole elapsed time as the bench measured it (its method wall time if unknown)."""
+    bench = run.get("extras", {}).get("bench", {})
+    return float(bench.get("elapsed_s", run["wall_s"])) if isinstance(bench, dict) else float(run["wall_s"])
+
+
 def summarize_entry(entry: BenchEntry, records: Sequence[ResultRecord], dataset: str, *,
                     status: str | None = None, note: str = "", options: dict[str, Any] | None = None) -> EntrySummary:
     """Aggregate one entry's records (one per seed) into an :class:`EntrySummary`."""
@@ -191,8 +200,7 @@ def summarize_entry(entry: BenchEntry, records: Sequence[ResultRecord], dataset:
         summary.queries = Stat.of([r.queries for r in records])
         summary.transfer_set_size = Stat.of([r.transfer_set_size for r in records])
         summary.wall_s = Stat.of([r.wall_s for r in records])
-        summary.elapsed_s = Stat.of([float(r.extras.get("bench", {}).get("elapsed_s", r.wall_s))  # type: ignore[union-attr]
-                                     for r in records])
+        summary.elapsed_s = Stat.of([_elapsed(r.to_dict()) for r in records])
     return summary
 
 
@@ -206,6 +214,14 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _command_line() -> str:
+    """How this process was started (``python -m labkit bench ...`` for the CLI)."""
+    if not sys.argv:
+        return ""
+    head = "python -m labkit" if sys.argv[0].endswith("__main__.py") else Path(sys.argv[0]).name
+    return " ".join([head, *sys.argv[1:]])
 
 
 def environment_info(device: torch.device | str | None = None, note: str = "") -> dict[str, Any]:
@@ -227,7 +243,7 @@ def environment_info(device: torch.device | str | None = None, note: str = "") -
         "cpu_count": os.cpu_count(),
         "versions": versions,
         "git_commit": _git_commit(),
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "",
+        "command": _command_line(),
     })
     if note:
         info["note"] = note
@@ -341,7 +357,8 @@ class Leaderboard:
             f"# Leaderboard: {self.dataset}, profile `{self.profile}`, seeds {', '.join(map(str, self.seeds))}",
             "",
             f"Teacher **{self.teacher.get('arch')}**: {100 * float(self.teacher.get('test_acc', float('nan'))):.2f}% "
-            f"test accuracy (measured by the lab)" + (f"; the papers report {teacher_rep}" if teacher_rep else "") + ".",
+            f"test accuracy (measured by the lab)"
+            + (f"; the papers report {teacher_rep}" if teacher_rep else "") + ".",
             f"Student **{self.student_arch}** for every method. Test accuracy and agreement (student = teacher on the "
             "test set) are measured by the runner, never used for model selection. Queries are images sent to the "
             "teacher.",
@@ -499,12 +516,40 @@ def parse_overrides(items: Iterable[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _init_worker(threads: int) -> None:
+    """Set the torch thread count in a bench worker process."""
+    torch.set_num_threads(max(1, threads))
+
+
+def _run_one(entry: BenchEntry, options: dict[str, Any], dataset: str, profile: str, seed: int, device: str,
+             progress: bool, path: str, deadline: float | None) -> dict[str, Any] | None:
+    """Run one (entry, seed), save its record at ``path`` and return it as a dict (``None``: past the deadline)."""
+    from .methods.base import run_method
+
+    if deadline is not None and time.time() > deadline:
+        return None
+    t0 = time.perf_counter()
+    try:
+        run = run_method(entry.method, dataset=dataset, profile=profile, seed=seed, device=device, progress=progress,
+                         **options)
+    except LabkitError as exc:
+        raise BenchError(f"{entry.key} (seed {seed}) failed: {exc}") from exc
+    rec = run.record
+    rec.extras["bench"] = {"entry": entry.key, "options": _jsonable(options),
+                           "elapsed_s": round(time.perf_counter() - t0, 2), "torch_threads": torch.get_num_threads()}
+    rec.save(path)
+    return rec.to_dict()
+
+
 def run_bench(dataset: str = "fashion-mnist", profile: str | None = None, seeds: Sequence[int] = (0,), *,
               entries: Sequence[str | BenchEntry] | None = None, out_dir: str | Path | None = None,
               force: bool = False, allow_missing: bool = False, overrides: dict[str, dict[str, Any]] | None = None,
               time_budget_s: float | None = None, device: torch.device | str | None = None, progress: bool = True,
-              note: str = "", save: bool = True, log: Callable[[str], None] | None = print) -> Leaderboard:
+              note: str = "", save: bool = True, jobs: int = 1, threads_per_job: int | None = None,
+              log: Callable[[str], None] | None = print) -> Leaderboard:
     """Run every entry for every seed (seed-major), saving each run as it finishes; return the :class:`Leaderboard`.
+
+    Entries run in the order given; the leaderboard lists them in the lab's order (:data:`BENCH_KEYS`).
 
     * A saved run with the same entry, profile, data set, seed and options is reused unless ``force``.
     * A method whose module does not exist yet is an error before anything runs, unless ``allow_missing``
@@ -513,9 +558,10 @@ def run_bench(dataset: str = "fashion-mnist", profile: str | None = None, seeds:
       rows say ``skipped`` or ``partial``); the default runs everything.
     * ``overrides``: extra options per entry key (they also reach :func:`run_method`'s own keywords,
       e.g. ``train_limit`` or ``budget``).
+    * ``jobs`` > 1 runs that many (entry, seed) runs at once in worker processes, each with
+      ``threads_per_job`` torch threads (default: CPU cores / jobs); records are saved as each finishes.
     * ``save`` writes ``leaderboard.json`` / ``.md`` into ``out_dir`` (default :func:`labkit.paths.results_dir`).
     """
-    from .methods.base import run_method
     from .teachers import default_student_arch, default_teacher_arch, get_teacher
 
     say = log or (lambda _msg: None)
@@ -543,43 +589,65 @@ def run_bench(dataset: str = "fashion-mnist", profile: str | None = None, seeds:
     skipped: dict[str, list[int]] = {e.key: [] for e in chosen}
     plan = [(s, e) for s in seeds for e in chosen if e.key not in missing]
     start = time.perf_counter()
+    deadline = None if time_budget_s is None else time.time() + time_budget_s
+    todo: list[tuple[int, BenchEntry, Path]] = []
+    for seed, e in plan:
+        path = run_path(out_dir, prof.name, dataset, e.key, seed)
+        saved = None if force else load_saved_run(path, e.key, prof.name, dataset, seed, options[e.key])
+        if saved is not None:
+            done[e.key].append(saved)
+            say(f"[bench] {e.key} seed {seed}: reusing {path}")
+        else:
+            todo.append((seed, e, path))
+
+    def finish(seed: int, e: BenchEntry, path: Path, result: dict[str, Any] | None) -> None:
+        if result is None:
+            skipped[e.key].append(seed)
+            say(f"[bench] {e.key} seed {seed}: skipped (time budget of {time_budget_s:.0f} s used up)")
+            return
+        rec = ResultRecord.from_dict(result)
+        done[e.key].append(rec)
+        say(f"[bench] {e.key} seed {seed}: test {100 * rec.student_acc:.2f}%, agreement "
+            f"{100 * rec.agreement:.2f}%, {rec.queries:,} queries, transfer set {rec.transfer_set_size:,}, "
+            f"{rec.wall_s:.1f} s (run {rec.extras['bench']['elapsed_s']:.1f} s) -> {path}")
+
     bar = None
-    if progress and plan:
+    if progress and todo:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(plan), desc="bench", unit="run")
+        bar = tqdm(total=len(todo), desc="bench", unit="run")
     try:
-        for seed, e in plan:
-            path = run_path(out_dir, prof.name, dataset, e.key, seed)
-            saved = None if force else load_saved_run(path, e.key, prof.name, dataset, seed, options[e.key])
-            if saved is not None:
-                done[e.key].append(saved)
-                say(f"[bench] {e.key} seed {seed}: reusing {path}")
-            elif time_budget_s is not None and time.perf_counter() - start > time_budget_s:
-                skipped[e.key].append(seed)
-                say(f"[bench] {e.key} seed {seed}: skipped (time budget of {time_budget_s:.0f} s used up)")
-            else:
-                t0 = time.perf_counter()
+        if jobs <= 1 or len(todo) <= 1:
+            for seed, e, path in todo:
+                finish(seed, e, path, _run_one(e, options[e.key], dataset, prof.name, seed, str(dev), progress,
+                                               str(path), deadline))
+                if bar is not None:
+                    bar.update(1)
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            threads = threads_per_job or max(1, (os.cpu_count() or 1) // jobs)
+            say(f"[bench] {len(todo)} runs on {jobs} worker processes, {threads} torch thread(s) each")
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=_init_worker, initargs=(threads,)) as pool:
+                futures = {pool.submit(_run_one, e, options[e.key], dataset, prof.name, seed, str(dev), False,
+                                       str(path), deadline): (seed, e, path) for seed, e, path in todo}
                 try:
-                    run = run_method(e.method, dataset=dataset, profile=prof, seed=seed, device=dev,
-                                     progress=progress, **options[e.key])
-                except LabkitError as exc:
-                    raise BenchError(f"{e.key} (seed {seed}) failed: {exc}") from exc
-                rec = run.record
-                rec.extras["bench"] = {"entry": e.key, "options": _jsonable(options[e.key]),
-                                       "elapsed_s": round(time.perf_counter() - t0, 2)}
-                rec.save(path)
-                done[e.key].append(rec)
-                say(f"[bench] {e.key} seed {seed}: test {100 * rec.student_acc:.2f}%, agreement "
-                    f"{100 * rec.agreement:.2f}%, {rec.queries:,} queries, transfer set {rec.transfer_set_size:,}, "
-                    f"{rec.wall_s:.1f} s (run {rec.extras['bench']['elapsed_s']:.1f} s) -> {path}")
-            if bar is not None:
-                bar.update(1)
+                    for fut in as_completed(futures):
+                        finish(*futures[fut], fut.result())
+                        if bar is not None:
+                            bar.update(1)
+                except BaseException:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
     finally:
         if bar is not None:
             bar.close()
+    for key in done:
+        done[key].sort(key=lambda r: r.seed)
     summaries = []
-    for e in chosen:
+    for e in sorted(chosen, key=lambda e: BENCH_KEYS.index(e.key) if e.key in BENCH_KEYS else len(BENCH_KEYS)):
         recs = done[e.key]
         if e.key in missing:
             status, why = "missing", missing[e.key]
@@ -590,7 +658,7 @@ def run_bench(dataset: str = "fashion-mnist", profile: str | None = None, seeds:
         else:
             status, why = "ok", ""
         summaries.append(summarize_entry(e, recs, dataset, status=status, note=why, options=options[e.key]))
-    runs = [r.to_dict() for e in chosen for r in done[e.key]]
+    runs = [r.to_dict() for e in summaries for r in done[e.key]]
     board = Leaderboard(
         dataset=dataset, profile=prof.name, seeds=seeds, entries=summaries, runs=runs,
         teacher={"arch": teacher.spec.arch, "test_acc": teacher.test_acc, "val_acc": teacher.val_acc,
@@ -599,7 +667,7 @@ def run_bench(dataset: str = "fashion-mnist", profile: str | None = None, seeds:
         environment=environment_info(dev, note), created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(
             timespec="seconds"),
         bench_wall_s=round(time.perf_counter() - start, 2),
-        total_run_s=round(sum(float(r["extras"].get("bench", {}).get("elapsed_s", r["wall_s"])) for r in runs), 2),
+        total_run_s=round(sum(_elapsed(r) for r in runs), 2),
     )
     board.teacher.setdefault("arch", default_teacher_arch(dataset))
     if save:
@@ -704,8 +772,8 @@ def cost_comparisons(board: Leaderboard) -> list[CostComparison]:
             ea, eb = rows[a], rows[b]
             qa, qb = ea.queries.mean, eb.queries.mean  # type: ignore[union-attr]
             ratio = qb / qa if qa > 0 and qb > 0 else None
-            out.append(CostComparison(question, a, b, ea.student_acc.mean - eb.student_acc.mean,  # type: ignore[union-attr]
-                                      ratio))
+            gap = ea.student_acc.mean - eb.student_acc.mean  # type: ignore[union-attr]
+            out.append(CostComparison(question, a, b, gap, ratio))
     return out
 
 

@@ -184,7 +184,8 @@ def _bisect_rays(box: Box, x0f: torch.Tensor, shape: tuple[int, ...], owner: tor
         label[idx] = torch.where(hit, ans, label[idx])
     while True:
         width = hi - lo
-        active = found & (queries < max_queries) & (width > torch.maximum(tol, rtol * hi))
+        # float64 floor (2⁻⁴⁰·λ): with tol = rtol = 0 the loop still ends after ~40 steps
+        active = found & (queries < max_queries) & (width > torch.maximum(tol, hi * max(rtol, 2.0 ** -40)))
         if not bool(active.any()):
             break
         idx = active.nonzero().squeeze(1)

@@ -96,7 +96,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     board = run_bench(args.dataset, args.profile, args.seeds, entries=args.only, out_dir=out_dir, force=args.force,
                       allow_missing=args.allow_missing, overrides=parse_overrides(args.set or []),
                       time_budget_s=args.time_budget, device=args.device, progress=not args.no_progress,
-                      note=args.note or "")
+                      note=args.note or "", jobs=args.jobs, threads_per_job=args.threads)
     print()
     print(board.to_markdown())
     return 0
@@ -111,7 +111,8 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
                                    "reused on the next call unless --force), then write leaderboard.json and "
                                    "leaderboard.md into --out-dir.")
     p.add_argument("--dataset", default="fashion-mnist", help="data set (default fashion-mnist)")
-    p.add_argument("--profile", default=None, help=f"smoke | laptop | paper (default: $LABKIT_PROFILE or {default_profile_name()})")
+    p.add_argument("--profile", default=None,
+                   help=f"smoke | laptop | paper (default: $LABKIT_PROFILE or {default_profile_name()})")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds to run, e.g. --seeds 0 1 2 (default 0)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
     p.add_argument("--out-dir", default=None, help="where to write results (default: $LABKIT_RESULTS or results/)")
@@ -125,7 +126,9 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
                    help="skip the remaining runs once this many seconds have passed (default: run everything)")
     p.add_argument("--note", default=None, help="a note stored with the machine info, e.g. 'shared 2-core CPU'")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's own choice; 1 can be faster on a busy, shared CPU)")
+                   help="torch CPU threads per run (default: torch's choice, or cores / jobs with --jobs)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs at once in worker processes (default 1); e.g. --jobs 2 --threads 1 on 2 cores")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_cmd_bench)
 

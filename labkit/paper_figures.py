@@ -95,7 +95,8 @@ REPORTED: tuple[ReportedFigure, ...] = (
 
 #: What to say where a paper gives no figure for the data set asked about.
 NO_FIGURE_NOTES: dict[str, str] = {
-    "db3kd-bd": "DB3KD reports MBD > BD > SD but no Fashion-MNIST figure; MNIST (MBD): 99.52%† (reported, unverified).",
+    "db3kd-bd": "DB3KD reports MBD > BD > SD but no Fashion-MNIST figure; MNIST (MBD): 99.52%† "
+                "(reported, unverified).",
     "db3kd-mbd": "DB3KD reports no Fashion-MNIST figure; MNIST (MBD): 99.52%† (reported, unverified).",
     "zsdb3kd": "ZSDB3KD reports no Fashion-MNIST figure; MNIST: 96.54%† (reported, unverified) at ~10⁹ queries.",
     "mekd-soft": "MEKD reports no Fashion-MNIST figure (its code ships MNIST and SynDigits→SVHN, ResNet-32 → "

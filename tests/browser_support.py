@@ -105,9 +105,25 @@ def _write_lab_settings(settings_dir: Path) -> None:
         (target / file_name).write_text(json.dumps(values))
 
 
+def _child_pids(pid: int) -> list[int]:
+    """Process ids whose parent is ``pid`` (Linux /proc; empty elsewhere)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 1 and fields[1] == str(pid):
+            children.append(int(stat.parent.name))
+    return children
+
+
 def _stop_process_group(server: LabServer, grace_s: float = 10.0) -> None:
-    """Shut kernels down through the API, then the server's process group (TERM, then KILL)."""
-    kernel_pids: list[int] = []
+    """Shut kernels down through the API, then the server's process group (TERM, then KILL).
+
+    Kernels run in sessions of their own, so any the API did not stop are killed by process id.
+    """
+    kernel_pids = _child_pids(server.process.pid)
     if server.process.poll() is None:
         try:
             for kernel in server.api("/api/kernels", timeout=5):
@@ -118,12 +134,6 @@ def _stop_process_group(server: LabServer, grace_s: float = 10.0) -> None:
             server.api("/api/shutdown", method="POST", timeout=5)
         except (OSError, urllib.error.URLError, ValueError):
             pass
-    # Kernels live in their own sessions; find any still-living child of the server to kill too.
-    try:
-        out = subprocess.run(["pgrep", "-P", str(server.process.pid)], capture_output=True, text=True)
-        kernel_pids = [int(p) for p in out.stdout.split()]
-    except (OSError, ValueError):
-        kernel_pids = []
     try:
         server.process.wait(timeout=grace_s)
     except subprocess.TimeoutExpired:
@@ -342,6 +352,12 @@ def temperature_sliders(page: Any, description: str = "temperature") -> list[Any
 def slider_readout(slider: Any) -> str:
     """The slider's displayed value."""
     return slider.locator(".widget-readout").first.inner_text().strip()
+
+
+def slider_range(slider: Any) -> tuple[float, float, float]:
+    """``(minimum, maximum, value)`` of a slider, from its handle's ARIA attributes."""
+    handle = slider.locator(".noUi-handle").first
+    return tuple(float(handle.get_attribute(f"aria-value{which}")) for which in ("min", "max", "now"))
 
 
 def move_slider(slider: Any, keys: list[str]) -> None:

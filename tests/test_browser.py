@@ -5,7 +5,7 @@ it redraws the plot. Here a real JupyterLab (loopback port, token, ``LABKIT_PROF
 temporary copy of the notebooks) is driven through Playwright with Debian's Chromium:
 
 1. open the notebook and use Run ▸ Run All Cells, wait for the kernel to go idle, fail on any traceback;
-2. find the ipywidgets slider labelled ``temperature`` and move it with the keyboard (arrow keys on its handle);
+2. find the ipywidgets slider labelled ``temperature`` and move it with the keyboard (Home/End on its handle);
 3. read the plotly bar data the page draws in that dashboard, before and after, and require a change
    (and, for soft labels, that a higher temperature does not sharpen them);
 4. save before/after screenshots under ``artifacts/browser/`` (git-ignored).
@@ -27,8 +27,8 @@ from typing import Any
 import nbformat
 import pytest
 
-from tests import browser_support as bs
 from labkit.paths import REPO_ROOT, artifacts_dir
+from tests import browser_support as bs
 
 SKIP_REASON = bs.browser_skip_reason()
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")]
@@ -102,6 +102,7 @@ def page(browser: Any, lab: bs.LabServer):
 
 
 def _shots_dir() -> Path:
+    """``artifacts/browser/`` (git-ignored), created on first use."""
     out = artifacts_dir() / "browser"
     out.mkdir(parents=True, exist_ok=True)
     return out
@@ -134,18 +135,20 @@ def _wait_for_readout_change(slider: Any, before: str, timeout_s: float) -> str:
 
 
 def _move_temperature(slider: Any, area: Any, timeout_s: float) -> dict:
-    """Jump the slider to its minimum with the Home key (End if it is there already); bars before and after."""
+    """Jump the slider to its farther end (Home = minimum, End = maximum); the bars before and after.
+
+    The farther end gives the biggest change, so the before/after screenshots show it plainly.
+    """
     area.scroll_into_view_if_needed()
     readout_before = bs.slider_readout(slider)
     bars_before = _wait_for_bars(area, DRAW_TIMEOUT_S)
     assert bars_before, "the temperature dashboard shows no plotly bar chart in the page"
-    bs.move_slider(slider, ["Home"])
+    low, high, now = bs.slider_range(slider)
+    key = "Home" if now - low > high - now else "End"
+    bs.move_slider(slider, [key])
     readout_after = _wait_for_readout_change(slider, readout_before, 5.0)
-    if readout_after == readout_before:  # already at its minimum: go to the maximum
-        bs.move_slider(slider, ["End"])
-        readout_after = _wait_for_readout_change(slider, readout_before, 5.0)
     bars_after = _wait_for_bars(area, timeout_s, differ_from=bars_before)
-    return {"readout_before": readout_before, "readout_after": readout_after,
+    return {"key": key, "readout_before": readout_before, "readout_after": readout_after,
             "bars_before": bars_before, "bars_after": bars_after}
 
 
@@ -220,7 +223,6 @@ def test_temperature_slider_redraws_soft_labels(page: Any, lab: bs.LabServer, na
     started = time.monotonic()
     try:
         _run_all(page, name)
-        ran_s = time.monotonic() - started
         sliders = bs.temperature_sliders(page)
         if not sliders:
             pytest.fail(f"{name}: no ipywidgets slider labelled 'temperature' rendered in the page")
@@ -238,5 +240,6 @@ def test_temperature_slider_redraws_soft_labels(page: Any, lab: bs.LabServer, na
         raise
     finally:
         _shut_down_kernels(lab)
-    print(f"{name}: ran in {ran_s:.0f} s; temperature {moved['readout_before']} -> {moved['readout_after']}; "
-          f"whole check {time.monotonic() - started:.0f} s")
+    change = max(abs(a - b) for old, new in zip(moved["bars_before"], moved["bars_after"]) for a, b in zip(old, new))
+    print(f"{name}: temperature {moved['readout_before']} -> {moved['readout_after']} ({moved['key']} key), "
+          f"largest bar change {change:.3f}; whole check {time.monotonic() - started:.0f} s")

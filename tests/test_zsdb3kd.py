@@ -137,14 +137,16 @@ def test_method_trains_a_student_with_a_holdout_and_reports_queries() -> None:
     info = DatasetInfo("toy-centroids", ("a", "b", "c"), (2,))
     ctx = RunContext(get_profile("smoke"), 0, torch.device("cpu"), "mlp-small", info, progress=False)
     method = ZSDB3KD(per_class=10, iterations=3, n_directions=4, warm_directions=1, signopt_queries=24,
-                     label_directions=2, epochs=3, batch_size=8, step_size=0.1, init_batch=64, curve_points=1)
+                     label_directions=2, epochs=3, batch_size=8, step_size=0.1, init_batch=64, curve_points=1,
+                     mixup_fraction=0.5)
     out = method.distill(box, MethodData(info), ctx)
     assert out.transfer_set_size == 30 and out.selection.startswith("teacher-labelled holdout")
     assert out.val_acc is not None and 0 <= out.val_acc <= 1
     json.dumps(out.extras)  # record-friendly
     assert out.extras["method_queries"] + box.queries_by_phase["accuracy curve"] == box.queries == model.seen
+    assert out.extras["mixup_queries"] == box.queries_by_phase["relabel mixup"] > 0
     curve = out.extras["curve"]
-    assert [row["iteration"] for row in curve] == [0, 2, 3]  # curve_points=1: the noise start, one midpoint, the end
+    assert [row["iteration"] for row in curve] == [0, 3]  # curve_points=1: the noise start, then the end
     assert curve[-1]["queries"] == out.extras["method_queries"]
     assert all(a["queries"] <= b["queries"] for a, b in zip(curve, curve[1:]))
     logits = out.student(torch.rand(5, 2))

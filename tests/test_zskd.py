@@ -135,7 +135,7 @@ def test_cli_options_reach_the_method() -> None:
 def test_zskd_end_to_end_counts_every_query(fmnist_available) -> None:
     n, iters = 40, 4
     run = run_method("zskd", profile="smoke", device="cpu", progress=False, impressions=n, iterations=iters,
-                     epochs=2, craft_batch=25)
+                     epochs=2, craft_batch=25, augment=True)
     rec = run.record
     by_phase = rec.queries_by_phase
     assert by_phase["craft impressions"] == n * iters and by_phase["label impressions"] == n

@@ -64,8 +64,8 @@ class DB3KDConfig:
     queries: int = 200             # per soft-labelled sample, label query included
     tau: float = 20.0              # soft-label and student temperature (authors: 20)
     alpha: float = 0.5             # weight of CE on the true label for soft-labelled samples
-    train_size: int | None = None  # training samples used (None: all the runner gives)
-    soft_size: int | None = None   # of those, how many get distance soft labels (None: all)
+    train_size: int | None = None  # training samples used (None: all the runner gives); laptop: 15k fits a CPU
+    soft_size: int | None = None   # of those, how many get distance soft labels (None: all); laptop: 2k
     n_directions: int = 40         # BD: most rays per (sample, class); the budget usually stops earlier
     sd_samples: int = 20           # SD: random class-t samples per (sample, class)
     bd_share: float = 0.3          # MBD: share of each pair's budget spent on BD before Sign-OPT
@@ -79,9 +79,9 @@ class DB3KDConfig:
             epochs=profile.student_epochs, batch_size=profile.batch_size,
             lr=2e-3 if profile.name != "paper" else 1e-3,
             measure=str(pick(profile, "bd", "bd", "mbd")),
-            queries=int(pick(profile, 60, 200, 2000)),
-            train_size=pick(profile, 1000, None, None),  # type: ignore[arg-type]
-            soft_size=pick(profile, 300, 5000, None),  # type: ignore[arg-type]
+            queries=int(pick(profile, 60, 100, 2000)),
+            train_size=pick(profile, 1000, 15000, None),  # type: ignore[arg-type]
+            soft_size=pick(profile, 300, 2000, None),  # type: ignore[arg-type]
         )
         unknown = set(overrides) - set(asdict(base))
         if unknown:
@@ -175,6 +175,7 @@ class DB3KD(DistillationMethod):
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """``--measure``, ``--queries``, ``--tau``, ``--alpha``, ``--train-size``, ``--soft-size``, ``--epochs``, ``--lr``."""
         parser.add_argument("--measure", choices=MEASURES, help="robustness measure: sd | bd | mbd")
         parser.add_argument("--queries", type=int, help="query budget per soft-labelled sample (label query included)")
         parser.add_argument("--tau", type=float, help="soft-label temperature (default 20)")
@@ -185,6 +186,7 @@ class DB3KD(DistillationMethod):
         parser.add_argument("--lr", type=float, help="learning rate")
 
     def distill(self, box: BlackBox | None, data: MethodData, ctx: RunContext) -> DistillOutput:
+        """Soft-label ``soft_size`` training images through the decision box, then train the student."""
         if data.train is None or data.val is None:
             raise ValueError("DB3KD needs labeled training data (data_access='labeled')")
         cfg = DB3KDConfig.for_profile(ctx.profile, **self.options)

@@ -28,6 +28,12 @@ from noise by pushing each image *away from its nearest decision boundary*:
    ``α·CE(S, y) + (1 − α)·τ²·KL(p ‖ softmax(S/τ))`` (batch mean), the authors' CE + KL with
    Hinton's τ² so that the soft term keeps its weight at τ = 20.
 
+Optionally (``mixup_fraction``, on in the smoke and laptop profiles, off in the paper profile),
+part of every training batch is replaced by mixups of two pseudo-samples labelled by one
+decision query each (:func:`relabelled_mixup_hook`): a cheap way, at one query per image, to show
+the student what the teacher decides *between* the pseudo-samples. This is the lab's addition,
+not the authors'.
+
 Model selection uses a teacher-labelled holdout of the pseudo-samples (the labels come for
 free: every pseudo-sample's class is verified by the step's check query). Optionally,
 students are also trained at a few intermediate iterations (``curve_points``) so that a
@@ -83,16 +89,17 @@ class ZSDB3KDConfig:
     holdout_fraction: float = 0.1  # pseudo-samples kept aside (teacher-labelled) to select the epoch
     init_batch: int = 8192  # noise images per rejection-sampling draw
     max_init_draws: int = 2_000_000  # cap on noise images queried before giving up
-    curve_points: int = 0  # intermediate iterations at which a student is also trained (0: none)
+    curve_points: int = 0  # earlier iterations (0, it/k, 2·it/k, …) at which a student is also trained (0: none)
     mixup_fraction: float = 0.0  # share of each training batch replaced by teacher-relabelled mixups (0: off)
 
     @classmethod
     def for_profile(cls, profile: Profile, **overrides: Any) -> "ZSDB3KDConfig":
         """The profile's defaults with any non-None overrides."""
         if profile.name == "smoke":
-            base = cls(per_class=5, iterations=4, n_directions=4, warm_directions=1, signopt_queries=30,
-                       label_directions=2, epochs=4, batch_size=32, n_probes=8, snapshot_every=1,
-                       snapshot_per_class=3, max_init_draws=400_000, curve_points=1)
+            base = cls(per_class=3, iterations=3, n_directions=3, warm_directions=1, signopt_queries=20,
+                       label_directions=1, epochs=3, batch_size=16, n_probes=6, snapshot_every=1,
+                       snapshot_per_class=3, init_batch=4096, max_init_draws=400_000, curve_points=1,
+                       mixup_fraction=0.5)
         elif profile.name == "laptop":
             base = cls(per_class=60, iterations=12, n_directions=8, warm_directions=2, signopt_queries=100,
                        label_directions=3, epochs=profile.student_epochs * 3, batch_size=64, n_probes=10,
@@ -297,12 +304,11 @@ class PseudoSampleSynthesizer(Synthesizer):
         self.device = torch.device(device) if device is not None else box.device
 
     def checkpoint_iterations(self) -> list[int]:
-        """Iterations (0 = the noise start) after which the full image set is kept for accuracy curves."""
+        """Iterations ``0, it/k, …`` (``k = curve_points``; 0 is the noise start) whose images are kept for the curve."""
         k, it = self.cfg.curve_points, self.cfg.iterations
         if k <= 0 or it <= 0:
             return []
-        pts = sorted({int(round(i * it / (k + 1))) for i in range(k + 1)})
-        return [p for p in pts if p < it]
+        return sorted({int(round(i * it / k)) for i in range(k)})
 
     def _synthesize(self, n: int, progress: bool) -> SynthesisResult:
         cfg, box, c = self.cfg, self.box, self.num_classes
@@ -428,7 +434,9 @@ class ZSDB3KD(DistillationMethod):
         parser.add_argument("--lr", type=float, help="student learning rate")
         parser.add_argument("--max-init-draws", type=int, help="cap on noise images drawn for the starting samples")
         parser.add_argument("--curve-points", type=int,
-                            help="intermediate iterations at which a student is also trained (accuracy curve)")
+                            help="earlier iterations at which a student is also trained (accuracy curve; 0: none)")
+        parser.add_argument("--mixup-fraction", type=float,
+                            help="share of each batch replaced by teacher-relabelled mixups (0: off)")
 
     def config(self, profile: Profile) -> ZSDB3KDConfig:
         """This run's configuration: the profile's sizes with the constructor's options."""

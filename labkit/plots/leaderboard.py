@@ -38,11 +38,13 @@ def accuracy_vs_queries(board: Leaderboard, show_reported: bool = True, show_fro
     fig = go.Figure()
     rows = board.measured()
     querying = [e for e in rows if e.queries is not None and e.queries.mean > 0]
+    by_x = sorted(range(len(querying)), key=lambda i: querying[i].queries.mean)
+    text_pos = {querying[i].key: ("top center" if r % 2 == 0 else "bottom center") for r, i in enumerate(by_x)}
     for e in querying:
         q = e.queries
         fig.add_trace(go.Scatter(
             x=[q.mean], y=[_pct(e.student_acc.mean)], mode="markers+text", name=e.key, text=[e.key],
-            textposition="top center", legendgroup=e.access,
+            textposition=text_pos[e.key], legendgroup=e.access,
             marker={"size": 12, "color": ACCESS_COLORS.get(e.access, "#333333"),
                     "symbol": DATA_SYMBOLS.get(e.data_access, "circle"), "line": {"width": 1, "color": "white"}},
             error_y={"type": "data", "array": [_std_pct(e)], "visible": True},
@@ -64,7 +66,8 @@ def accuracy_vs_queries(board: Leaderboard, show_reported: bool = True, show_fro
     if show_front and len(querying) > 1:
         idx = list(front) if front is not None else pareto_front(xs, [e.student_acc.mean for e in querying])
         fig.add_trace(go.Scatter(x=[xs[i] for i in idx], y=[_pct(querying[i].student_acc.mean) for i in idx],
-                                 mode="lines", name="Pareto front", line={"color": "#55a868", "width": 2, "dash": "dot"},
+                                 mode="lines", name="Pareto front",
+                                 line={"color": "#55a868", "width": 2, "dash": "dot"},
                                  hoverinfo="skip"))
     if show_reported:
         for e in rows:
