@@ -91,7 +91,7 @@ def get_entries(keys: Iterable[str] | None = None) -> list[BenchEntry]:
     wanted = [k.strip().lower().replace("_", "-") for k in keys]
     for k in wanted:
         if k not in BENCH_KEYS:
-            raise UnknownNameError("bench entry", k, list(BENCH_KEYS))
+            raise UnknownNameError("bench entry name", k, list(BENCH_KEYS))
     return [e for e in BENCH_ENTRIES if e.key in wanted]
 
 
@@ -296,7 +296,7 @@ class Leaderboard:
         for e in self.entries:
             if e.key == key:
                 return e
-        raise UnknownNameError("leaderboard entry", key, [e.key for e in self.entries])
+        raise UnknownNameError("leaderboard row", key, [e.key for e in self.entries])
 
     def measured(self) -> list[EntrySummary]:
         """The rows with at least one finished run."""
@@ -387,7 +387,7 @@ class Leaderboard:
             "",
         ]
         for e in self.entries:
-            extra = f" {e.note}" if e.note else ""
+            extra = f" Status: {e.status}, {e.note}." if e.note else ""
             opts = ", ".join(f"{k}={v}" for k, v in e.options.items())
             lines.append(f"- **{e.key}** — {e.title}" + (f" (`{opts}`)" if opts else "") +
                          f". Reported: {e.reported_note}{extra}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -96,8 +97,12 @@ def page(browser: Any, lab: bs.LabServer):
     """One browser tab with JupyterLab loaded; each test opens its notebook from the file browser."""
     tab = browser.new_page()
     tab.set_default_timeout(60_000)
+    console: list[str] = []
+    tab.on("console", lambda msg: console.append(f"[{msg.type}] {msg.text}"))
+    tab.on("pageerror", lambda err: console.append(f"[pageerror] {err}"))
     bs.open_lab(tab, lab)
     yield tab
+    (_shots_dir() / "console.log").write_text("\n".join(console) + "\n")
     tab.close()
 
 
@@ -134,15 +139,38 @@ def _wait_for_readout_change(slider: Any, before: str, timeout_s: float) -> str:
     return now
 
 
-def _move_temperature(slider: Any, area: Any, timeout_s: float) -> dict:
+def _rerun_empty_dashboard(area: Any, stem: str) -> list[list[float]]:
+    """The dashboard's FigureWidget was drawn empty: record it, re-run that one cell (Shift+Enter), read again.
+
+    Seen a few times on a heavily loaded 2-core machine: the figure widget of a dashboard that later cells
+    update straight away renders as an empty default plot (no traces, no title) and stays so. A learner would
+    re-run the cell; the test does the same once, and warns, so the slider's callback is still tested.
+    """
+    shot = _shots_dir() / f"{stem}-empty-plot.png"
+    area.screenshot(path=str(shot))
+    warnings.warn(f"{stem}: the dashboard's plotly FigureWidget rendered empty after Run All; re-running its "
+                  f"cell once (screenshot {shot}; browser console in {_shots_dir() / 'console.log'})",
+                  RuntimeWarning, stacklevel=2)
+    area.locator(".jp-InputArea-prompt").first.click()
+    area.page.keyboard.press("Shift+Enter")
+    area.page.wait_for_timeout(1000)
+    bs.wait_kernel_idle(area.page, 120_000)
+    return _wait_for_bars(area, DRAW_TIMEOUT_S)
+
+
+def _move_temperature(slider: Any, area: Any, timeout_s: float, stem: str) -> dict:
     """Jump the slider to its farther end (Home = minimum, End = maximum); the bars before and after.
 
-    The farther end gives the biggest change, so the before/after screenshots show it plainly.
+    The farther end gives the biggest change, so the before/after screenshots show it plainly. Saves
+    ``<stem>-before.png`` once the bars are drawn.
     """
     area.scroll_into_view_if_needed()
-    readout_before = bs.slider_readout(slider)
     bars_before = _wait_for_bars(area, DRAW_TIMEOUT_S)
+    if not bars_before:
+        bars_before = _rerun_empty_dashboard(area, stem)
     assert bars_before, "the temperature dashboard shows no plotly bar chart in the page"
+    area.screenshot(path=str(_shots_dir() / f"{stem}-before.png"))
+    readout_before = bs.slider_readout(slider)
     low, high, now = bs.slider_range(slider)
     key = "Home" if now - low > high - now else "End"
     bs.move_slider(slider, [key])
@@ -201,7 +229,7 @@ def test_broken_slider_callback_is_caught(page: Any, lab: bs.LabServer) -> None:
         outcome = {}
         for label, slider in zip(("broken", "working"), sliders):
             area = bs.cell_of(slider)
-            outcome[label] = _move_temperature(slider, area, CONTROL_REDRAW_TIMEOUT_S)
+            outcome[label] = _move_temperature(slider, area, CONTROL_REDRAW_TIMEOUT_S, f"control-{label}")
             area.screenshot(path=str(_shots_dir() / f"control-{label}-after.png"))
         (_shots_dir() / "control.json").write_text(json.dumps(outcome, indent=1))
         with pytest.raises(AssertionError, match="did not change the soft-label bars"):
@@ -228,9 +256,7 @@ def test_temperature_slider_redraws_soft_labels(page: Any, lab: bs.LabServer, na
             pytest.fail(f"{name}: no ipywidgets slider labelled 'temperature' rendered in the page")
         slider = sliders[0]
         area = bs.cell_of(slider)
-        slider.scroll_into_view_if_needed()
-        area.screenshot(path=str(_shots_dir() / f"{stem}-before.png"))
-        moved = _move_temperature(slider, area, REDRAW_TIMEOUT_S)
+        moved = _move_temperature(slider, area, REDRAW_TIMEOUT_S, stem)
         bs.wait_kernel_idle(page, 60_000)
         moved["bars_after"] = _bar_values(bs.plotly_data(area))  # the final redraw, once the kernel is idle
         area.screenshot(path=str(_shots_dir() / f"{stem}-after.png"))

@@ -115,6 +115,7 @@ def test_white_box_required(teacher) -> None:
 def test_config_profiles_and_overrides() -> None:
     paper = ZSKDConfig.for_profile(get_profile("paper"))
     assert paper.impressions == 48_000 and paper.iterations == 1500 and paper.tau == 20.0
+    assert ZSKDConfig.for_profile(get_profile("paper"), "mnist").impressions == 24_000
     cfg = ZSKDConfig.for_profile(get_profile("smoke"), impressions=50, betas=[2.0], augment=False, lr=None)
     assert cfg.impressions == 50 and cfg.betas == (2.0,) and cfg.augment is False
     with pytest.raises(ValueError, match="parametrisation"):

@@ -101,9 +101,9 @@ class ZSDB3KDConfig:
                        snapshot_per_class=3, init_batch=4096, max_init_draws=400_000, curve_points=1,
                        mixup_fraction=0.5)
         elif profile.name == "laptop":
-            base = cls(per_class=60, iterations=12, n_directions=8, warm_directions=2, signopt_queries=100,
-                       label_directions=3, epochs=profile.student_epochs * 3, batch_size=64, n_probes=10,
-                       snapshot_every=2, max_init_draws=3_000_000, curve_points=3)
+            base = cls(per_class=40, iterations=10, n_directions=8, warm_directions=1, signopt_queries=80,
+                       label_directions=2, epochs=30, batch_size=64, n_probes=10, snapshot_every=2,
+                       max_init_draws=3_000_000, curve_points=2, mixup_fraction=0.5)
         else:  # paper: the authors' sizes (3000/class, 40 iterations, ~5000 Sign-OPT queries per image)
             base = cls(per_class=3000, iterations=40, n_directions=20, warm_directions=19, signopt_queries=5000,
                        label_directions=200, epochs=profile.student_epochs, batch_size=profile.batch_size,

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
@@ -54,6 +54,8 @@ from .base import DistillationMethod, DistillOutput, MethodData, RunContext, reg
 #: The smallest Dirichlet concentration used: min-max normalisation maps each row's least
 #: similar class to exactly 0, and a Dirichlet needs every concentration > 0.
 CONCENTRATION_FLOOR = 1e-3
+#: The paper's number of Data Impressions per data set (METHODS.md §4).
+PAPER_IMPRESSIONS = {"mnist": 24_000, "fashion-mnist": 48_000, "cifar10": 40_000}
 
 
 # --------------------------------------------------------------------------- configuration
@@ -81,15 +83,21 @@ class ZSKDConfig:
     snapshots: int = 12  # how many snapshots of the optimisation to keep
 
     @classmethod
-    def for_profile(cls, profile: Profile, **overrides: Any) -> "ZSKDConfig":
-        """The profile's defaults (smoke / laptop / paper) with any non-None overrides."""
+    def for_profile(cls, profile: Profile, dataset: str | None = None, **overrides: Any) -> "ZSKDConfig":
+        """The profile's defaults (smoke / laptop / paper) with any non-None overrides.
+
+        ``dataset`` picks the paper's number of impressions (24k MNIST, 48k Fashion-MNIST,
+        40k CIFAR-10) and turns flips off for digits.
+        """
         if profile.name == "smoke":
             base = cls(impressions=300, iterations=20, craft_batch=300, epochs=6, batch_size=32)
         elif profile.name == "laptop":
             base = cls(impressions=6000, iterations=25, craft_batch=2000, epochs=15, batch_size=128)
         else:  # paper: 48k impressions for Fashion-MNIST, 1500 iterations (METHODS.md §4)
-            base = cls(impressions=48_000, iterations=1500, craft_batch=8000, epochs=profile.student_epochs,
-                       batch_size=profile.batch_size, craft_lr=0.01, lr=1e-3)
+            base = cls(impressions=PAPER_IMPRESSIONS.get(dataset or "fashion-mnist", 48_000), iterations=1500,
+                       craft_batch=8000, epochs=profile.student_epochs, batch_size=profile.batch_size, craft_lr=0.01)
+        if dataset == "mnist":
+            base = replace(base, flip=False)
         values = {k: v for k, v in overrides.items() if v is not None}
         if "betas" in values:
             values["betas"] = tuple(float(b) for b in values["betas"])
@@ -388,13 +396,13 @@ class ZSKD(DistillationMethod):
         parser.add_argument("--parametrisation", choices=("clamp", "sigmoid"),
                             help="keep pixels in [0,1] by clamping after each step (default) or via a sigmoid")
         parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None,
-                            help="augment batches and relabel them with the teacher (default: on)")
+                            help="augment batches and relabel them with the teacher (default: off)")
         parser.add_argument("--epochs", type=int, help="student epochs (default: the profile's)")
         parser.add_argument("--lr", type=float, help="student learning rate")
 
     def distill(self, box: BlackBox | None, data: MethodData, ctx: RunContext) -> DistillOutput:
         box = require_white_box(box)
-        cfg = ZSKDConfig.for_profile(ctx.profile, **self.options)
+        cfg = ZSKDConfig.for_profile(ctx.profile, ctx.info.name, **self.options)
         similarity = teacher_class_similarity(box)
         synth = DataImpressionSynthesizer(box, iterations=cfg.iterations, lr=cfg.craft_lr, batch_size=cfg.craft_batch,
                                           tau=cfg.tau, betas=cfg.betas, parametrisation=cfg.parametrisation,
