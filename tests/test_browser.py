@@ -151,9 +151,16 @@ def _rerun_empty_dashboard(area: Any, stem: str) -> list[list[float]]:
     warnings.warn(f"{stem}: the dashboard's plotly FigureWidget rendered empty after Run All; re-running its "
                   f"cell once (screenshot {shot}; browser console in {_shots_dir() / 'console.log'})",
                   RuntimeWarning, stacklevel=2)
-    area.locator(".jp-InputArea-prompt").first.click()
+    prompt = area.locator(".jp-InputArea-prompt").first
+    count_before = prompt.inner_text().strip()
+    prompt.click()
     area.page.keyboard.press("Shift+Enter")
-    area.page.wait_for_timeout(1000)
+    deadline = time.monotonic() + RUN_ALL_TIMEOUT_MS / 1000
+    while time.monotonic() < deadline:  # wait for a new execution count: the cell ran again
+        now = prompt.inner_text().strip()
+        if now != count_before and "*" not in now and any(ch.isdigit() for ch in now):
+            break
+        area.page.wait_for_timeout(500)
     bs.wait_kernel_idle(area.page, 120_000)
     return _wait_for_bars(area, DRAW_TIMEOUT_S)
 

@@ -86,7 +86,7 @@ def test_mlp_cvae_loss_falls_on_a_small_set() -> None:
     model = MLPCVAE((1, 28, 28), 4)
     assert [m.out_features for m in model.encoder if isinstance(m, torch.nn.Linear)] == [256, 128, 64]
     assert model.to_mu.out_features == 2 and model.encoder[0].in_features == 784 + 4
-    res = train_cvae(model, x, y, epochs=25, batch_size=32, lr=2e-3, progress=False)
+    res = train_cvae(model, x, y, epochs=15, batch_size=32, lr=2e-3, progress=False)
     first, last = res.history[0]["loss"], res.final_loss
     assert last < 0.6 * first, (first, last)
     # the conditioning works: decoding class c puts the band where class c has it

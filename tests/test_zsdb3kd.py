@@ -192,3 +192,30 @@ def test_exercise_checker() -> None:
     assert not r.passed and not r.attempted
     r = check_label_preserving_step(toward)
     assert r.attempted and not r.passed and any("toward" in m for m in r.messages)
+
+
+def test_dashboard_and_figures() -> None:
+    from matplotlib.figure import Figure
+
+    from labkit.plots.pseudo_samples import accuracy_curves, distance_curve, snapshot_mosaic, soft_label_distributions
+    from labkit.synthesis import Snapshot
+    from labkit.widgets.pseudo_samples import evolution_dashboard
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    snaps = [Snapshot(step, torch.rand(6, 1, 4, 4, generator=g), labels) for step in (0, 2, 4)]
+    mosaic = snapshot_mosaic(snaps[0], 3)
+    assert mosaic.shape == (3 * 5 + 1, 2 * 5 + 1)
+    assert torch.equal(mosaic[1:5, 1:5], snaps[0].images[0, 0])  # class 0, first image, top-left
+    history = [{"iteration": i, "mean_distance": 1.0 + i, "median_distance": 1.0 + i, "moved": 0.9} for i in (1, 2, 3)]
+    dash = evolution_dashboard(snaps, ["a", "b", "c"], history=history)
+    before = [list(r) for r in dash.figure.data[0].z]
+    dash.slider.value = 4  # the observe callback redraws
+    assert [list(r) for r in dash.figure.data[0].z] != before and "4 iteration" in dash.figure.layout.title.text
+    dash.redraw(2)
+    assert "distance" in dash.readout.value
+    soft = torch.softmax(torch.randn(6, 3, generator=g), 1)
+    for fig in (distance_curve(history), soft_label_distributions(soft, labels, ["a", "b", "c"]),
+                accuracy_curves([{"iteration": 0, "queries": 10, "test_acc": 0.2, "holdout_acc": 0.3},
+                                 {"iteration": 4, "queries": 1000, "test_acc": 0.4, "holdout_acc": 0.5}], 0.9)):
+        assert isinstance(fig, Figure) and fig.axes

@@ -163,8 +163,8 @@ class FSBBTConfig:
     mixup_low: float = 0.05
     mixup_high: float = 0.95
     cvae_count: int | None = None  # CVAE images; None = as many as MixUp dropped
-    cvae_batch_size: int = 64
-    cvae_lr: float = 1e-3
+    cvae_batch_size: int = 128
+    cvae_lr: float = 3e-3
     latent_dim: int = 2
     ood_fraction: float = 0.5  # share of CVAE latents from U[−r, r]^d
     ood_range: float = 3.0
@@ -178,11 +178,11 @@ class FSBBTConfig:
         """The profile's defaults (paper: the paper's ``nomixup`` for the data set) with non-None overrides."""
         name = profile.name
         if name == "smoke":
-            base = cls(shots=200, nomixup=800, cvae_epochs=5, epochs=2, batch_size=32, lr=3e-3)
+            base = cls(shots=200, nomixup=800, cvae_epochs=10, epochs=2, batch_size=32, lr=3e-3)
         elif name == "laptop":
-            base = cls(shots=2000, nomixup=12_000, cvae_epochs=40, epochs=15, batch_size=128, lr=3e-3)
+            base = cls(shots=2000, nomixup=12_000, cvae_epochs=100, epochs=15, batch_size=128, lr=3e-3)
         else:
-            base = cls(shots=2000, nomixup=PAPER_NOMIXUP.get(dataset, 24_000), cvae_epochs=100,
+            base = cls(shots=2000, nomixup=PAPER_NOMIXUP.get(dataset, 24_000), cvae_epochs=200,
                        epochs=profile.student_epochs, batch_size=profile.batch_size, lr=2e-3)
         known = {f.name for f in fields(cls)}
         unknown = [k for k, v in overrides.items() if v is not None and k not in known]
