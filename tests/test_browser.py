@@ -41,7 +41,7 @@ CONTROL_NOTEBOOK = "browser_control.ipynb"
 RUN_ALL_TIMEOUT_MS = 420_000   # smoke: ~1 min per notebook alone; 4 min seen on a 2-core CPU shared 8 ways
 REDRAW_TIMEOUT_S = 60.0        # slider -> kernel callback -> comm message -> plotly redraw
 CONTROL_REDRAW_TIMEOUT_S = 15.0  # the control's callback is instant; a broken one is waited on this long
-DRAW_TIMEOUT_S = 60.0          # a FigureWidget's traces arrive a little after its (empty) plot is drawn
+DRAW_TIMEOUT_S = 20.0          # traces follow the first (empty) draw within seconds; a plot still empty then stays so
 
 
 def _control_notebook(path: Path) -> None:
