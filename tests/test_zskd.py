@@ -12,7 +12,8 @@ from labkit.data import dataset_info
 from labkit.errors import AccessDenied
 from labkit.methods.base import MethodData, RunContext, run_method
 from labkit.methods.zskd import (ZSKD, DataImpressionSynthesizer, ZSKDConfig, class_similarity, dirichlet_concentration,
-                                 dirichlet_targets, final_linear, impression_plan, teacher_class_similarity)
+                                 dirichlet_targets, final_linear, impression_plan, retemper,
+                                 teacher_class_similarity)
 from labkit.plots.core import entropy
 from labkit.profiles import get_profile
 
@@ -115,6 +116,11 @@ def test_white_box_required(teacher) -> None:
 def test_config_profiles_and_overrides() -> None:
     paper = ZSKDConfig.for_profile(get_profile("paper"))
     assert paper.impressions == 48_000 and paper.iterations == 1500 and paper.tau == 20.0
+    assert paper.distill_tau == 20.0  # the paper distils at the crafting temperature
+    laptop = ZSKDConfig.for_profile(get_profile("laptop"))
+    assert laptop.tau == 20.0 and laptop.distill_tau == laptop.student_tau
+    with pytest.raises(ValueError, match="student_tau"):
+        ZSKDConfig.for_profile(get_profile("smoke"), student_tau=0.0)
     assert ZSKDConfig.for_profile(get_profile("paper"), "mnist").impressions == 24_000
     cfg = ZSKDConfig.for_profile(get_profile("smoke"), impressions=50, betas=[2.0], augment=False, lr=None)
     assert cfg.impressions == 50 and cfg.betas == (2.0,) and cfg.augment is False
@@ -122,14 +128,23 @@ def test_config_profiles_and_overrides() -> None:
         ZSKDConfig.for_profile(get_profile("smoke"), parametrisation="tanh")
 
 
+def test_retemper_is_exact() -> None:
+    logits = 6 * torch.randn(40, 10, generator=torch.Generator().manual_seed(3))
+    at20 = torch.softmax(logits / 20, dim=1)
+    assert torch.allclose(retemper(at20, 20.0, 4.0), torch.softmax(logits / 4, dim=1), atol=1e-5)
+    assert retemper(at20, 20.0, 20.0) is at20
+    # a lower temperature sharpens: the mean entropy falls
+    assert float(entropy(retemper(at20, 20.0, 2.0)).mean()) < float(entropy(at20).mean())
+
+
 def test_cli_options_reach_the_method() -> None:
     from labkit.cli import build_parser
 
     args = build_parser().parse_args(["run", "zskd", "--impressions", "64", "--iterations", "5", "--no-augment",
-                                      "--betas", "1.0", "0.1", "--profile", "smoke"])
+                                      "--betas", "1.0", "0.1", "--student-tau", "3", "--profile", "smoke"])
     own = {a: getattr(args, a) for a in args._method_opts}
     assert own["impressions"] == 64 and own["iterations"] == 5 and own["augment"] is False
-    assert own["betas"] == [1.0, 0.1]
+    assert own["betas"] == [1.0, 0.1] and own["student_tau"] == 3.0
     assert isinstance(args, argparse.Namespace)
 
 
