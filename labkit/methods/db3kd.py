@@ -64,7 +64,7 @@ class DB3KDConfig:
     queries: int = 200             # per soft-labelled sample, label query included
     tau: float = 20.0              # soft-label and student temperature (authors: 20)
     alpha: float = 0.5             # weight of CE on the true label for soft-labelled samples
-    train_size: int | None = None  # training samples used (None: all the runner gives); laptop: 15k fits a CPU
+    train_size: int | None = None  # training samples used (None: all the runner gives); laptop: 30k fits a CPU
     soft_size: int | None = None   # of those, how many get distance soft labels (None: all); laptop: 2k
     n_directions: int = 40         # BD: most rays per (sample, class); the budget usually stops earlier
     sd_samples: int = 20           # SD: random class-t samples per (sample, class)
@@ -80,7 +80,7 @@ class DB3KDConfig:
             lr=2e-3 if profile.name != "paper" else 1e-3,
             measure=str(pick(profile, "bd", "bd", "mbd")),
             queries=int(pick(profile, 60, 100, 2000)),
-            train_size=pick(profile, 1000, 15000, None),  # type: ignore[arg-type]
+            train_size=pick(profile, 1000, 30000, None),  # type: ignore[arg-type]
             soft_size=pick(profile, 300, 2000, None),  # type: ignore[arg-type]
         )
         unknown = set(overrides) - set(asdict(base))
