@@ -77,11 +77,13 @@ BENCH_ENTRIES: tuple[BenchEntry, ...] = (
     BenchEntry("fsbbt", "fsbbt", "FS-BBT, few-shot + MixUp + CVAE", "score", "unlabeled"),
     BenchEntry("mekd-soft", "mekd", "MEKD, soft responses", "score", "unlabeled", (("response", "soft"),)),
     BenchEntry("mekd-hard", "mekd", "MEKD, hard responses", "decision", "unlabeled", (("response", "hard"),)),
+    BenchEntry("kd-edge", "kd-edge", "Plain KD on MEKD's 10% edge subset (same images, same student recipe)",
+               "score", "unlabeled"),
 )
 BENCH_KEYS: tuple[str, ...] = tuple(e.key for e in BENCH_ENTRIES)
 #: A running order for a time-limited bench (notebook 08 in smoke): cheap runs first, one per access level early.
-QUICK_ORDER: tuple[str, ...] = ("fsbbt", "student", "mekd-hard", "kd", "db3kd-mbd", "zskd", "mekd-soft", "zsdb3kd",
-                                "db3kd-bd")
+QUICK_ORDER: tuple[str, ...] = ("fsbbt", "student", "kd-edge", "mekd-hard", "kd", "db3kd-mbd", "zskd", "mekd-soft",
+                                "zsdb3kd", "db3kd-bd")
 
 
 def get_entries(keys: Iterable[str] | None = None) -> list[BenchEntry]:
@@ -760,6 +762,7 @@ COST_PAIRS: tuple[tuple[str, str, str], ...] = (
     ("data: few unlabeled vs none", "fsbbt", "zskd"),
     ("data: labeled vs none, decisions", "db3kd-bd", "zsdb3kd"),
     ("data: a teacher vs labels alone", "kd", "student"),
+    ("method: generative alignment vs plain KD, same edge subset", "mekd-soft", "kd-edge"),
 )
 
 

@@ -103,6 +103,8 @@ NO_FIGURE_NOTES: dict[str, str] = {
                  "ResNet-8); the lab's measurement is the reference.",
     "mekd-hard": "MEKD reports no Fashion-MNIST figure (its code ships MNIST and SynDigits→SVHN, ResNet-32 → "
                  "ResNet-8); the lab's measurement is the reference.",
+    "kd-edge": "No paper figure: the lab's like-for-like baseline for MEKD (plain KD, τ = 4, on the same unlabeled "
+               "10% edge subset, with MEKD's student epochs and learning rate).",
 }
 
 #: The teacher accuracies the papers report, per data set.

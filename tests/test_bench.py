@@ -131,7 +131,7 @@ def test_missing_method_fails_clearly_or_is_recorded(tmp_path: Path, monkeypatch
 
 def test_entries_and_overrides() -> None:
     assert bench.BENCH_KEYS == ("student", "kd", "db3kd-bd", "db3kd-mbd", "zskd", "zsdb3kd", "fsbbt", "mekd-soft",
-                                "mekd-hard")
+                                "mekd-hard", "kd-edge")
     assert bench.get_entries(["mekd_hard"])[0].option_dict() == {"response": "hard"}
     with pytest.raises(UnknownNameError, match="bench entry"):
         bench.get_entries(["dfme"])

@@ -112,29 +112,37 @@ def test_loss_matches_formula() -> None:
         response_logits(p, 10, "medium")
 
 
-def test_distillation_leaves_generator_unchanged(teacher) -> None:
+@pytest.mark.parametrize("mix", [False, True])
+def test_distillation_leaves_generator_unchanged(teacher, mix: bool) -> None:
     g = _tiny_generator()
     before = _state(g)
     box = BlackBox(teacher.model, access="score", input_shape=(1, 28, 28), num_classes=10)
-    cfg = MEKDConfig.for_profile(get_profile("smoke"), **TINY)
+    cfg = MEKDConfig.for_profile(get_profile("smoke"), **TINY, edge_mix=mix)
     student = model_for("lenet5-half", INFO)
     w0 = [p.detach().clone() for p in student.parameters()]
+    edge = torch.rand(50, 1, 28, 28)
     facts, arts = distill_with_generator(box, g, student, 10, cfg, response="soft", device=torch.device("cpu"),
-                                         progress=False)
+                                         progress=False, edge_images=edge)
     after = _state(g)
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert any(not torch.equal(a, p) for a, p in zip(w0, student.parameters()))
-    assert box.queries == cfg.transfer_size + cfg.holdout_size == box.queries_by_phase["distillation: G(z)"]
-    assert facts["transfer_size"] == cfg.transfer_size and facts["holdout_size"] == cfg.holdout_size
-    assert sum(facts["class_histogram"]) == cfg.transfer_size
-    assert isinstance(arts["synthesizer"], GeneratorSynthesizer) and arts["synthesizer"].bank_size == 256
+    if mix:  # the edge images join the transfer set; 10% of them (teacher-labelled) select the epoch
+        assert box.queries_by_phase == {"distillation: G(z)": cfg.transfer_size, "distillation: edge images": 50}
+        assert facts["transfer_size"] == cfg.transfer_size + 45 and facts["holdout_size"] == 5
+        assert facts["edge_in_transfer"] == 45 and facts["generated_size"] == cfg.transfer_size
+    else:  # edge_mix off: edge images handed over are ignored, never sent
+        assert box.queries == cfg.transfer_size + cfg.holdout_size == box.queries_by_phase["distillation: G(z)"]
+        assert facts["transfer_size"] == cfg.transfer_size and facts["holdout_size"] == cfg.holdout_size
+    assert sum(facts["class_histogram"]) == facts["transfer_size"]
+    generated = cfg.transfer_size + (0 if mix else cfg.holdout_size)
+    assert isinstance(arts["synthesizer"], GeneratorSynthesizer) and arts["synthesizer"].bank_size == generated
 
 
-def _tiny_run(teacher, response: str, access: str) -> tuple[MEKD, SpyBox, object]:
+def _tiny_run(teacher, response: str, access: str, **options) -> tuple[MEKD, SpyBox, object]:
     data = load_dataset("fashion-mnist", "train", limit=640, seed=0)
     box = SpyBox(BlackBox(teacher.model, access=access, input_shape=(1, 28, 28), num_classes=10))
     ctx = RunContext(get_profile("smoke"), 0, torch.device("cpu"), "lenet5-half", INFO, progress=False)
-    method = MEKD(response=response, **TINY)
+    method = MEKD(response=response, **{**TINY, **options})
     out = method.distill(box, MethodData(INFO, unlabeled=data.x), ctx)  # type: ignore[arg-type]
     return method, box, out
 
@@ -155,16 +163,30 @@ def test_hard_mode_never_sees_probabilities(teacher) -> None:
     assert score_box.queries == 0
 
 
-def test_soft_run_counts_every_query_exactly(teacher) -> None:
-    method, box, out = _tiny_run(teacher, "soft", "score")
+@pytest.mark.parametrize("edge_mix", [True, False])
+def test_soft_run_counts_every_query_exactly(teacher, edge_mix: bool) -> None:
+    method, box, out = _tiny_run(teacher, "soft", "score", edge_mix=edge_mix)
     edge = round(640 * 0.1)
     phases = box.queries_by_phase
-    # the private edge images are never sent to the teacher: only G's samples are
-    assert phases == {"deprivatisation: G(z)": edge * TINY["gan_epochs"],
-                      "distillation: G(z)": TINY["transfer_size"] + TINY["holdout_size"]}
+    if edge_mix:
+        # the edge images are answered once (counted) and join the generated transfer set; a teacher-labelled
+        # 10% of them selects the epoch instead of a generated holdout
+        held = round(edge * 0.1)
+        assert phases == {"deprivatisation: G(z)": edge * TINY["gan_epochs"],
+                          "distillation: G(z)": TINY["transfer_size"], "distillation: edge images": edge}
+        assert out.transfer_set_size == TINY["transfer_size"] + edge - held
+        assert out.extras["edge_in_transfer"] == edge - held and out.extras["generated_in_transfer"] == TINY["transfer_size"]
+        assert out.selection == "teacher-labelled holdout of the edge images"
+    else:
+        # the generated-only ablation: the private edge images are never sent to the teacher, only G's samples are
+        assert phases == {"deprivatisation: G(z)": edge * TINY["gan_epochs"],
+                          "distillation: G(z)": TINY["transfer_size"] + TINY["holdout_size"]}
+        assert out.transfer_set_size == TINY["transfer_size"] and out.extras["edge_in_transfer"] == 0
+        assert out.selection == "teacher-labelled holdout of generated images"
+    assert out.extras["edge_mix"] is edge_mix
     assert box.queries == sum(a.shape[0] for a in box.answers) == sum(phases.values())
     assert all(torch.is_floating_point(a) and a.dim() == 2 for a in box.answers)
-    assert out.transfer_set_size == TINY["transfer_size"] and out.extras["edge_subset_size"] == edge
+    assert out.extras["edge_subset_size"] == edge
     assert out.selection.startswith("teacher-labelled holdout") and 0 <= out.val_acc <= 1
     assert len(out.artifacts["snapshots"]) == TINY["gan_epochs"] + 1
     assert out.extras["deprivatisation_queries"] == edge * TINY["gan_epochs"]
@@ -174,7 +196,8 @@ def test_options_cli_and_errors() -> None:
     from labkit.cli import build_parser
 
     args = build_parser().parse_args(["run", "mekd", "--response", "hard", "--gan-epochs", "2", "--profile", "smoke"])
-    assert args.response == "hard" and args.gan_epochs == 2
+    assert args.response == "hard" and args.gan_epochs == 2 and args.edge_mix is None
+    assert build_parser().parse_args(["run", "mekd", "--no-edge-mix"]).edge_mix is False
     assert get_method("mekd") is MEKD and get_method("kd-edge").access == "score"
     with pytest.raises(UnknownNameError, match="hard"):
         MEKD(response="fuzzy")

@@ -12,8 +12,8 @@ from labkit.data import DatasetInfo
 from labkit.errors import AccessDenied
 from labkit.exercises.label_preserving_step import BandClassifier, check_label_preserving_step
 from labkit.methods.base import MethodData, RunContext, get_method
-from labkit.methods.zsdb3kd import (ZSDB3KD, PseudoSampleInitError, PseudoSampleSynthesizer, ZSDB3KDConfig,
-                                    label_preserving_step, noise_images, rejection_sample)
+from labkit.methods.zsdb3kd import (ZSDB3KD, PseudoSampleInitError, PseudoSampleSynthesizer, QueryBank,
+                                    ZSDB3KDConfig, label_preserving_step, noise_images, rejection_sample)
 from labkit.profiles import get_profile
 
 
@@ -132,6 +132,29 @@ def test_query_counts_are_exact() -> None:
     assert set(box.queries_by_phase) == {"initial noise", "nearest boundary", "step away", "soft labels"}
 
 
+def test_query_bank_keeps_labelled_queries_without_extra_queries() -> None:
+    box, model = toy_box()
+    cfg = toy_cfg(iterations=3, record_fraction=0.5, bank_per_class=10)
+    res = PseudoSampleSynthesizer(box, cfg, 3, (2,), seed=2).synthesize(18, progress=False)
+    bank = res.extras["bank"]
+    assert isinstance(bank, QueryBank)
+    assert model.seen == box.queries == sum(box.queries_by_phase.values())  # recording costs no query
+    x, y, q = bank.tensors()
+    assert 0.3 * box.queries < len(bank) == y.numel() < 0.7 * box.queries
+    with torch.no_grad():  # every kept image carries the teacher's answer (half precision: allow a few at a boundary)
+        assert float((model(x.float()).argmax(1) == y).float().mean()) > 0.95
+    assert bool((q[1:] >= q[:-1]).all()) and int(q.max()) <= box.queries
+    bx, by, hx, hy = bank.balanced(10, 3, seed=0, holdout_per_class=2)
+    assert torch.bincount(by, minlength=3).tolist() == [10, 10, 10] and bx.dtype == torch.float32
+    assert hx.shape[0] == hy.shape[0] == 6
+    early = int(q[q.numel() // 4])
+    ex, ey, _, _ = bank.balanced(10, 3, seed=0, upto=early)
+    assert ex.shape[0] <= 30
+    # without recording there is no bank
+    res0 = PseudoSampleSynthesizer(toy_box()[0], toy_cfg(iterations=1), 3, (2,)).synthesize(9, progress=False)
+    assert res0.extras["bank"] is None
+
+
 def test_method_trains_a_student_with_a_holdout_and_reports_queries() -> None:
     box, model = toy_box()
     info = DatasetInfo("toy-centroids", ("a", "b", "c"), (2,))
@@ -145,6 +168,7 @@ def test_method_trains_a_student_with_a_holdout_and_reports_queries() -> None:
     json.dumps(out.extras)  # record-friendly
     assert out.extras["method_queries"] + box.queries_by_phase["accuracy curve"] == box.queries == model.seen
     assert out.extras["mixup_queries"] == box.queries_by_phase["relabel mixup"] > 0
+    assert out.extras["bank_size"] > 0  # the smoke profile records part of the queries for the student
     curve = out.extras["curve"]
     assert [row["iteration"] for row in curve] == [0, 3]  # curve_points=1: the noise start, then the end
     assert curve[-1]["queries"] == out.extras["method_queries"]

@@ -11,9 +11,9 @@ from labkit.blackbox import BlackBox
 from labkit.data import dataset_info
 from labkit.errors import AccessDenied
 from labkit.methods.base import MethodData, RunContext, run_method
-from labkit.methods.zskd import (ZSKD, DataImpressionSynthesizer, ZSKDConfig, class_similarity, dirichlet_concentration,
-                                 dirichlet_targets, final_linear, impression_plan, retemper,
-                                 teacher_class_similarity)
+from labkit.methods.zskd import (ZSKD, DataImpressionSynthesizer, ZSKDConfig, border_blur_copies, class_similarity,
+                                 dirichlet_concentration, dirichlet_targets, final_linear, impression_plan,
+                                 relabelled_copies, retemper, teacher_class_similarity)
 from labkit.plots.core import entropy
 from labkit.profiles import get_profile
 
@@ -156,7 +156,10 @@ def test_zskd_end_to_end_counts_every_query(fmnist_available) -> None:
     by_phase = rec.queries_by_phase
     assert by_phase["craft impressions"] == n * iters and by_phase["label impressions"] == n
     cfg = run.artifacts["config"]
-    train_n = n - run.artifacts["training"].holdout_size
+    training = run.artifacts["training"]
+    assert cfg.copies == 1 and by_phase["relabel copies"] == n * cfg.copies  # smoke adds one relabelled copy each
+    assert training.train_size + training.holdout_size == n * (1 + cfg.copies)
+    train_n = training.train_size  # rows trained on: impressions and their copies
     steps = -(-train_n // cfg.batch_size)
     per_epoch = sum(-(-min(cfg.batch_size, train_n - s * cfg.batch_size) * cfg.augment_fraction // 1)
                     for s in range(steps))
@@ -165,6 +168,24 @@ def test_zskd_end_to_end_counts_every_query(fmnist_available) -> None:
     assert rec.access == "white" and rec.transfer_set_size == n
     assert "holdout" in rec.selection and rec.val_acc is not None
     assert 0.0 <= rec.student_acc <= 1.0
+
+
+def test_border_blur_copies_and_their_labels(teacher) -> None:
+    x = torch.rand(64, *SHAPE, generator=torch.Generator().manual_seed(0))
+    copies = border_blur_copies(x, torch.Generator().manual_seed(1), box=(0.3, 0.6), blur=(0.5, 1.0))
+    assert copies.shape == x.shape and float(copies.min()) >= 0 and float(copies.max()) <= 1
+    # the kept box is at most 60% of the side: the outer rows and columns are black (blur reaches 3 px in)
+    assert float(copies[..., :2, :].abs().max()) == 0 and float(copies[..., :, -2:].abs().max()) == 0
+    assert float(copies.mean()) < float(x.mean())
+    box = white_box(teacher)
+    xc, pc = relabelled_copies(box, x, 2, 20.0, seed=0)
+    assert xc.shape == (128, *SHAPE) and pc.shape == (128, 10) and torch.allclose(pc.sum(1), torch.ones(128))
+    assert box.queries == 128 and box.queries_by_phase == {"relabel copies": 128}
+    none_x, none_p = relabelled_copies(box, x, 0, 20.0)
+    assert none_x.shape[0] == 0 and none_p.shape == (0, 10) and box.queries == 128
+    assert ZSKDConfig.for_profile(get_profile("paper"), "fashion-mnist").copies == 0  # the paper's recipe
+    with pytest.raises(ValueError, match="copy_box"):
+        ZSKDConfig.for_profile(get_profile("smoke"), copy_box=(0.0, 1.0))
 
 
 def test_exercise_checker() -> None:

@@ -7,6 +7,7 @@ impressions. Every function returns a figure object; nothing calls ``show()``.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Sequence
 
 import matplotlib.pyplot as plt
@@ -15,6 +16,7 @@ import torch
 from matplotlib.figure import Figure
 
 from ..synthesis import Snapshot
+from .core import finish_axes
 
 TERNARY_COLORS = ("#4c72b0", "#dd8452", "#55a868")
 
@@ -64,7 +66,7 @@ def ternary_figure(class_names: Sequence[str], widget: bool = False, title: str 
 def update_ternary(fig: go.Figure, samples: torch.Tensor, classes: torch.Tensor, title: str | None = None) -> go.Figure:
     """Write N×3 probability samples (``classes`` gives each sample's trace) into a :func:`ternary_figure`."""
     samples, classes = samples.detach().float().cpu(), classes.detach().cpu()
-    ctx = fig.batch_update() if isinstance(fig, go.FigureWidget) else _Null()
+    ctx = fig.batch_update() if isinstance(fig, go.FigureWidget) else contextlib.nullcontext()
     with ctx:
         for j, trace in enumerate(fig.data):
             pts = samples[classes == j]
@@ -131,7 +133,7 @@ def evolution_figure(snapshot: Snapshot, class_names: Sequence[str], widget: boo
 def update_evolution(fig: go.Figure, snapshot: Snapshot) -> go.Figure:
     """Show another snapshot in a figure from :func:`evolution_figure`."""
     imgs = snapshot.images.detach().float().cpu()
-    ctx = fig.batch_update() if isinstance(fig, go.FigureWidget) else _Null()
+    ctx = fig.batch_update() if isinstance(fig, go.FigureWidget) else contextlib.nullcontext()
     with ctx:
         for i, trace in enumerate(fig.data):
             trace.z = imgs[i].mean(0).flip(0).tolist()
@@ -168,14 +170,8 @@ def sorted_probability_profile(prob_sets: dict[str, torch.Tensor],
         prof = probs.detach().float().cpu().sort(dim=1, descending=True).values.mean(0)
         ax.plot(range(1, prof.numel() + 1), prof.tolist(), marker="o", label=name)
     ax.set_yscale("log")
-    ax.set_xlabel("rank of the class in the soft label")
-    ax.set_ylabel("mean probability")
-    ax.set_title(title)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return finish_axes(fig, ax, xlabel="rank of the class in the soft label", ylabel="mean probability", title=title,
+                       grid_which="both")
 
 
 def accuracy_vs_impressions(counts: Sequence[int], accuracies: Sequence[float], teacher_acc: float | None = None,
@@ -188,19 +184,5 @@ def accuracy_vs_impressions(counts: Sequence[int], accuracies: Sequence[float], 
     if paper_acc is not None:
         ax.axhline(100 * paper_acc, color="tab:red", ls=":", lw=1, label=f"paper (48k impressions) {100 * paper_acc:.2f}%")
     ax.set_xscale("log")
-    ax.set_xlabel("number of Data Impressions")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
-
-
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
+    return finish_axes(fig, ax, xlabel="number of Data Impressions", ylabel="test accuracy (%)", title=title,
+                       grid_which="both")
