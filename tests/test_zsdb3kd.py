@@ -15,6 +15,7 @@ from labkit.methods.base import MethodData, RunContext, get_method
 from labkit.methods.zsdb3kd import (ZSDB3KD, PseudoSampleInitError, PseudoSampleSynthesizer, QueryBank,
                                     ZSDB3KDConfig, label_preserving_step, noise_images, rejection_sample)
 from labkit.profiles import get_profile
+from labkit.train import split_holdout
 
 
 class CountingCentroids(nn.Module):
@@ -163,7 +164,12 @@ def test_method_trains_a_student_with_a_holdout_and_reports_queries() -> None:
                      label_directions=2, epochs=3, batch_size=8, step_size=0.1, init_batch=64, curve_points=1,
                      mixup_fraction=0.5)
     out = method.distill(box, MethodData(info), ctx)
-    assert out.transfer_set_size == 30 and out.selection.startswith("teacher-labelled holdout")
+    # the transfer set is every distinct training image: kept pseudo-samples, their verified paths (one image
+    # per iteration) and the recorded queries drawn from the bank (at most bank_per_class per class)
+    kept = 30 - split_holdout(30, method.config(ctx.profile).holdout_fraction, ctx.seed, torch.device("cpu"))[1].numel()
+    assert out.extras["pseudo_samples"] == 30
+    assert kept * (1 + 3) < out.transfer_set_size <= kept * (1 + 3) + 3 * method.config(ctx.profile).bank_per_class
+    assert out.selection.startswith("teacher-labelled holdout")
     assert out.val_acc is not None and 0 <= out.val_acc <= 1
     json.dumps(out.extras)  # record-friendly
     assert out.extras["method_queries"] + box.queries_by_phase["accuracy curve"] == box.queries == model.seen

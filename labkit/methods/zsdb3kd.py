@@ -229,6 +229,7 @@ class QueryBank:
         self._x: list[torch.Tensor] = []
         self._y: list[torch.Tensor] = []
         self._q: list[torch.Tensor] = []
+        self.last_distinct = 0
 
     def __getattr__(self, name: str) -> Any:
         if name == "box":  # not set yet (e.g. during unpickling)
@@ -269,6 +270,7 @@ class QueryBank:
             x, y = x[q <= upto], y[q <= upto]
         gen = torch.Generator().manual_seed(seed)
         train_idx, hold_idx = [], []
+        distinct = 0
         for c in range(num_classes):
             members = (y == c).nonzero().squeeze(1)
             members = members[torch.randperm(members.numel(), generator=gen)]
@@ -279,8 +281,10 @@ class QueryBank:
                 continue
             train_idx.append(rest[:per_class] if rest.numel() >= per_class
                              else rest[torch.randint(rest.numel(), (per_class,), generator=gen)])
+            distinct += min(per_class, rest.numel())
         tr = torch.cat(train_idx) if train_idx else torch.zeros(0, dtype=torch.int64)
         ho = torch.cat(hold_idx) if hold_idx else torch.zeros(0, dtype=torch.int64)
+        self.last_distinct = distinct  # distinct images in the training draw (a rare class is drawn with replacement)
         return x[tr].float(), y[tr], x[ho].float(), y[ho]
 
 
@@ -524,6 +528,7 @@ def train_on_pseudo_samples(student: torch.nn.Module, x: torch.Tensor, soft: tor
     hook = relabelled_mixup_hook(box, soft[keep], y[keep], cfg.mixup_fraction, soft.shape[1], phase) \
         if box is not None and cfg.mixup_fraction > 0 else None
     tx, ts, ty, hx, hy = x[keep], soft[keep], y[keep], x[hold], y[hold]
+    distinct = int(keep.numel())  # distinct teacher-labelled training images: the transfer set
     if bank is not None and cfg.bank_per_class > 0 and len(bank) > 0:
         c = soft.shape[1]
         class_soft = torch.stack([soft[y == k].mean(0) if bool((y == k).any())
@@ -536,13 +541,17 @@ def train_on_pseudo_samples(student: torch.nn.Module, x: torch.Tensor, soft: tor
             tx = torch.cat([tx, trajectory[:, keep].reshape((-1,) + tuple(x.shape[1:])).to(x.device)])
             k = keep.numel()
             ts, ty = torch.cat([ts, ts[:k].repeat(t_steps, 1)]), torch.cat([ty, ty[:k].repeat(t_steps)])
+            distinct += k * t_steps
         rep = max(1, cfg.pseudo_repeat)
         tx, ts, ty = tx.repeat((rep,) + (1,) * (x.dim() - 1)), ts.repeat(rep, 1), ty.repeat(rep)
         tx, ts, ty = torch.cat([tx, bx]), torch.cat([ts, class_soft[by]]), torch.cat([ty, by])
         hx, hy = torch.cat([hx, bhx]), torch.cat([hy, bhy])
-    return fit(student, tx, (ts, ty), loss, val=(hx, hy), epochs=cfg.epochs,
-               batch_size=cfg.batch_size, lr=cfg.lr, device=ctx.device, seed=ctx.seed + seed_offset,
-               progress=ctx.progress, desc=desc, batch_hook=hook)
+        distinct += bank.last_distinct
+    res = fit(student, tx, (ts, ty), loss, val=(hx, hy), epochs=cfg.epochs,
+              batch_size=cfg.batch_size, lr=cfg.lr, device=ctx.device, seed=ctx.seed + seed_offset,
+              progress=ctx.progress, desc=desc, batch_hook=hook)
+    res.train_size = distinct
+    return res
 
 
 # --------------------------------------------------------------------------- the method
@@ -647,6 +656,11 @@ class ZSDB3KD(DistillationMethod):
         artifacts = {"images": x, "soft_labels": soft, "labels": y, "snapshots": result.snapshots,
                      "history": hist, "distances": result.extras["distances"],
                      "nearest_distance": result.extras["nearest_distance"], "curve": curve, "synthesizer": synth}
-        return DistillOutput(student, len(result), fit_res.best_val_acc,
-                             selection="teacher-labelled holdout of the pseudo-samples", history=fit_res.history,
+        # the transfer set: every distinct teacher-labelled image the student trains on (pseudo-samples, their
+        # verified paths and the recorded queries drawn from the bank), not just the pseudo-samples
+        extras["pseudo_samples"] = len(result)
+        selection = "teacher-labelled holdout of the pseudo-samples" + \
+            (" and of recorded queries" if bank is not None and cfg.bank_per_class > 0 else "")
+        return DistillOutput(student, fit_res.train_size or len(result), fit_res.best_val_acc,
+                             selection=selection, history=fit_res.history,
                              extras=extras, artifacts=artifacts)
