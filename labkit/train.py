@@ -35,7 +35,6 @@ class FitResult:
     best_val_acc: float | None
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
-    train_size: int = 0  # distinct training images, where the caller knows it (0: not recorded)
 
 
 def _as_xy(val: LabeledTensors | tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor] | None:

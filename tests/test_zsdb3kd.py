@@ -145,11 +145,11 @@ def test_query_bank_keeps_labelled_queries_without_extra_queries() -> None:
     with torch.no_grad():  # every kept image carries the teacher's answer (half precision: allow a few at a boundary)
         assert float((model(x.float()).argmax(1) == y).float().mean()) > 0.95
     assert bool((q[1:] >= q[:-1]).all()) and int(q.max()) <= box.queries
-    bx, by, hx, hy = bank.balanced(10, 3, seed=0, holdout_per_class=2)
+    bx, by, hx, hy, distinct = bank.balanced(10, 3, seed=0, holdout_per_class=2)
     assert torch.bincount(by, minlength=3).tolist() == [10, 10, 10] and bx.dtype == torch.float32
-    assert hx.shape[0] == hy.shape[0] == 6
+    assert hx.shape[0] == hy.shape[0] == 6 and 0 < distinct <= 30
     early = int(q[q.numel() // 4])
-    ex, ey, _, _ = bank.balanced(10, 3, seed=0, upto=early)
+    ex, ey, _, _, _ = bank.balanced(10, 3, seed=0, upto=early)
     assert ex.shape[0] <= 30
     # without recording there is no bank
     res0 = PseudoSampleSynthesizer(toy_box()[0], toy_cfg(iterations=1), 3, (2,)).synthesize(9, progress=False)

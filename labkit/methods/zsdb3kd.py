@@ -59,7 +59,7 @@ from __future__ import annotations
 import argparse
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from tqdm.auto import tqdm
@@ -209,6 +209,16 @@ def rejection_sample(box: BlackBox, counts: torch.Tensor | list[int], image_shap
 
 
 # --------------------------------------------------------------------------- recorded queries
+class BankDraw(NamedTuple):
+    """A class-balanced draw from a :class:`QueryBank` (float32 images, teacher class ids)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    holdout_x: torch.Tensor
+    holdout_y: torch.Tensor
+    distinct: int  # distinct images among ``x`` (a rare class is drawn with replacement)
+
+
 class QueryBank:
     """A decision box that also *keeps* part of what it is asked: every queried image comes back labelled.
 
@@ -229,7 +239,6 @@ class QueryBank:
         self._x: list[torch.Tensor] = []
         self._y: list[torch.Tensor] = []
         self._q: list[torch.Tensor] = []
-        self.last_distinct = 0
 
     def __getattr__(self, name: str) -> Any:
         if name == "box":  # not set yet (e.g. during unpickling)
@@ -258,8 +267,8 @@ class QueryBank:
         return self._x[0], self._y[0], self._q[0]
 
     def balanced(self, per_class: int, num_classes: int, seed: int = 0, upto: int | None = None,
-                 holdout_per_class: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """A class-balanced draw from the bank: ``(x, y, holdout_x, holdout_y)``, float32 images.
+                 holdout_per_class: int = 0) -> BankDraw:
+        """A class-balanced :class:`BankDraw` from the bank: training and holdout images with their classes.
 
         Only queries made up to box count ``upto`` are used. Per class, up to ``holdout_per_class`` kept images
         (at most half of that class's) are set aside first; then ``per_class`` training images are drawn from
@@ -284,8 +293,7 @@ class QueryBank:
             distinct += min(per_class, rest.numel())
         tr = torch.cat(train_idx) if train_idx else torch.zeros(0, dtype=torch.int64)
         ho = torch.cat(hold_idx) if hold_idx else torch.zeros(0, dtype=torch.int64)
-        self.last_distinct = distinct  # distinct images in the training draw (a rare class is drawn with replacement)
-        return x[tr].float(), y[tr], x[ho].float(), y[ho]
+        return BankDraw(x[tr].float(), y[tr], x[ho].float(), y[ho], distinct)
 
 
 # --------------------------------------------------------------------------- 3. the label-preserving step
@@ -512,8 +520,12 @@ def train_on_pseudo_samples(student: torch.nn.Module, x: torch.Tensor, soft: tor
                             cfg: ZSDB3KDConfig, ctx: RunContext, desc: str = "ZSDB3KD student",
                             seed_offset: int = 0, box: BlackBox | None = None,
                             phase: str = "relabel mixup", bank: QueryBank | None = None,
-                            upto: int | None = None, trajectory: torch.Tensor | None = None) -> FitResult:
+                            upto: int | None = None, trajectory: torch.Tensor | None = None
+                            ) -> tuple[FitResult, int]:
     """Train on ``(x, soft, y)`` with α·CE + (1−α)·τ²·KL, selecting the epoch on a teacher-labelled holdout.
+
+    Returns the :class:`~labkit.train.FitResult` and the transfer-set size: the number of distinct
+    teacher-labelled images trained on (repeats and with-replacement draws counted once).
 
     With ``cfg.mixup_fraction > 0`` and a ``box``, batches also carry teacher-relabelled mixups
     (:func:`relabelled_mixup_hook`); the holdout is never mixed. With a ``bank`` and ``cfg.bank_per_class > 0``,
@@ -534,7 +546,8 @@ def train_on_pseudo_samples(student: torch.nn.Module, x: torch.Tensor, soft: tor
         class_soft = torch.stack([soft[y == k].mean(0) if bool((y == k).any())
                                   else torch.full((c,), 1.0 / c, device=soft.device) for k in range(c)])
         per_hold = max(1, int(round(cfg.bank_per_class * cfg.holdout_fraction / 2)))
-        bx, by, bhx, bhy = bank.balanced(cfg.bank_per_class, c, ctx.seed + seed_offset, upto, per_hold)
+        draw = bank.balanced(cfg.bank_per_class, c, ctx.seed + seed_offset, upto, per_hold)
+        bx, by, bhx, bhy = draw.x, draw.y, draw.holdout_x, draw.holdout_y
         bx, by, bhx, bhy = bx.to(x.device), by.to(x.device), bhx.to(x.device), bhy.to(x.device)
         if trajectory is not None and trajectory.shape[0] > 0:
             t_steps = trajectory.shape[0]
@@ -546,12 +559,11 @@ def train_on_pseudo_samples(student: torch.nn.Module, x: torch.Tensor, soft: tor
         tx, ts, ty = tx.repeat((rep,) + (1,) * (x.dim() - 1)), ts.repeat(rep, 1), ty.repeat(rep)
         tx, ts, ty = torch.cat([tx, bx]), torch.cat([ts, class_soft[by]]), torch.cat([ty, by])
         hx, hy = torch.cat([hx, bhx]), torch.cat([hy, bhy])
-        distinct += bank.last_distinct
+        distinct += draw.distinct
     res = fit(student, tx, (ts, ty), loss, val=(hx, hy), epochs=cfg.epochs,
               batch_size=cfg.batch_size, lr=cfg.lr, device=ctx.device, seed=ctx.seed + seed_offset,
               progress=ctx.progress, desc=desc, batch_hook=hook)
-    res.train_size = distinct
-    return res
+    return res, distinct
 
 
 # --------------------------------------------------------------------------- the method
@@ -613,16 +625,16 @@ class ZSDB3KD(DistillationMethod):
         traj = result.extras["trajectory"]
         assert traj is None or isinstance(traj, torch.Tensor)
         # ``restarts`` students from different initialisations on the same data and holdout; the best on the holdout
-        student, fit_res = None, None
+        student, fit_res, transfer_size = None, None, len(result)
         restart_holdout: list[float] = []
         for r in range(max(1, cfg.restarts)):
             candidate = ctx.new_student(seed_offset=1009 * r)
-            cand_fit = train_on_pseudo_samples(candidate, x, soft, y, cfg, ctx, box=box, bank=bank, trajectory=traj,
+            cand_fit, cand_size = train_on_pseudo_samples(candidate, x, soft, y, cfg, ctx, box=box, bank=bank, trajectory=traj,
                                                desc="ZSDB3KD student" + (f" ({r + 1}/{cfg.restarts})"
                                                                          if cfg.restarts > 1 else ""))
             restart_holdout.append(float(cand_fit.best_val_acc or 0.0))
             if fit_res is None or (cand_fit.best_val_acc or 0.0) > (fit_res.best_val_acc or 0.0):
-                student, fit_res = candidate, cand_fit
+                student, fit_res, transfer_size = candidate, cand_fit, cand_size
         assert student is not None and fit_res is not None
         method_queries = box.queries - q_start
         # intermediate students for the accuracy-against-iterations/queries curve (own phase, not in method_queries)
@@ -633,7 +645,7 @@ class ZSDB3KD(DistillationMethod):
                 cp_soft, _ = pseudo_sample_soft_labels(box, cp["images"], y, info.num_classes, cfg.label_directions,
                                                        cfg.tau, ctx.seed)
                 cp_student = ctx.new_student()
-                cp_fit = train_on_pseudo_samples(cp_student, cp["images"], cp_soft, y, cfg, ctx,
+                cp_fit, _ = train_on_pseudo_samples(cp_student, cp["images"], cp_soft, y, cfg, ctx,
                                                  desc=f"student @ iteration {cp['iteration']}", box=box,
                                                  phase="accuracy curve", bank=bank, upto=cp["box_queries"],
                                                  trajectory=None if traj is None else traj[: cp["iteration"]])
@@ -661,6 +673,6 @@ class ZSDB3KD(DistillationMethod):
         extras["pseudo_samples"] = len(result)
         selection = "teacher-labelled holdout of the pseudo-samples" + \
             (" and of recorded queries" if bank is not None and cfg.bank_per_class > 0 else "")
-        return DistillOutput(student, fit_res.train_size or len(result), fit_res.best_val_acc,
+        return DistillOutput(student, transfer_size, fit_res.best_val_acc,
                              selection=selection, history=fit_res.history,
                              extras=extras, artifacts=artifacts)

@@ -35,6 +35,12 @@ def finish_axes(fig: Figure, ax: "plt.Axes", *, xlabel: str | None = None, ylabe
     return fig
 
 
+def legend_across(target: "plt.Axes", *others: "plt.Axes", **kwargs: object) -> None:
+    """One legend on ``target`` for the lines of ``target`` and of ``others`` (e.g. a ``twinx`` axis)."""
+    handles = [h for ax in (target, *others) for h in ax.get_legend_handles_labels()[0]]
+    target.legend(handles, [h.get_label() for h in handles], **kwargs)  # type: ignore[arg-type]
+
+
 def entropy(probs: torch.Tensor) -> torch.Tensor:
     """Shannon entropy (nats) of each row of a probability matrix."""
     p = probs.float().clamp_min(1e-12)

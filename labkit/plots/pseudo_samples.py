@@ -11,7 +11,7 @@ import torch
 from matplotlib.figure import Figure
 
 from ..synthesis import Snapshot
-from .core import entropy
+from .core import entropy, legend_across
 
 
 def snapshot_mosaic(snapshot: Snapshot, num_classes: int, per_class: int | None = None, pad: int = 1) -> torch.Tensor:
@@ -49,8 +49,7 @@ def distance_curve(history: Sequence[Mapping[str, float]], title: str = "Distanc
     ax2.plot(it, [h["moved"] for h in history], color="0.6", lw=1, label="share of images that moved")
     ax2.set_ylim(0, 1.05)
     ax2.set_ylabel("share moved", color="0.4")
-    lines = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-    ax.legend(lines, [ln.get_label() for ln in lines], fontsize=8, loc="lower right")
+    legend_across(ax, ax2, fontsize=8, loc="lower right")
     ax.set_title(title)
     fig.tight_layout()
     plt.close(fig)
@@ -80,8 +79,7 @@ def soft_label_distributions(soft: torch.Tensor, labels: torch.Tensor, class_nam
     ax3 = ax2.twiny()
     ax3.hist(entropy(soft).numpy(), bins=30, alpha=0.4, color="C1", label="entropy (nats, top axis)")
     ax3.set_xlabel("entropy (nats)", color="C1")
-    lines = ax2.get_legend_handles_labels()[0] + ax3.get_legend_handles_labels()[0]
-    ax2.legend(lines, [ln.get_label() for ln in lines], fontsize=7, loc="upper center")
+    legend_across(ax2, ax3, fontsize=7, loc="upper center")
     fig.suptitle(title)
     fig.tight_layout()
     plt.close(fig)
