@@ -9,7 +9,7 @@ from torch import nn
 
 from labkit.blackbox import BlackBox
 from labkit.data import DatasetInfo
-from labkit.errors import AccessDenied
+from labkit.errors import AccessDenied, LabkitError
 from labkit.exercises.label_preserving_step import BandClassifier, check_label_preserving_step
 from labkit.methods.base import MethodData, RunContext, get_method
 from labkit.methods.zsdb3kd import (ZSDB3KD, PseudoSampleInitError, PseudoSampleSynthesizer, QueryBank,
@@ -62,6 +62,33 @@ def test_noise_images_follow_the_formula() -> None:
     means = x.flatten(1).mean(1)
     assert float(means.std()) > 0.1
     assert 0.0 < float((x == 0).float().mean()) < 0.5  # clipping at 0 happens (the Gaussian part), not always
+
+
+def test_image_prior_noise_families() -> None:
+    g = torch.Generator().manual_seed(0)
+    leaves = noise_images(500, (1, 28, 28), g, family="dead-leaves")
+    assert leaves.shape == (500, 1, 28, 28) and float(leaves.min()) >= 0 and float(leaves.max()) <= 1
+    # piecewise flat: most horizontal neighbours are equal (flat shapes), but images are not constant
+    flat = (leaves[..., 1:] == leaves[..., :-1]).float().mean()
+    assert float(flat) > 0.8 and float(leaves.flatten(1).std(1).mean()) > 0.05
+    smooth = noise_images(500, (1, 28, 28), g, family="smooth")
+    pixels = noise_images(500, (1, 28, 28), g)
+    step = lambda x: float((x[..., 1:] - x[..., :-1]).abs().mean() / x.std())  # noqa: E731
+    assert step(smooth) < 0.5 * step(pixels)  # neighbouring pixels alike
+    assert noise_images(4, (3, 32, 32), g, family="dead-leaves").shape == (4, 3, 32, 32)
+    same = noise_images(8, (1, 28, 28), torch.Generator().manual_seed(5), family="dead-leaves")
+    assert torch.equal(same, noise_images(8, (1, 28, 28), torch.Generator().manual_seed(5), family="dead-leaves"))
+    with pytest.raises(LabkitError, match="Unknown noise family"):
+        noise_images(2, (1, 4, 4), g, family="perlin")
+    with pytest.raises(LabkitError, match="needs image inputs"):
+        noise_images(2, (2,), g, family="dead-leaves")
+
+
+def test_rejection_sampling_draws_at_least_min_draws() -> None:
+    box, model = toy_box()
+    init = rejection_sample(box, [2, 2, 2], (2,), seed=1, batch=50, max_draws=100, min_draws=400)
+    assert init.draws == 400 == box.queries == model.seen and sum(init.hits_per_class) == 400
+    assert torch.bincount(init.labels, minlength=3).tolist() == [2, 2, 2]
 
 
 def test_rejection_sampling_gets_each_class_and_counts_every_draw() -> None:
@@ -151,6 +178,12 @@ def test_query_bank_keeps_labelled_queries_without_extra_queries() -> None:
     early = int(q[q.numel() // 4])
     ex, ey, _, _, _ = bank.balanced(10, 3, seed=0, upto=early)
     assert ex.shape[0] <= 30
+    # record_search=False: the bank keeps exactly the noise draws (all of them at fraction 1), still at no extra query
+    box2, model2 = toy_box()
+    cfg2 = toy_cfg(iterations=2, record_fraction=1.0, record_search=False, min_init_draws=640, bank_per_class=10)
+    res2 = PseudoSampleSynthesizer(box2, cfg2, 3, (2,), seed=2).synthesize(18, progress=False)
+    assert len(res2.extras["bank"]) == res2.extras["init_draws"] == box2.queries_by_phase["initial noise"] >= 640
+    assert model2.seen == box2.queries > res2.extras["init_draws"]
     # without recording there is no bank
     res0 = PseudoSampleSynthesizer(toy_box()[0], toy_cfg(iterations=1), 3, (2,)).synthesize(9, progress=False)
     assert res0.extras["bank"] is None
@@ -162,7 +195,7 @@ def test_method_trains_a_student_with_a_holdout_and_reports_queries() -> None:
     ctx = RunContext(get_profile("smoke"), 0, torch.device("cpu"), "mlp-small", info, progress=False)
     method = ZSDB3KD(per_class=10, iterations=3, n_directions=4, warm_directions=1, signopt_queries=24,
                      label_directions=2, epochs=3, batch_size=8, step_size=0.1, init_batch=64, curve_points=1,
-                     mixup_fraction=0.5)
+                     mixup_fraction=0.5, noise="authors", min_init_draws=1000, bank_per_class=20)  # 2-D points
     out = method.distill(box, MethodData(info), ctx)
     # the transfer set is every distinct training image: kept pseudo-samples, their verified paths (one image
     # per iteration) and the recorded queries drawn from the bank (at most bank_per_class per class)
@@ -208,6 +241,15 @@ def test_profiles_and_cli_options() -> None:
     assert opts["per_class"] == 4 and opts["iterations"] == 2 and opts["signopt_queries"] == 50
     cfg = ZSDB3KD(**opts).config(get_profile("smoke"))
     assert (cfg.per_class, cfg.iterations, cfg.signopt_queries) == (4, 2, 50)
+    laptop = ZSDB3KDConfig.for_profile(get_profile("laptop"))
+    assert laptop.noise == "dead-leaves" and not laptop.record_search and laptop.min_init_draws >= 100_000
+    assert paper.noise == "authors" and paper.record_fraction == 0 and paper.min_init_draws == 0
+    args = build_parser().parse_args(["run", "zsdb3kd", "--noise", "authors", "--min-init-draws", "1000",
+                                      "--record-search"])
+    cfg = ZSDB3KD(**{a: getattr(args, a) for a in args._method_opts}).config(get_profile("laptop"))
+    assert (cfg.noise, cfg.min_init_draws, cfg.record_search) == ("authors", 1000, True)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "zsdb3kd", "--noise", "perlin"])
 
 
 def test_exercise_checker() -> None:

@@ -165,7 +165,7 @@ def test_zskd_end_to_end_counts_every_query(fmnist_available) -> None:
                     for s in range(steps))
     assert by_phase["relabel augmented"] == cfg.epochs * per_epoch
     assert rec.queries == sum(by_phase.values())
-    assert rec.access == "white" and rec.transfer_set_size == n
+    assert rec.access == "white" and rec.extras["impressions"] == n and rec.transfer_set_size == train_n
     assert "holdout" in rec.selection and rec.val_acc is not None
     assert 0.0 <= rec.student_acc <= 1.0
 

@@ -3,13 +3,15 @@
 No data at all, and the teacher answers only top-1 class ids. The transfer set is grown
 from noise by pushing each image *away from its nearest decision boundary*:
 
-1. **Starting samples** (:func:`noise_images`, :func:`rejection_sample`): draw
-   ``x = clip((U[0,1) + 0.2)·s₁ + N(0,1)·s₂, 0, 1)`` with ``s₁, s₂ ~ U(0,1)`` per image, in
-   batches, and keep each image the teacher puts in a class that still needs samples, until
-   every class has ``per_class``. Every draw is one counted query. Some classes are rare under
-   this noise (for the lab's Fashion-MNIST teacher, sneakers and ankle boots come up about
-   twice in 10 000 draws), so the draws are capped and a class that never shows up raises
-   :class:`PseudoSampleInitError` with advice.
+1. **Starting samples** (:func:`noise_images`, :func:`rejection_sample`): draw noise in batches
+   and keep each image the teacher puts in a class that still needs samples, until every class has
+   ``per_class``. Every draw is one counted query. The authors' noise (``noise="authors"``, the paper
+   profile) is ``clip((U[0,1) + 0.2)·s₁ + N(0,1)·s₂, 0, 1)`` with ``s₁, s₂ ~ U(0,1)`` per image:
+   independent pixels, under which some classes are very rare (for the lab's Fashion-MNIST teacher
+   ankle boots come up about once in 4000 draws). The smoke and laptop profiles use dead-leaves noise
+   (:func:`dead_leaves_noise`, flat shapes stacked on a background, a generic model of natural
+   images), under which every class comes up at least about twice in 1000 draws. Draws are capped and a
+   class that never shows up raises :class:`PseudoSampleInitError` with advice.
 2. **Nearest boundary** (:func:`labkit.boundary.nearest_boundary`): random rays plus
    bisection, then untargeted Sign-OPT, give each image the distance ``g`` to the closest
    boundary (to any other class) and the unit direction ``θ*`` pointing *toward* it
@@ -30,17 +32,17 @@ from noise by pushing each image *away from its nearest decision boundary*:
 
 Every query is also a labelled image. With ``record_fraction > 0`` (the smoke and laptop profiles; off
 in the paper profile) every query goes through a :class:`QueryBank` that keeps that share of the queried
-images with the teacher's answer: noise draws, points along the search rays (on both sides of the
-boundaries), the verified steps, the soft-label rays between pseudo-samples. ``bank_per_class`` of them
-per class (class-balanced) join the student's training set with hard labels (and the class's mean soft
-label for the KL term), at no extra query. This is the lab's addition, not the authors': measured on
-the validation split (laptop profile, ~0.46 M queries), the 400 pseudo-samples alone give a student of
-about 15-20 %, adding the recorded queries about 35-50 % (the student's initialisation alone moves it by
-±8 points); the authors instead spend ~10⁹ queries on 30 000 pseudo-samples. With a bank, the
-pseudo-samples' paths (their image before every iteration, label verified by the step) also join the
+images with the teacher's answer; with ``record_search=False`` (smoke, laptop) only the noise draws of
+step 1 are kept, and ``min_init_draws`` makes step 1 draw many more of them than the pseudo-samples need.
+``bank_per_class`` of them per class (class-balanced) join the student's training set with hard labels
+(and the class's mean soft label for the KL term), at no extra query. This is the lab's addition, not
+the authors'. Measured on the validation split (laptop profile, seeds 0-1): the 400 pseudo-samples alone
+give a student of about 15-20 %; with 30 % of *all* queries recorded, 35-50 % (authors' noise); with
+200 000 dead-leaves draws as the bank, 65-70 %; the search-ray points right at the boundaries, added to
+those, cost 4-5 points. The authors instead spend ~10⁹ queries on 30 000 pseudo-samples. With a bank,
+the pseudo-samples' paths (their image before every iteration, label verified by the step) also join the
 training set, and the pseudo-samples are repeated ``pseudo_repeat`` times so that a few hundred of them
-are not drowned by ~30 000 recorded queries; ``restarts`` students are trained and the best on the
-holdout is kept.
+are not drowned by the bank; ``restarts`` students can be trained and the best on the holdout kept.
 
 Optionally (``mixup_fraction``, on in the smoke profile, off in the laptop and paper profiles),
 part of every training batch is replaced by mixups of two pseudo-samples labelled by one
@@ -103,12 +105,15 @@ class ZSDB3KDConfig:
     holdout_fraction: float = 0.1  # pseudo-samples kept aside (teacher-labelled) to select the epoch
     init_batch: int = 8192  # noise images per rejection-sampling draw
     max_init_draws: int = 2_000_000  # cap on noise images queried before giving up
+    min_init_draws: int = 0  # noise images queried at least (with a bank: every one a labelled training image)
     curve_points: int = 0  # earlier iterations (0, it/k, 2·it/k, …) at which a student is also trained (0: none)
     mixup_fraction: float = 0.0  # share of each training batch replaced by teacher-relabelled mixups (0: off)
     record_fraction: float = 0.0  # share of all queried images kept, with the teacher's answer, as extra training data
     bank_per_class: int = 0  # recorded images per class (resampled, class-balanced) added to the student's training set
+    record_search: bool = True  # the bank also keeps the search, step and soft-label queries (False: noise draws only)
     restarts: int = 1  # students trained from different initialisations; the best on the holdout is kept
     pseudo_repeat: int = 1  # with a bank: times each pseudo-sample and its path images appear in the training set
+    noise: str = "authors"  # starting-noise family (NOISE_FAMILIES): "authors" (i.i.d. pixels), "smooth", "dead-leaves"
 
     @classmethod
     def for_profile(cls, profile: Profile, **overrides: Any) -> "ZSDB3KDConfig":
@@ -117,22 +122,21 @@ class ZSDB3KDConfig:
             base = cls(per_class=3, iterations=3, n_directions=3, warm_directions=1, signopt_queries=20,
                        label_directions=1, epochs=3, batch_size=16, n_probes=6, snapshot_every=1,
                        snapshot_per_class=3, init_batch=4096, max_init_draws=400_000, curve_points=1,
-                       mixup_fraction=0.5, record_fraction=0.01, bank_per_class=20)
+                       mixup_fraction=0.5, noise="dead-leaves", min_init_draws=16_384, record_fraction=1.0,
+                       record_search=False, bank_per_class=300)
         elif profile.name == "laptop":
-            # laptop: few Sign-OPT queries per image and iteration, and every queried image a teacher-labelled
-            # training image (record_fraction): measured on the validation split, 400 pseudo-samples alone gave a
-            # student of ~15-20 %, the same run's recorded queries (class-balanced) ~35-50 % at the same query cost.
-            # Students trained on the same data from different initialisations vary a lot on real images
-            # (32-48 % on the validation split); their agreement on the teacher-labelled holdout ranks them
-            # roughly right, so two are trained and the better one on the holdout is kept (restarts).
-            # The pseudo-samples carry more than their number suggests: their path images (every iteration's
-            # verified state) join the training set, and repeating them among 30 000 bank images (×1 → ×10 → ×30)
-            # raised two students from 32/42 % to 35/45 % to 36/47 % on the validation split; with the 10 path
-            # images per sample, pseudo_repeat=3 gives each sample's lineage ~33 rows. Seeds 0-2 (test): 43/39/35 %.
+            # laptop: few Sign-OPT queries per image and iteration, and a bank of teacher-labelled noise. Measured on
+            # the validation split (seeds 0-1, two student initialisations each): 400 pseudo-samples (+ paths) alone
+            # ~15-20 %; + 30 % of all queries as training images: 35-50 % (authors' noise), 49-53 % (smooth noise);
+            # dead-leaves noise + all queries, 10k/class: 54-59 %; + 200k noise draws: 60-66 %; 200k noise draws
+            # only (no search/step/label queries, which sit right at the boundaries): 65-70 %. One student
+            # (restarts picked by the holdout did not beat the first reliably); 6000 bank images per class keep
+            # the run near 160 s on one core (10 000: ~2 points more, ~225 s). The paths of the pseudo-samples join
+            # the training set, each repeated 3 times.
             base = cls(per_class=40, iterations=10, n_directions=8, warm_directions=1, signopt_queries=40,
-                       label_directions=2, epochs=4, batch_size=128, n_probes=10, snapshot_every=2,
-                       max_init_draws=3_000_000, curve_points=2, record_fraction=0.3, bank_per_class=3000,
-                       restarts=2, pseudo_repeat=3)
+                       label_directions=2, epochs=4, batch_size=256, lr=4e-3, n_probes=10, snapshot_every=2,
+                       max_init_draws=3_000_000, curve_points=2, noise="dead-leaves", min_init_draws=200_000,
+                       record_fraction=1.0, record_search=False, bank_per_class=6000, restarts=1, pseudo_repeat=3)
         else:  # paper: the authors' sizes (3000/class, 40 iterations, ~5000 Sign-OPT queries per image)
             base = cls(per_class=3000, iterations=40, n_directions=20, warm_directions=19, signopt_queries=5000,
                        label_directions=200, epochs=profile.student_epochs, batch_size=profile.batch_size,
@@ -141,15 +145,77 @@ class ZSDB3KDConfig:
 
 
 # --------------------------------------------------------------------------- 1. starting samples
-def noise_images(n: int, shape: tuple[int, ...], generator: torch.Generator,
-                 device: torch.device | str = "cpu") -> torch.Tensor:
-    """``n`` noise images ``clip((U[0,1) + 0.2)·s₁ + N(0,1)·s₂, 0, 1)``, ``s₁, s₂ ~ U(0,1)`` per image."""
+def authors_noise(n: int, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """The authors' noise: ``clip((U[0,1) + 0.2)·s₁ + N(0,1)·s₂, 0, 1)``, ``s₁, s₂ ~ U(0,1)`` per image (i.i.d. pixels)."""
     scale_shape = (n,) + (1,) * len(shape)
     s1 = torch.rand(scale_shape, generator=generator)
     s2 = torch.rand(scale_shape, generator=generator)
     x = (torch.rand((n,) + tuple(shape), generator=generator) + 0.2) * s1 \
         + torch.randn((n,) + tuple(shape), generator=generator) * s2
-    return x.clamp_(0.0, 1.0).to(device)
+    return x.clamp_(0.0, 1.0)
+
+
+def _image_dims(shape: tuple[int, ...], family: str) -> tuple[int, int, int]:
+    """``(channels, height, width)`` of an image shape; the image-prior noise families need images."""
+    if len(shape) == 3:
+        return int(shape[0]), int(shape[1]), int(shape[2])
+    if len(shape) == 2:
+        return 1, int(shape[0]), int(shape[1])
+    raise LabkitError(f"The {family!r} noise family needs image inputs (C, H, W), got shape {tuple(shape)}; "
+                      "use noise='authors' (i.i.d. pixels) for other inputs.")
+
+
+def smooth_noise(n: int, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """Low-frequency noise: Gaussian noise on a grid a quarter of the image side, upsampled bilinearly,
+    standardised, then ``sigmoid(gain·z + bias)`` with ``gain ~ U(0,3)``, ``bias ~ N(0, 1.5²)`` per image.
+
+    A generic image prior (neighbouring pixels are alike), nothing learnt from any data set: blobs and
+    gradients instead of per-pixel snow. Values lie in (0, 1).
+    """
+    c, h, w = _image_dims(shape, "smooth")
+    z = torch.randn((n, c, max(2, h // 4), max(2, w // 4)), generator=generator)
+    z = torch.nn.functional.interpolate(z, size=(h, w), mode="bilinear", align_corners=False)
+    z = z / z.flatten(1).std(1).clamp_min(1e-6).view(-1, 1, 1, 1)
+    gain = 3 * torch.rand((n, 1, 1, 1), generator=generator)
+    bias = 1.5 * torch.randn((n, 1, 1, 1), generator=generator)
+    return torch.sigmoid(gain * z + bias).reshape((n,) + tuple(shape))
+
+
+def dead_leaves_noise(n: int, shape: tuple[int, ...], generator: torch.Generator, max_shapes: int = 6) -> torch.Tensor:
+    """Dead-leaves noise: a flat background of random grey (colour) with 1-``max_shapes`` opaque shapes stacked on it.
+
+    Every shape is an ellipse or an axis-aligned rectangle with a random centre (within 80 % of the half-side
+    from the middle), random half-axes (10-80 % of the half-side) and a random flat intensity ``U(0,1)`` per
+    channel; later shapes cover earlier ones. This is the classic dead-leaves model of natural images
+    (Lee, Mumford & Huang 2001), used as data-free training images by Baradad et al. (NeurIPS 2021): edges,
+    occlusion and flat regions, nothing learnt from any data set.
+    """
+    c, h, w = _image_dims(shape, "dead-leaves")
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    col = (n, c, 1, 1)
+    one = (n, 1, 1, 1)
+    img = torch.rand(col, generator=generator).expand(n, c, h, w).clone()
+    k = torch.randint(1, max_shapes + 1, (n,), generator=generator).view(one)
+    for layer in range(max_shapes):
+        cx, cy = (torch.rand(one, generator=generator) * 1.6 - 0.8 for _ in range(2))
+        a, b = (0.1 + 0.7 * torch.rand(one, generator=generator) for _ in range(2))
+        rect = torch.rand(one, generator=generator) < 0.5
+        dx, dy = (xx - cx) / a, (yy - cy) / b
+        inside = torch.where(rect, (dx.abs() < 1) & (dy.abs() < 1), dx * dx + dy * dy < 1) & (layer < k)
+        img = torch.where(inside, torch.rand(col, generator=generator), img)
+    return img.reshape((n,) + tuple(shape))
+
+
+#: starting-noise families for :func:`noise_images` (``ZSDB3KDConfig.noise``)
+NOISE_FAMILIES = {"authors": authors_noise, "smooth": smooth_noise, "dead-leaves": dead_leaves_noise}
+
+
+def noise_images(n: int, shape: tuple[int, ...], generator: torch.Generator,
+                 device: torch.device | str = "cpu", family: str = "authors") -> torch.Tensor:
+    """``n`` noise images of one of the :data:`NOISE_FAMILIES` (default: the authors')."""
+    if family not in NOISE_FAMILIES:
+        raise LabkitError(f"Unknown noise family {family!r}; choose one of {sorted(NOISE_FAMILIES)}.")
+    return NOISE_FAMILIES[family](n, tuple(shape), generator).to(device)
 
 
 @dataclass
@@ -164,8 +230,10 @@ class InitialSamples:
 
 def rejection_sample(box: BlackBox, counts: torch.Tensor | list[int], image_shape: tuple[int, ...], *,
                      seed: int = 0, batch: int = 8192, max_draws: int = 2_000_000,
-                     device: torch.device | str | None = None, progress: bool = False) -> InitialSamples:
-    """Draw noise in batches until the teacher has put ``counts[c]`` images in every class ``c``.
+                     device: torch.device | str | None = None, progress: bool = False,
+                     noise: str = "authors", min_draws: int = 0) -> InitialSamples:
+    """Draw noise in batches until the teacher has put ``counts[c]`` images in every class ``c``
+    (and at least ``min_draws`` images were drawn, for a :class:`QueryBank` that records them).
 
     Every draw is one query. A class that still lacks samples after ``max_draws`` draws raises
     :class:`PseudoSampleInitError` (nothing is kept). The returned images are sorted by class.
@@ -179,8 +247,8 @@ def rejection_sample(box: BlackBox, counts: torch.Tensor | list[int], image_shap
     hits = torch.zeros(num_classes, dtype=torch.int64)
     draws = 0
     bar = tqdm(total=int(need.sum()), desc="noise → class", disable=not progress, leave=False)
-    while bool((need > 0).any()):
-        if draws >= max_draws:
+    while bool((need > 0).any()) or draws < min_draws:
+        if draws >= max(max_draws, min_draws):
             short = {c: int(need[c]) for c in range(num_classes) if need[c] > 0}
             seen = {c: int(hits[c]) for c in short}
             bar.close()
@@ -188,8 +256,8 @@ def rejection_sample(box: BlackBox, counts: torch.Tensor | list[int], image_shap
                 f"After {draws:,} noise draws the teacher still has not given enough images of class(es) "
                 f"{sorted(short)} (missing {short}; seen {seen} times in all). Raise max_init_draws "
                 "(--max-init-draws), or ask for fewer pseudo-samples per class (--per-class).")
-        n = min(batch, max_draws - draws)
-        x = noise_images(n, image_shape, gen, device)
+        n = min(batch, max(max_draws, min_draws) - draws)
+        x = noise_images(n, image_shape, gen, device, noise)
         y = box(x).to(device)
         draws += n
         hits += torch.bincount(y.cpu(), minlength=num_classes)
@@ -235,6 +303,7 @@ class QueryBank:
     def __init__(self, box: BlackBox, fraction: float, seed: int = 0) -> None:
         self.box = box
         self.fraction = float(fraction)
+        self.recording = True  # False: pass queries through without keeping any
         self._gen = torch.Generator().manual_seed(seed + 1_000_003)
         self._x: list[torch.Tensor] = []
         self._y: list[torch.Tensor] = []
@@ -247,7 +316,7 @@ class QueryBank:
 
     def __call__(self, x: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         out = self.box(x, **kwargs)
-        if self.fraction > 0 and x.shape[0] > 0:
+        if self.recording and self.fraction > 0 and x.shape[0] > 0:
             keep = (torch.rand(x.shape[0], generator=self._gen) < self.fraction).to(x.device)
             if bool(keep.any()):
                 self._x.append(x[keep].detach().to("cpu", torch.float16))
@@ -437,7 +506,10 @@ class PseudoSampleSynthesizer(Synthesizer):
         ask: Any = bank if bank is not None else box
         with box.phase("initial noise"):
             init = rejection_sample(ask, counts, self.image_shape, seed=self.seed, batch=cfg.init_batch,
-                                    max_draws=cfg.max_init_draws, device=self.device, progress=progress)
+                                    max_draws=cfg.max_init_draws, device=self.device, progress=progress,
+                                    noise=cfg.noise, min_draws=cfg.min_init_draws)
+        if bank is not None:
+            bank.recording = cfg.record_search
         x, y = init.images, init.labels
         snap_idx = torch.cat([(y == k).nonzero().squeeze(1)[: cfg.snapshot_per_class] for k in range(c)])
         snapshots = [Snapshot(0, x[snap_idx].cpu().clone(), y[snap_idx].cpu().clone())]
@@ -590,6 +662,13 @@ class ZSDB3KD(DistillationMethod):
         parser.add_argument("--alpha", type=float, help="weight of the hard-label CE term (default 0.5)")
         parser.add_argument("--epochs", type=int, help="student epochs")
         parser.add_argument("--lr", type=float, help="student learning rate")
+        parser.add_argument("--noise", choices=sorted(NOISE_FAMILIES),
+                            help="starting-noise family (authors: i.i.d. pixels; smooth: low-frequency blobs; "
+                                 "dead-leaves: stacked flat shapes)")
+        parser.add_argument("--min-init-draws", type=int,
+                            help="noise images drawn at least (recorded as training images when a bank is on)")
+        parser.add_argument("--record-search", action=argparse.BooleanOptionalAction, default=None,
+                            help="the bank also keeps search/step/soft-label queries (default: profile)")
         parser.add_argument("--max-init-draws", type=int, help="cap on noise images drawn for the starting samples")
         parser.add_argument("--curve-points", type=int,
                             help="earlier iterations at which a student is also trained (accuracy curve; 0: none)")

@@ -551,9 +551,12 @@ class ZSKD(DistillationMethod):
             "augmented_queries": box.queries_by_phase.get("relabel augmented", 0),
             "copy_queries": box.queries_by_phase.get("relabel copies", 0),
             "class_similarity": [[round(float(v), 4) for v in row] for row in similarity.cpu()],
+            "impressions": len(result),
         }
+        # the transfer set: every distinct teacher-labelled image the student trains on (the training impressions
+        # and their relabelled copies), not the holdout
         return DistillOutput(
-            training.student, len(result), training.fit.best_val_acc,
+            training.student, training.train_size, training.fit.best_val_acc,
             selection=f"teacher-labelled holdout of {training.holdout_size // (1 + cfg.copies)} impressions"
                       + (f" and their {cfg.copies} relabelled copies each" if cfg.copies else ""),
             history=training.history, extras=extras,
