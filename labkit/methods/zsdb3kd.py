@@ -296,8 +296,10 @@ class QueryBank:
     Rejection sampling, the nearest-boundary search, the label-preserving steps and the soft-label rays
     all send their images through it, so the bank holds noise, points along the search rays (on both
     sides of the boundaries), the steps' verified proposals and points between pseudo-samples: many
-    teacher-labelled images at no extra query. Images are stored in half precision (within ~1e-3 of the
-    queried point per pixel). Attribute access (``device``, ``queries``, ``phase``...) goes to the box.
+    teacher-labelled images at no extra query. Set ``recording = False`` to pass queries through without
+    keeping any (the synthesizer does so after the noise draws when ``record_search`` is off). Images are
+    stored in half precision (within ~1e-3 of the queried point per pixel). Attribute access (``device``,
+    ``queries``, ``phase``...) goes to the box.
     """
 
     def __init__(self, box: BlackBox, fraction: float, seed: int = 0) -> None:
