@@ -45,6 +45,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .methods.base import get_method, run_method
     from .results import format_table, save_records
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     cls = get_method(args.method)
     own = {a: getattr(args, a) for a in getattr(args, "_method_opts", [])}
     names = list(cls.companions) + [cls.name]
@@ -175,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         mp.add_argument("--student-arch", default=None, help="student architecture (default: the data set's)")
         mp.add_argument("--budget", type=int, default=None, help="hard cap on teacher queries")
         mp.add_argument("--out", default=None, help="where to write the JSON records (default results/<method>.json)")
+        mp.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
         before = {a.dest for a in mp._actions}
         cls.add_arguments(mp)
         mp.set_defaults(func=_cmd_run, _method_opts=[a.dest for a in mp._actions if a.dest not in before])

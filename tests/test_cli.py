@@ -22,9 +22,16 @@ def test_help_works_everywhere(argv, capsys):
 
 
 def test_run_kd_on_toy_data_writes_records(tmp_path, monkeypatch, capsys):
+    import torch
+
     out = tmp_path / "kd.json"
-    code = main(["run", "kd", "--dataset", "toy2d-blobs-3", "--profile", "smoke", "--no-progress",
-                 "--device", "cpu", "--epochs", "3", "--out", str(out)])
+    threads = torch.get_num_threads()
+    try:
+        code = main(["run", "kd", "--dataset", "toy2d-blobs-3", "--profile", "smoke", "--no-progress",
+                     "--device", "cpu", "--epochs", "3", "--threads", "1", "--out", str(out)])
+        assert torch.get_num_threads() == 1  # --threads reaches torch (not the method's options)
+    finally:
+        torch.set_num_threads(threads)
     assert code == 0
     records = json.loads(out.read_text())
     assert [r["method"] for r in records] == ["student", "kd"]
