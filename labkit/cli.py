@@ -41,14 +41,19 @@ def _cmd_teacher(args: argparse.Namespace) -> int:
     return 0
 
 
+def _set_threads(threads: int | None) -> None:
+    """Give torch ``threads`` CPU threads (``--threads`` of ``run`` and ``bench``); None or 0 leaves torch's choice."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .methods.base import get_method, run_method
     from .results import format_table, save_records
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     cls = get_method(args.method)
     own = {a: getattr(args, a) for a in getattr(args, "_method_opts", [])}
     names = list(cls.companions) + [cls.name]
@@ -92,10 +97,7 @@ def _cmd_methods(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import parse_overrides, run_bench
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     out_dir = Path(args.out_dir) if args.out_dir else paths.results_dir()
     board = run_bench(args.dataset, args.profile, args.seeds, entries=args.only, out_dir=out_dir, force=args.force,
                       allow_missing=args.allow_missing, overrides=parse_overrides(args.set or []),
