@@ -25,7 +25,6 @@ Public API (stable; ZSDB3KD reuses :func:`nearest_boundary`):
 :func:`nearest_boundary`         untargeted nearest-boundary search: random rays + Sign-OPT
 :func:`class_candidates`         for each sample and class, the nearest (or random) pool samples of that class
 :func:`distance_soft_labels`     DB3KD soft labels from distances
-:func:`spearman_per_sample`      rank correlation per row (to compare soft labels with a softmax)
 =============================== ================================================================
 
 Query efficiency: a bisection to absolute tolerance ``tol`` over a range ``r``
@@ -576,26 +575,3 @@ def distance_soft_labels(distances: torch.Tensor, y: torch.Tensor, tau: float = 
     if tau <= 0:
         raise ValueError("temperature tau must be > 0")
     return torch.softmax(distance_logits(distances, y) / tau, dim=1).float()
-
-
-def spearman_per_sample(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Spearman rank correlation of each row of ``a`` with the same row of ``b`` (average ranks for ties)."""
-    def ranks(v: torch.Tensor) -> torch.Tensor:
-        v = v.double()
-        order = v.argsort(dim=1)
-        r = torch.empty_like(v)
-        r.scatter_(1, order, torch.arange(v.shape[1], dtype=v.dtype, device=v.device).expand_as(v).contiguous())
-        # average ranks over ties: mean rank of equal values
-        eq = (v.unsqueeze(2) == v.unsqueeze(1)).double()
-        return (eq @ r.unsqueeze(2)).squeeze(2) / eq.sum(2)
-    ra, rb = ranks(a), ranks(b)
-    ra = ra - ra.mean(1, keepdim=True)
-    rb = rb - rb.mean(1, keepdim=True)
-    den = (ra.norm(dim=1) * rb.norm(dim=1)).clamp_min(1e-12)
-    return ((ra * rb).sum(1) / den).float()
-
-
-def top2_agreement(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per row: do ``a`` and ``b`` have the same two top classes (as a set)? Bool ``(N,)``."""
-    ta, tb = a.topk(2, dim=1).indices.sort(1).values, b.topk(2, dim=1).indices.sort(1).values
-    return (ta == tb.to(ta.device)).all(1)

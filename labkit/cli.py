@@ -50,7 +50,8 @@ def _set_threads(threads: int | None) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .methods.base import get_method, run_method
+    from .methods.base import get_method
+    from .runner import run_method
     from .results import format_table, save_records
 
     _set_threads(args.threads)

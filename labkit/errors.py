@@ -12,8 +12,19 @@ class UnknownNameError(LabkitError, ValueError):
     def __init__(self, kind: str, name: str, valid: list[str] | tuple[str, ...]) -> None:
         self.kind, self.name, self.valid = kind, name, sorted(valid)
         super().__init__(
-            f"Unknown {kind} {name!r}. Valid {kind}s are: {', '.join(self.valid)}."
+            f"Unknown {kind} {name!r}. Valid {plural(kind)} are: {', '.join(self.valid)}."
         )
+
+
+def plural(noun: str) -> str:
+    """English plural of the last word of ``noun``: "loss" -> "losses", "option" -> "options"."""
+    if noun.endswith(("s", "x", "ch", "sh")):
+        return noun + "es"
+    return noun + "s"
+
+
+class ConfigError(LabkitError, ValueError):
+    """A method's settings cannot work together (a size below 1, an empty ingredient list, ...)."""
 
 
 class DatasetNotFoundError(LabkitError, FileNotFoundError):

@@ -27,6 +27,14 @@ def register_loss(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
     return deco
 
 
+def registered_name(loss: nn.Module) -> str:
+    """The registry name of ``loss``'s class; a loss outside the registry is refused."""
+    for name, cls in LOSSES.items():
+        if type(loss) is cls:
+            return name
+    raise UnknownNameError("registered loss class", type(loss).__name__, [c.__name__ for c in LOSSES.values()])
+
+
 def build_loss(name: str, **kwargs: float) -> nn.Module:
     """Instantiate a registered loss by name."""
     if name not in LOSSES:

@@ -1,7 +1,8 @@
 """Named size profiles: ``smoke`` (CI), ``laptop`` (CPU default) and ``paper`` (GPU default).
 
 A profile fixes how big every experiment is. Pick one with ``LABKIT_PROFILE`` or by
-passing a name; methods read their own sizes from :attr:`Profile.name`.
+passing a name. Each method's sizes are a table per profile name in its config
+(:class:`labkit.config.MethodConfig`); the profile itself holds only what the runner reads.
 """
 from __future__ import annotations
 
@@ -15,14 +16,11 @@ from .errors import UnknownNameError
 
 @dataclass(frozen=True)
 class Profile:
-    """Sizes shared by every experiment of one profile."""
+    """A named scale: its description and how many training images the runner loads."""
 
     name: str
     description: str
-    student_epochs: int
-    batch_size: int
-    train_limit: int | None  # how many training images with-data students see (None = all)
-    lr: float = 1e-3
+    train_limit: int | None  # how many training images with-data methods see (None = all)
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-friendly view."""
@@ -33,22 +31,16 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
         description="CI and nbval: every notebook in about 90 s on 2 CPU cores; numbers are not meaningful.",
-        student_epochs=2,
-        batch_size=128,
         train_limit=3000,
     ),
     "laptop": Profile(
         name="laptop",
         description="Default on CPU: every notebook in at most 5 minutes on 2 cores, meaningful accuracy.",
-        student_epochs=12,
-        batch_size=128,
         train_limit=None,
     ),
     "paper": Profile(
         name="paper",
         description="Default on GPU: the papers' transfer-set sizes and epochs.",
-        student_epochs=40,
-        batch_size=256,
         train_limit=None,
     ),
 }

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import torch
 
-RECORD_FIELDS = ("method", "access", "dataset", "teacher_arch", "student_arch", "teacher_acc", "student_acc",
-                 "agreement", "queries", "transfer_set_size", "wall_s", "device", "profile", "seed", "torch")
 
 
 @dataclass
@@ -25,7 +23,7 @@ class ResultRecord:
     student_acc: float
     agreement: float
     queries: int
-    transfer_set_size: int
+    transfer_set_size: int  # distinct training rows, holdout excluded (the same definition for every method)
     wall_s: float
     device: str
     profile: str
@@ -36,6 +34,12 @@ class ResultRecord:
     queries_by_phase: dict[str, int] = field(default_factory=dict)
     machine: str = field(default_factory=lambda: f"{platform.system()} {platform.machine()} ({platform.node() or 'host'})")
     options: dict[str, object] = field(default_factory=dict)
+    #: ingredient name -> {"rows", "holdout_rows", "queries"}: what each named part of the transfer set gave and cost
+    ingredients: dict[str, dict[str, int]] = field(default_factory=dict)
+    loss: str = ""  # the registered loss the student trained with
+    target_kind: str = ""  # probabilities | class-ids | logits | distance-soft-labels
+    holdout_size: int = 0  # rows of the teacher-labelled selection holdout (0: the validation split selected)
+    best_epoch: int = 0  # the epoch the selection split chose
     extras: dict[str, object] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:

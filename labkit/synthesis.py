@@ -1,9 +1,9 @@
 """One interface for every data-free transfer set.
 
-A :class:`Synthesizer` turns teacher queries into a transfer set. ``synthesize(n)``
+A :class:`Synthesizer` turns teacher queries into images for a transfer set. ``synthesize(n)``
 returns a :class:`SynthesisResult`: the images, their targets (soft labels or class
-ids), and snapshots taken along the way (for "from noise to sample" plots). Every
-synthesised image is kept in a bank that :meth:`Synthesizer.sample` draws from.
+ids), and snapshots taken along the way (for "from noise to sample" plots). Synthesis is
+kept apart from training: the method wraps the result in a :class:`~labkit.transfer.TransferSet`.
 
 ZSKD (Data Impressions), ZSDB3KD (pseudo-samples) and MEKD (a generator) all
 build their transfer sets through this class.
@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .blackbox import BlackBox
+from .errors import NonFiniteError
 
 
 @dataclass
@@ -41,42 +42,23 @@ class SynthesisResult:
 
 
 class Synthesizer(ABC):
-    """Base class: subclasses implement :meth:`_synthesize`; the base keeps the bank."""
+    """Base class: subclasses implement :meth:`_synthesize`; the base checks what comes back."""
 
     def __init__(self, box: BlackBox, seed: int = 0) -> None:
         self.box = box
         self.seed = seed
-        self._bank_x: list[torch.Tensor] = []
-        self._bank_t: list[torch.Tensor] = []
 
     @abstractmethod
     def _synthesize(self, n: int, progress: bool) -> SynthesisResult:
         """Make ``n`` new samples."""
 
     def synthesize(self, n: int, *, progress: bool = True) -> SynthesisResult:
-        """Make ``n`` samples through the box, add them to the bank and return them."""
+        """Make ``n`` samples through the box and return them (checked: equal lengths, finite pixels)."""
         if n <= 0:
             raise ValueError("synthesize(n) needs n >= 1")
         result = self._synthesize(n, progress)
         if result.images.shape[0] != result.targets.shape[0]:
             raise RuntimeError("a synthesizer returned images and targets of different lengths")
         if not bool(torch.isfinite(result.images).all()):
-            from .errors import NonFiniteError
-
             raise NonFiniteError("synthesis produced NaN or infinite images; lower the step size or learning rate")
-        self._bank_x.append(result.images.detach())
-        self._bank_t.append(result.targets.detach())
         return result
-
-    @property
-    def bank_size(self) -> int:
-        """How many samples have been synthesised so far."""
-        return sum(x.shape[0] for x in self._bank_x)
-
-    def sample(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``n`` random (image, target) pairs from everything synthesised so far."""
-        if not self._bank_x:
-            raise RuntimeError("nothing synthesised yet: call synthesize(n) first")
-        x, t = torch.cat(self._bank_x), torch.cat(self._bank_t)
-        idx = torch.randint(0, x.shape[0], (n,), generator=generator).to(x.device)
-        return x[idx], t[idx]

@@ -24,7 +24,8 @@ from .device import pick_device
 from .errors import CheckpointError
 from .losses import build_loss
 from .models import model_for
-from .train import accuracy, fit, random_affine
+from .metrics import accuracy
+from .train import fit, random_affine
 
 DEFAULT_TEACHER = {"fashion-mnist": "lenet5", "mnist": "lenet5", "cifar10": "alexnet"}
 DEFAULT_STUDENT = {"fashion-mnist": "lenet5-half", "mnist": "lenet5-half", "cifar10": "alexnet-half"}

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from .data import LabeledTensors
 from .device import pick_device, seed_everything
 from .losses import check_finite
+from .metrics import accuracy
 
 LossFn = Callable[..., torch.Tensor]
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -43,31 +44,6 @@ def _as_xy(val: LabeledTensors | tuple[torch.Tensor, torch.Tensor] | None) -> tu
     if isinstance(val, LabeledTensors):
         return val.x, val.y
     return val[0], val[1]
-
-
-@torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 2048,
-                   device: torch.device | None = None) -> torch.Tensor:
-    """Logits of ``model`` on ``x`` in eval mode, batched (float32)."""
-    device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    outs = [model(x[i:i + batch_size].to(device)).float() for i in range(0, x.shape[0], batch_size)]
-    model.train(was_training)
-    return torch.cat(outs)
-
-
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 2048) -> float:
-    """Top-1 accuracy of ``model`` on ``(x, y)``, in [0, 1]."""
-    pred = predict_logits(model, x, batch_size).argmax(1)
-    return float((pred == y.to(pred.device)).float().mean())
-
-
-def agreement(student: nn.Module, teacher: nn.Module, x: torch.Tensor, batch_size: int = 2048) -> float:
-    """Fraction of ``x`` on which student and teacher give the same top-1 class."""
-    a = predict_logits(student, x, batch_size).argmax(1)
-    b = predict_logits(teacher, x, batch_size).argmax(1).to(a.device)
-    return float((a == b).float().mean())
 
 
 def split_holdout(n: int, fraction: float, seed: int, device: torch.device | str | None = None

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from labkit import BlackBox, boundary
+from labkit import BlackBox, boundary, metrics
 from labkit.errors import InvalidQueryError
 
 
@@ -226,6 +226,6 @@ def test_distance_soft_labels_and_rank_tools() -> None:
         boundary.distance_soft_labels(d, y, tau=0)
     a = torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1], [1.0, 1.0, 2.0, 0.0]])
     b = torch.tensor([[1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 2.0, 0.0]])
-    rho = boundary.spearman_per_sample(a, b)
+    rho = metrics.spearman_per_sample(a, b)
     assert torch.allclose(rho, torch.tensor([1.0, -1.0, 1.0]), atol=1e-6)
-    assert boundary.top2_agreement(a, b).tolist() == [True, False, True]
+    assert metrics.top2_agreement(a, b).tolist() == [True, False, True]

@@ -7,7 +7,8 @@ from labkit.data import load_dataset
 from labkit.errors import NonFiniteError
 from labkit.losses import build_loss
 from labkit.models import build_model
-from labkit.train import accuracy, agreement, fit, random_affine, split_holdout
+from labkit.metrics import accuracy, agreement
+from labkit.train import fit, random_affine, split_holdout
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from labkit.methods.base import MethodData, RunContext, run_method
 from labkit.methods.zskd import (ZSKD, DataImpressionSynthesizer, ZSKDConfig, border_blur_copies, class_similarity,
                                  dirichlet_concentration, dirichlet_targets, final_linear, impression_plan,
                                  relabelled_copies, retemper, teacher_class_similarity)
-from labkit.plots.core import entropy
+from labkit.metrics import entropy
 from labkit.profiles import get_profile
 
 SHAPE = (1, 28, 28)

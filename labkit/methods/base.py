@@ -1,15 +1,16 @@
-"""The common interface of every distillation method, and the runner that enforces the boundary.
+"""The common interface of every distillation method.
 
-A method is a :class:`DistillationMethod` subclass registered with
-:func:`register_method`. Its :meth:`~DistillationMethod.distill` receives only
+A method is a :class:`DistillationMethod` subclass registered with :func:`register_method`.
+Its settings are a :class:`~labkit.config.MethodConfig` (``config_class``). Its
+:meth:`~DistillationMethod.distill` receives only
 
 * a :class:`~labkit.blackbox.BlackBox` at the method's access level (never the teacher),
 * the :class:`MethodData` its data access allows (labeled, unlabeled or none), and
-* a :class:`RunContext` (profile, seed, device, a factory for fresh students).
+* a :class:`RunContext` (profile, seed, device, a factory for fresh students),
 
-:func:`run_method` builds all of that, times the run, evaluates the student on the
-test split (test accuracy and student–teacher agreement, outside the method), and
-returns a :class:`MethodRun` holding the :class:`~labkit.results.ResultRecord`.
+and returns a :class:`~labkit.transfer.TransferSet`. The runner (:mod:`labkit.runner`) trains
+the student on it with :func:`train_student`, the one place a student is trained, and evaluates it.
+This package never imports the teacher cache.
 """
 from __future__ import annotations
 
@@ -17,22 +18,22 @@ import argparse
 import importlib
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, ClassVar
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Generic, TypeVar
 
 import torch
 from torch import nn
 
 from ..blackbox import BlackBox
-from ..data import DatasetInfo, LabeledTensors, balanced_indices, canonical_name, dataset_info, load_dataset
-from ..device import pick_device, seed_everything
-from ..errors import UnknownNameError
+from ..config import MethodConfig
+from ..data import DatasetInfo, LabeledTensors
+from ..errors import ConfigError, UnknownNameError
 from ..models import model_for
-from ..profiles import Profile, get_profile
-from ..results import ResultRecord
-from ..teachers import default_student_arch, default_teacher_arch, get_teacher
-from ..train import accuracy, agreement
+from ..profiles import Profile
+from ..train import FitResult, fit
+from ..transfer import TransferSet
+
+CfgT = TypeVar("CfgT", bound=MethodConfig)
 
 DATA_ACCESS = ("labeled", "unlabeled", "none")
 
@@ -67,30 +68,22 @@ class RunContext:
         return model_for(self.student_arch, self.info).to(self.device)
 
 
-@dataclass
-class DistillOutput:
-    """What a method hands back: the trained student plus facts for the record and the notebooks."""
-
-    student: nn.Module
-    transfer_set_size: int
-    val_acc: float | None = None
-    selection: str = "validation split"
-    history: list[dict[str, float]] = field(default_factory=list)
-    extras: dict[str, object] = field(default_factory=dict)  # JSON-friendly, goes into the record
-    artifacts: dict[str, Any] = field(default_factory=dict)  # tensors for plots; not saved
-
-
-class DistillationMethod(ABC):
-    """Base class: set ``name``, ``access``, ``data_access`` and implement :meth:`distill`."""
+class DistillationMethod(ABC, Generic[CfgT]):
+    """Base class: set ``name``, ``access``, ``data_access``, ``config_class`` and implement :meth:`distill`."""
 
     name: ClassVar[str] = ""
     access: str = "score"  # decision | score | white | none (no teacher at all)
     data_access: ClassVar[str] = "labeled"
     summary: ClassVar[str] = ""
     companions: ClassVar[tuple[str, ...]] = ()  # methods the CLI runs beside this one (e.g. baselines)
+    config_class: type[CfgT]  # the method's settings: a MethodConfig with per-profile tables
 
     def __init__(self, **options: Any) -> None:
         self.options = {k: v for k, v in options.items() if v is not None}
+        valid = self.config_class.field_names()
+        for key in self.options:
+            if key not in valid:
+                raise UnknownNameError(self.config_class.TITLE, key, valid)
 
     @property
     def label(self) -> str:
@@ -98,12 +91,40 @@ class DistillationMethod(ABC):
         return self.name
 
     @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        """Add this method's own command-line options (default: none)."""
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> list[str]:
+        """Add this method's command-line options, generated from its config fields."""
+        return cls.config_class.add_arguments(parser)
+
+    def config(self, ctx: RunContext) -> CfgT:
+        """This run's settings: the profile's table with this method's options."""
+        return self.config_class.for_profile(ctx.profile, ctx.info.name, **self.options)
 
     @abstractmethod
-    def distill(self, box: BlackBox | None, data: MethodData, ctx: RunContext) -> DistillOutput:
-        """Build a transfer set through ``box`` and train a student; never touch the teacher otherwise."""
+    def distill(self, box: BlackBox | None, data: MethodData, ctx: RunContext) -> TransferSet:
+        """Build the transfer set through ``box`` (never the teacher otherwise); the runner trains the student."""
+
+    def after_training(self, transfer: TransferSet, student: nn.Module, fit: FitResult, box: BlackBox | None,
+                       data: MethodData, ctx: RunContext) -> None:
+        """Optional: add facts to ``transfer.extras``/``artifacts`` once the student is trained (default: nothing)."""
+
+
+def train_student(transfer: TransferSet, ctx: RunContext,
+                  val: LabeledTensors | tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[nn.Module, FitResult]:
+    """Train a fresh student on ``transfer``: the one place in the lab where a student is trained.
+
+    The epoch is selected on the transfer set's teacher-labelled holdout, or on ``val`` (the labelled
+    validation split) when the transfer set has none. The test split is never an argument here.
+    """
+    holdout = transfer.holdout if transfer.holdout is not None else val
+    if holdout is None:
+        raise ConfigError(f"{transfer.recipe.desc}: no selection split. A method without labelled data must give "
+                          "its transfer set a teacher-labelled holdout; a with-data method gets the validation split.")
+    r = transfer.recipe
+    student = ctx.new_student(seed_offset=r.seed_offset)
+    result = fit(student, transfer.x, transfer.targets, transfer.loss, val=holdout, epochs=r.epochs,
+                 batch_size=r.batch_size, lr=r.lr, device=ctx.device, seed=ctx.seed + r.seed_offset,
+                 augment=r.augment, batch_hook=r.batch_hook, progress=ctx.progress, desc=r.desc)
+    return student, result
 
 
 METHODS: dict[str, type[DistillationMethod]] = {}
@@ -136,90 +157,7 @@ def get_method(name: str) -> type[DistillationMethod]:
         try:
             importlib.import_module(f"labkit.methods.{METHOD_MODULES[key]}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"labkit.methods.{METHOD_MODULES[key]}":
-                raise UnknownNameError("method (not yet implemented)", name, sorted(METHODS)) from exc
-            raise
+            raise UnknownNameError("method (its module is missing)", name, sorted(METHODS)) from exc
     if key not in METHODS:
         raise UnknownNameError("method", name, available_methods())
     return METHODS[key]
-
-
-@dataclass
-class MethodRun:
-    """A finished run: its record, the trained student, the box (query log) and plot artefacts."""
-
-    record: ResultRecord
-    student: nn.Module
-    box: BlackBox | None
-    output: DistillOutput
-
-    @property
-    def artifacts(self) -> dict[str, Any]:
-        """Tensors and figures' data the method left for notebooks."""
-        return self.output.artifacts
-
-
-def method_data(info: DatasetInfo, data_access: str, device: torch.device, seed: int,
-                train_limit: int | None = None) -> MethodData:
-    """Load exactly the data a method's data access allows."""
-    if data_access == "none":
-        return MethodData(info)
-    train = load_dataset(info.name, "train", device=device, limit=train_limit, seed=seed)
-    if data_access == "unlabeled":
-        hidden_labels = train.y
-
-        def balanced_subset(n: int) -> torch.Tensor:
-            """Seeded, class-balanced indices of ``n`` unlabeled images (labels stay with the runner)."""
-            return balanced_indices(hidden_labels, min(int(n), len(hidden_labels)), seed).to(device)
-
-        return MethodData(info, unlabeled=train.x, balanced_subset=balanced_subset)
-    return MethodData(info, train=train, val=load_dataset(info.name, "val", device=device))
-
-
-def run_method(name: str, *, dataset: str = "fashion-mnist", profile: str | Profile | None = None, seed: int = 0,
-               device: torch.device | str | None = None, teacher_arch: str | None = None,
-               student_arch: str | None = None, budget: int | None = None, progress: bool = True,
-               out: str | Path | None = None, train_limit: int | None = None,
-               box_hook: Callable[[BlackBox], None] | None = None, **options: Any) -> MethodRun:
-    """Run one method end to end on the lab's cached teacher and return a :class:`MethodRun`.
-
-    ``budget`` caps the teacher queries (a :class:`~labkit.errors.QueryBudgetExceeded`
-    stops the run). ``options`` go to the method's constructor.
-    """
-    cls = get_method(name)
-    method = cls(**options)
-    prof = get_profile(profile)
-    dev = torch.device(device) if device is not None else pick_device()
-    dataset = canonical_name(dataset)
-    info = dataset_info(dataset)
-    teacher_arch = teacher_arch or default_teacher_arch(dataset)
-    student_arch = student_arch or default_student_arch(dataset)
-    teacher = get_teacher(dataset, teacher_arch, device=dev, progress=progress)
-    limit = train_limit if train_limit is not None else prof.train_limit
-    data = method_data(info, cls.data_access, dev, seed, limit)
-    box = None
-    if method.access != "none":
-        box = BlackBox(teacher.model, access=method.access, budget=budget, input_shape=info.image_shape,
-                       num_classes=info.num_classes, device=dev)
-        if box_hook is not None:
-            box_hook(box)
-    ctx = RunContext(prof, seed, dev, student_arch, info, progress)
-    seed_everything(seed)
-    start = time.perf_counter()
-    output = method.distill(box, data, ctx)
-    wall = time.perf_counter() - start
-    test = load_dataset(dataset, "test", device=dev)
-    student = output.student.eval()
-    record = ResultRecord(
-        method=method.label,
-        access=method.access, dataset=dataset, teacher_arch=teacher_arch, student_arch=student_arch,
-        teacher_acc=teacher.test_acc, student_acc=accuracy(student, test.x, test.y),
-        agreement=agreement(student, teacher.model, test.x), queries=box.queries if box else 0,
-        transfer_set_size=int(output.transfer_set_size), wall_s=round(wall, 2), device=str(dev),
-        profile=prof.name, seed=seed, val_acc=output.val_acc, selection=output.selection,
-        queries_by_phase=box.queries_by_phase if box else {}, options=dict(method.options),
-        extras=dict(output.extras),
-    )
-    if out is not None:
-        record.save(out)
-    return MethodRun(record, student, box, output)

@@ -1,73 +1,91 @@
 """Plain KD (Hinton et al. 2015), the baseline with data, and the student trained alone.
 
-KD queries a *score* box once for every training image (no augmentation, so one
-answer per image is all the teacher can say), then trains the student on
-α·CE(S, y) + (1 − α)·τ²·KL(softmax(T/τ) ‖ softmax(S/τ)), selecting the epoch on
-the validation split.
+KD queries a *score* box once for every training image and trains the student on
+α·CE(S, y) + (1 − α)·τ²·KL(softmax(T/τ) ‖ softmax(S/τ)) (loss ``"kd"``); the runner selects
+the epoch on the validation split. The student alone trains with cross-entropy on the true
+labels (loss ``"ce"``) and never meets the teacher.
 """
 from __future__ import annotations
 
-import argparse
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from ..blackbox import BlackBox
+from ..config import MethodConfig, option
+from ..data import LabeledTensors
+from ..errors import ConfigError
 from ..losses import KDLoss, build_loss
-from ..profiles import Profile
-from ..train import fit
-from .base import DistillationMethod, DistillOutput, MethodData, RunContext, register_method
+from ..transfer import Ingredient, TrainRecipe, TransferSet
+from .base import DistillationMethod, MethodData, RunContext, register_method
+
+_STUDENT = {"smoke": {"epochs": 2, "batch_size": 128, "lr": 2e-3},
+            "laptop": {"epochs": 12, "batch_size": 128, "lr": 2e-3},
+            "paper": {"epochs": 40, "batch_size": 256, "lr": 1e-3}}
 
 
 @dataclass(frozen=True)
-class KDConfig:
-    """Sizes and settings of plain KD / student-alone training."""
+class StudentConfig(MethodConfig):
+    """The student trained alone: epochs, batch size, learning rate."""
 
-    epochs: int
-    batch_size: int
-    lr: float
-    tau: float = 4.0
-    alpha: float = 0.1
+    PROFILES = _STUDENT
+    TITLE = "student option"
 
-    @classmethod
-    def for_profile(cls, profile: Profile, **overrides: float) -> "KDConfig":
-        """The profile's defaults with any non-None overrides."""
-        base = cls(epochs=profile.student_epochs, batch_size=profile.batch_size, lr=2e-3 if profile.name != "paper" else 1e-3)
-        return cls(**{**asdict(base), **{k: v for k, v in overrides.items() if v is not None}})
+    epochs: int = option(help="student training epochs")
+    batch_size: int = option(help="student batch size")
+    lr: float = option(help="student learning rate (Adam, one-cycle)")
+
+    def validate(self) -> None:
+        """Epochs and batch size must be at least 1, the learning rate positive."""
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ConfigError("epochs and batch_size must be >= 1 and lr > 0")
 
 
-def _require_labeled(data: MethodData) -> tuple:
+@dataclass(frozen=True)
+class KDConfig(StudentConfig):
+    """Plain KD: the student's settings plus the temperature and the hard-label weight."""
+
+    TITLE = "KD option"
+
+    tau: float = option(4.0, help="temperature of the teacher's and the student's softmax")
+    alpha: float = option(0.1, help="weight of the cross-entropy on the true labels")
+
+    def validate(self) -> None:
+        """Student checks, then τ > 0 and α in [0, 1]."""
+        super().validate()
+        if self.tau <= 0 or not 0 <= self.alpha <= 1:
+            raise ConfigError("KD needs tau > 0 and 0 <= alpha <= 1")
+
+
+def require_labeled(data: MethodData) -> tuple[LabeledTensors, LabeledTensors]:
+    """The labelled training and validation splits, or a clear error."""
     if data.train is None or data.val is None:
-        raise ValueError("this method needs labeled training data (data_access='labeled')")
+        raise ConfigError("this method needs labeled training data (data_access='labeled')")
     return data.train, data.val
 
 
 @register_method
-class StudentAlone(DistillationMethod):
+class StudentAlone(DistillationMethod[StudentConfig]):
     """The student trained with cross-entropy on the true labels: no teacher at all."""
 
     name = "student"
     access = "none"
     data_access = "labeled"
     summary = "student alone: CE on the labeled training set, no teacher"
+    config_class = StudentConfig
 
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--epochs", type=int, help="training epochs (default: the profile's)")
-        parser.add_argument("--lr", type=float, help="learning rate")
-
-    def distill(self, box: BlackBox | None, data: MethodData, ctx: RunContext) -> DistillOutput:
-        train, val = _require_labeled(data)
-        cfg = KDConfig.for_profile(ctx.profile, **{k: self.options.get(k) for k in ("epochs", "lr")})
-        student = ctx.new_student()
-        res = fit(student, train.x, train.y, build_loss("ce"), val=val, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                  lr=cfg.lr, device=ctx.device, seed=ctx.seed, progress=ctx.progress, desc="student alone")
-        return DistillOutput(student, len(train), res.best_val_acc, history=res.history,
-                             extras={"config": asdict(cfg), "best_epoch": res.best_epoch})
+    def distill(self, box: BlackBox | None, data: MethodData, ctx: RunContext) -> TransferSet:
+        """The labelled training set as it is, true labels as targets."""
+        train, _ = require_labeled(data)
+        cfg = self.config(ctx)
+        return TransferSet(train.x, (train.y,), "class-ids", build_loss("ce"),
+                           TrainRecipe(cfg.epochs, cfg.batch_size, cfg.lr, desc="student alone"),
+                           [Ingredient("labelled-data")], extras={"config": cfg.as_dict()})
 
 
 @register_method
-class PlainKD(DistillationMethod):
+class PlainKD(DistillationMethod[KDConfig]):
     """Hinton KD from a score-based teacher on the full labeled training set."""
 
     name = "kd"
@@ -75,25 +93,19 @@ class PlainKD(DistillationMethod):
     data_access = "labeled"
     summary = "plain KD (Hinton): teacher probabilities at temperature tau, plus alpha * CE"
     companions = ("student",)
+    config_class = KDConfig
 
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--epochs", type=int, help="training epochs (default: the profile's)")
-        parser.add_argument("--lr", type=float, help="learning rate")
-        parser.add_argument("--tau", type=float, help="temperature (default 4)")
-        parser.add_argument("--alpha", type=float, help="weight of the hard-label CE term (default 0.1)")
-
-    def distill(self, box: BlackBox | None, data: MethodData, ctx: RunContext) -> DistillOutput:
+    def distill(self, box: BlackBox | None, data: MethodData, ctx: RunContext) -> TransferSet:
+        """Every training image answered once by the score box; targets (probabilities, true labels)."""
         if box is None:
-            raise ValueError("plain KD needs a score box")
-        train, val = _require_labeled(data)
-        cfg = KDConfig.for_profile(ctx.profile, **{k: self.options.get(k) for k in ("epochs", "lr", "tau", "alpha")})
+            raise ConfigError("plain KD needs a score box")
+        train, _ = require_labeled(data)
+        cfg = self.config(ctx)
         with box.phase("label transfer set"):
             probs = torch.cat([box(train.x[i:i + 4096]) for i in range(0, len(train), 4096)])
-        student = ctx.new_student()
         loss = KDLoss(tau=cfg.tau, alpha=cfg.alpha, from_probabilities=True)
-        res = fit(student, train.x, (probs, train.y), loss, val=val, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                  lr=cfg.lr, device=ctx.device, seed=ctx.seed, progress=ctx.progress, desc="plain KD")
-        return DistillOutput(student, len(train), res.best_val_acc, history=res.history,
-                             extras={"config": asdict(cfg), "best_epoch": res.best_epoch},
-                             artifacts={"teacher_probs": probs})
+        extras: dict[str, Any] = {"config": cfg.as_dict()}
+        return TransferSet(train.x, (probs, train.y), "probabilities", loss,
+                           TrainRecipe(cfg.epochs, cfg.batch_size, cfg.lr, desc="plain KD"),
+                           [Ingredient("labelled-data", phases=("label transfer set",))],
+                           extras=extras, artifacts={"teacher_probs": probs})

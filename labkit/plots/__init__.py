@@ -3,7 +3,8 @@ so tests can check it headlessly; nothing here calls ``show()``.
 
 Topic modules live beside this one (``labkit.plots.<topic>``); the general ones are here.
 """
-from .core import (entropy, entropy_histogram, history_plot, image_grid, soft_label_bars, soft_label_figure,
+from ..metrics import entropy
+from .core import (entropy_histogram, history_plot, image_grid, soft_label_bars, soft_label_figure,
                    update_soft_label_figure)
 
 __all__ = ["entropy", "entropy_histogram", "history_plot", "image_grid", "soft_label_bars", "soft_label_figure",

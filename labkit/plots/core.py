@@ -4,13 +4,13 @@ from __future__ import annotations
 import contextlib
 from typing import Sequence
 
-import matplotlib
 
-matplotlib.use(matplotlib.get_backend())  # respect MPLBACKEND (Agg in CI)
 import matplotlib.pyplot as plt
 import plotly.graph_objects as go
 import torch
 from matplotlib.figure import Figure
+
+from ..metrics import entropy
 
 
 def finish_axes(fig: Figure, ax: "plt.Axes", *, xlabel: str | None = None, ylabel: str | None = None,
@@ -39,12 +39,6 @@ def legend_across(target: "plt.Axes", *others: "plt.Axes", **kwargs: object) -> 
     """One legend on ``target`` for the lines of ``target`` and of ``others`` (e.g. a ``twinx`` axis)."""
     handles = [h for ax in (target, *others) for h in ax.get_legend_handles_labels()[0]]
     target.legend(handles, [h.get_label() for h in handles], **kwargs)  # type: ignore[arg-type]
-
-
-def entropy(probs: torch.Tensor) -> torch.Tensor:
-    """Shannon entropy (nats) of each row of a probability matrix."""
-    p = probs.float().clamp_min(1e-12)
-    return -(p * p.log()).sum(1)
 
 
 def image_grid(images: torch.Tensor, labels: Sequence[str] | None = None, ncols: int = 10,

@@ -3,15 +3,14 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-import matplotlib
 
-matplotlib.use(matplotlib.get_backend())  # respect MPLBACKEND (Agg in CI)
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 
 from ..synthesis import Snapshot
-from .core import entropy, legend_across
+from ..metrics import entropy
+from .core import legend_across
 
 
 def snapshot_mosaic(snapshot: Snapshot, num_classes: int, per_class: int | None = None, pad: int = 1) -> torch.Tensor:

@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import torch
 
 from ..methods.zskd import dirichlet_targets
-from ..plots.core import entropy
+from ..metrics import entropy
 from ..plots.impressions import evolution_figure, ternary_figure, update_evolution, update_ternary
 from ..synthesis import Snapshot
 

@@ -9,7 +9,8 @@ import plotly.graph_objects as go
 import torch
 
 from ..losses import soften
-from ..plots.core import entropy, soft_label_figure, update_soft_label_figure
+from ..metrics import entropy
+from ..plots.core import soft_label_figure, update_soft_label_figure
 
 
 @dataclass
