@@ -5,11 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.labkit-setup
 NBVAL_PROFILE ?= smoke
 
-.PHONY: setup lab test test-unit test-notebooks strip clean-venv help
+.PHONY: setup lab test test-unit test-fast test-notebooks lint typecheck strip clean-venv help
 
 help:
 	@echo "make lab    - set up .venv, make Fashion-MNIST available, open JupyterLab on notebooks/"
-	@echo "make test   - set up .venv, run pytest over tests/, then nbval over every notebook (smoke profile)"
+	@echo "make test   - set up .venv, lint, type-check, run pytest over tests/, then nbval over every notebook (smoke)"
+	@echo "make test-fast - the unit tests without the slow and browser ones (under a minute)"
+	@echo "make lint / make typecheck - ruff over labkit and tests / mypy over labkit"
 	@echo "make setup  - only create/refresh .venv (safe and fast to repeat)"
 	@echo "make strip  - remove outputs from every notebook before committing"
 
@@ -29,10 +31,19 @@ lab: setup
 test-unit: setup
 	$(BIN)/python -m pytest tests -q
 
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not browser" tests -q
+
+lint: setup
+	$(BIN)/ruff check labkit tests
+
+typecheck: setup
+	$(BIN)/mypy
+
 test-notebooks: setup
 	LABKIT_PROFILE=$(NBVAL_PROFILE) MPLBACKEND=Agg $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks -q
 
-test: test-unit test-notebooks
+test: lint typecheck test-unit test-notebooks
 
 strip: setup
 	$(BIN)/python -m labkit.notebook_hygiene --strip notebooks/*.ipynb

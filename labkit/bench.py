@@ -1,52 +1,46 @@
-"""The leaderboard: every method on one teacher and one student, side by side, with queries.
+"""The bench: every method on one teacher and one student, each seed saved as it finishes.
 
-:func:`run_bench` runs each :class:`BenchEntry` (a method plus options, e.g.
-``db3kd`` with ``measure="mbd"``) for each seed through the public runner
-:func:`labkit.methods.base.run_method`, saves every (entry, seed) record as soon as
-it finishes (``<out_dir>/<profile>/<dataset>/<entry>-seed<k>.json``) so an
-interrupted bench resumes where it stopped, and returns a :class:`Leaderboard`:
-mean ± std of test accuracy, agreement, queries, transfer-set size and wall time
-per entry, the access level, the papers' reported figures beside them
-(:mod:`labkit.paper_figures`, always labelled "reported"), and the machine,
-device and library versions.
-
-:meth:`Leaderboard.save` writes ``leaderboard.json`` and ``leaderboard.md``;
-``python -m labkit bench`` does all of it from the shell.
+:func:`run_bench` runs each :class:`BenchEntry` (a method plus options, e.g. ``db3kd`` with
+``measure="mbd"``) for each seed through :func:`labkit.runner.run_method`, saves every (entry, seed)
+record as soon as it finishes (``<out_dir>/<profile>/<dataset>/<entry>-seed<k>.json``) so an
+interrupted bench resumes where it stopped (:func:`load_saved_run`), optionally on several worker
+processes, and returns a :class:`~labkit.leaderboard.Leaderboard` (the table, its files and its
+analysis live in :mod:`labkit.leaderboard`). ``python -m labkit bench`` does all of it from the shell.
 """
 from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 import os
-import platform
-import subprocess
-import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 
 from . import paths
 from .data import canonical_name
-from .device import hardware_report, pick_device
+from .device import pick_device
 from .errors import LabkitError, UnknownNameError
-from .paper_figures import REPORTED_TEACHERS, note_for, primary_figure
+from .leaderboard import (
+    LEADERBOARD_JSON,
+    BenchError,
+    Leaderboard,
+    environment_info,
+    run_elapsed_s,
+    saved_leaderboard,
+    summarize_entry,
+)
 from .profiles import get_profile
 from .results import ResultRecord
+from .runner import run_method
+from .teachers import default_student_arch, default_teacher_arch, get_teacher
 
-SCHEMA = "labkit-leaderboard/1"
-LEADERBOARD_JSON = "leaderboard.json"
-LEADERBOARD_MD = "leaderboard.md"
-ACCESS_ORDER = ("white", "score", "decision", "none")  # most to least the teacher reveals
-STATUSES = ("ok", "partial", "missing", "skipped")
-
-
-class BenchError(LabkitError):
-    """The bench cannot run as asked (a method is missing, a saved file does not match, ...)."""
+__all__ = ["BENCH_ENTRIES", "BENCH_KEYS", "QUICK_ORDER", "BenchEntry", "BenchError", "get_entries", "load_or_run",
+           "load_saved_run", "parse_overrides", "run_bench", "run_path"]
 
 
 @dataclass(frozen=True)
@@ -97,381 +91,6 @@ def get_entries(keys: Iterable[str] | None = None) -> list[BenchEntry]:
     return [e for e in BENCH_ENTRIES if e.key in wanted]
 
 
-def missing_methods(entries: Sequence[BenchEntry]) -> dict[str, str]:
-    """Entries whose method module does not exist yet: ``{entry key: reason}`` (empty when all are there)."""
-    from .methods.base import get_method
-
-    out: dict[str, str] = {}
-    for e in entries:
-        try:
-            get_method(e.method)
-        except UnknownNameError as exc:
-            out[e.key] = f"method {e.method!r} is not implemented yet ({exc})"
-    return out
-
-
-# ----------------------------------------------------------------------------------------- statistics
-
-
-@dataclass
-class Stat:
-    """Mean, sample standard deviation (``None`` below two values), range and the values themselves."""
-
-    mean: float
-    std: float | None
-    min: float
-    max: float
-    n: int
-    values: list[float]
-
-    @classmethod
-    def of(cls, values: Sequence[float]) -> "Stat":
-        """Summarise ``values`` (at least one)."""
-        t = torch.tensor([float(v) for v in values], dtype=torch.float64)
-        std = float(t.std(correction=1)) if len(t) > 1 else None
-        return cls(float(t.mean()), std, float(t.min()), float(t.max()), len(t), [float(v) for v in values])
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Stat":
-        """Rebuild from :func:`dataclasses.asdict` output."""
-        return cls(**{k: d[k] for k in ("mean", "std", "min", "max", "n", "values")})
-
-
-@dataclass
-class EntrySummary:
-    """One leaderboard row: the measured statistics over seeds, and the reported figure beside them."""
-
-    key: str
-    method: str
-    title: str
-    options: dict[str, Any]
-    status: str  # ok | partial | missing | skipped
-    access: str
-    data_access: str
-    seeds: list[int] = field(default_factory=list)
-    student_acc: Stat | None = None
-    agreement: Stat | None = None
-    queries: Stat | None = None
-    transfer_set_size: Stat | None = None
-    wall_s: Stat | None = None  # the method's own time (distill), as the record measures it
-    elapsed_s: Stat | None = None  # the whole run: loading, distilling, evaluating
-    reported: dict[str, Any] | None = None  # paper_figures.ReportedFigure.to_dict(), label "reported"
-    reported_note: str = ""
-    note: str = ""
-
-    @property
-    def measured(self) -> bool:
-        """True when at least one seed ran."""
-        return self.student_acc is not None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "EntrySummary":
-        """Rebuild from :meth:`to_dict` output."""
-        stats = ("student_acc", "agreement", "queries", "transfer_set_size", "wall_s", "elapsed_s")
-        kw = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        for s in stats:
-            if kw.get(s) is not None:
-                kw[s] = Stat.from_dict(kw[s])
-        return cls(**kw)
-
-
-def _elapsed(run: dict[str, Any]) -> float:
-    """A run's whole elapsed time as the bench measured it (its method wall time if unknown)."""
-    bench = run.get("extras", {}).get("bench", {})
-    return float(bench.get("elapsed_s", run["wall_s"])) if isinstance(bench, dict) else float(run["wall_s"])
-
-
-def summarize_entry(entry: BenchEntry, records: Sequence[ResultRecord], dataset: str, *,
-                    status: str | None = None, note: str = "", options: dict[str, Any] | None = None) -> EntrySummary:
-    """Aggregate one entry's records (one per seed) into an :class:`EntrySummary`."""
-    fig = primary_figure(entry.key, dataset)
-    summary = EntrySummary(
-        key=entry.key, method=entry.method, title=entry.title,
-        options=dict(options if options is not None else entry.option_dict()),
-        status=status or ("ok" if records else "skipped"), access=entry.access, data_access=entry.data_access,
-        reported=fig.to_dict() if fig else None, reported_note=note_for(entry.key, dataset), note=note)
-    if records:
-        summary.seeds = [r.seed for r in records]
-        summary.access = records[0].access
-        summary.student_acc = Stat.of([r.student_acc for r in records])
-        summary.agreement = Stat.of([r.agreement for r in records])
-        summary.queries = Stat.of([r.queries for r in records])
-        summary.transfer_set_size = Stat.of([r.transfer_set_size for r in records])
-        summary.wall_s = Stat.of([r.wall_s for r in records])
-        summary.elapsed_s = Stat.of([_elapsed(r.to_dict()) for r in records])
-    return summary
-
-
-# ------------------------------------------------------------------------------------------ environment
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=paths.REPO_ROOT, capture_output=True,
-                             text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def _command_line() -> str:
-    """How this process was started (``python -m labkit bench ...`` for the CLI)."""
-    if not sys.argv:
-        return ""
-    head = "python -m labkit" if sys.argv[0].endswith("__main__.py") else Path(sys.argv[0]).name
-    return " ".join([head, *sys.argv[1:]])
-
-
-def environment_info(device: torch.device | str | None = None, note: str = "") -> dict[str, Any]:
-    """Machine, device and library versions for the leaderboard header."""
-    dev = torch.device(device) if device is not None else pick_device()
-    info: dict[str, Any] = dict(hardware_report(dev))
-    versions = {"python": platform.python_version(), "torch": torch.__version__}
-    for mod in ("torchvision", "numpy", "plotly"):
-        try:
-            versions[mod] = __import__(mod).__version__
-        except ImportError:  # pragma: no cover - optional
-            pass
-    from . import __version__ as labkit_version
-
-    versions["labkit"] = labkit_version
-    info.update({
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "versions": versions,
-        "git_commit": _git_commit(),
-        "command": _command_line(),
-    })
-    if note:
-        info["note"] = note
-    return info
-
-
-# --------------------------------------------------------------------------------------------- the board
-
-
-def _fmt_pct(s: Stat | None) -> str:
-    if s is None:
-        return "—"
-    return f"{100 * s.mean:.2f} ± {100 * s.std:.2f}" if s.std is not None else f"{100 * s.mean:.2f}"
-
-
-def _fmt_int(s: Stat | None) -> str:
-    if s is None:
-        return "—"
-    if s.std is not None and s.std > 0:
-        return f"{s.mean:,.0f} ± {s.std:,.0f}"
-    return f"{s.mean:,.0f}"
-
-
-def _fmt_sec(s: Stat | None) -> str:
-    if s is None:
-        return "—"
-    return f"{s.mean:.1f} ± {s.std:.1f}" if s.std is not None else f"{s.mean:.1f}"
-
-
-@dataclass
-class Leaderboard:
-    """Every entry's summary, the per-run records, and where and how they were measured."""
-
-    dataset: str
-    profile: str
-    seeds: list[int]
-    entries: list[EntrySummary]
-    runs: list[dict[str, Any]]  # ResultRecord.to_dict() of every run
-    teacher: dict[str, Any]
-    student_arch: str
-    environment: dict[str, Any]
-    created_utc: str
-    bench_wall_s: float  # this invocation's wall time (resumed runs cost nothing here)
-    total_run_s: float  # sum of every run's elapsed time, resumed or not
-    schema: str = SCHEMA
-
-    # ---- access
-    def entry(self, key: str) -> EntrySummary:
-        """The row for ``key``."""
-        for e in self.entries:
-            if e.key == key:
-                return e
-        raise UnknownNameError("leaderboard row", key, [e.key for e in self.entries])
-
-    def measured(self) -> list[EntrySummary]:
-        """The rows with at least one finished run."""
-        return [e for e in self.entries if e.measured]
-
-    def records(self) -> list[ResultRecord]:
-        """Every run as a :class:`ResultRecord`."""
-        return [ResultRecord.from_dict(dict(r)) for r in self.runs]
-
-    # ---- serialisation
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON document (see :func:`validate_leaderboard` for its schema)."""
-        return {
-            "schema": self.schema, "created_utc": self.created_utc, "dataset": self.dataset, "profile": self.profile,
-            "seeds": list(self.seeds), "teacher": self.teacher, "student_arch": self.student_arch,
-            "environment": self.environment, "bench_wall_s": self.bench_wall_s, "total_run_s": self.total_run_s,
-            "entries": [e.to_dict() for e in self.entries], "runs": self.runs,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Leaderboard":
-        """Rebuild from :meth:`to_dict` output (raises :class:`BenchError` on a wrong schema)."""
-        problems = validate_leaderboard(d)
-        if problems:
-            raise BenchError("Not a valid leaderboard file: " + "; ".join(problems[:5]) +
-                             ". Re-create it with `python -m labkit bench`.")
-        return cls(dataset=d["dataset"], profile=d["profile"], seeds=list(d["seeds"]),
-                   entries=[EntrySummary.from_dict(e) for e in d["entries"]], runs=list(d["runs"]),
-                   teacher=d["teacher"], student_arch=d["student_arch"], environment=d["environment"],
-                   created_utc=d["created_utc"], bench_wall_s=d["bench_wall_s"], total_run_s=d["total_run_s"],
-                   schema=d["schema"])
-
-    @classmethod
-    def load(cls, path: str | Path) -> "Leaderboard":
-        """Read a ``leaderboard.json``."""
-        path = Path(path)
-        if not path.exists():
-            raise BenchError(f"No leaderboard at {path}. Run `python -m labkit bench` first.")
-        return cls.from_dict(json.loads(path.read_text()))
-
-    def save(self, out_dir: str | Path) -> tuple[Path, Path]:
-        """Write ``leaderboard.json`` and ``leaderboard.md`` into ``out_dir``; return both paths."""
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        jpath, mpath = out_dir / LEADERBOARD_JSON, out_dir / LEADERBOARD_MD
-        jpath.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=False, default=str) + "\n")
-        mpath.write_text(self.to_markdown() + "\n")
-        return jpath, mpath
-
-    # ---- presentation
-    def to_markdown(self) -> str:
-        """The leaderboard as a Markdown document: header, table with reported figures, notes."""
-        env = self.environment
-        vers = env.get("versions", {})
-        teacher_rep = "; ".join(f"{100 * acc:.2f}% ({paper}, reported)"
-                                for acc, paper in REPORTED_TEACHERS.get(self.dataset, ()))
-        lines = [
-            f"# Leaderboard: {self.dataset}, profile `{self.profile}`, seeds {', '.join(map(str, self.seeds))}",
-            "",
-            f"Teacher **{self.teacher.get('arch')}**: {100 * float(self.teacher.get('test_acc', float('nan'))):.2f}% "
-            f"test accuracy (measured by the lab)"
-            + (f"; the papers report {teacher_rep}" if teacher_rep else "") + ".",
-            f"Student **{self.student_arch}** for every method. Test accuracy and agreement (student = teacher on the "
-            "test set) are measured by the runner, never used for model selection. Queries are images sent to the "
-            "teacher.",
-            "",
-            "| method | access | data | test acc. % (mean ± std) | paper, **reported** % | agreement % | queries | "
-            "transfer set | wall s (method) |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for e in self.entries:
-            rep = "—"
-            if e.reported:
-                acc = e.reported.get("student_acc")
-                mark = "" if e.reported.get("verified", True) else "†"
-                rep = f"{100 * acc:.2f}{mark} (reported)" if acc is not None else "—"
-            name = e.key if e.status in ("ok",) else f"{e.key} ({e.status})"
-            lines.append(f"| {name} | {e.access} | {e.data_access} | {_fmt_pct(e.student_acc)} | {rep} | "
-                         f"{_fmt_pct(e.agreement)} | {_fmt_int(e.queries)} | {_fmt_int(e.transfer_set_size)} | "
-                         f"{_fmt_sec(e.wall_s)} |")
-        lines += [
-            "",
-            "**reported** = the figure the method's paper reports for this data set (LeNet-5 → LeNet-5-half in the "
-            "papers; their teachers and sizes differ from the lab's), from the lab's method reference; not measured "
-            "here. † = marked *unverified* in the reference (taken from secondary summaries).",
-            "",
-            "## Notes per method",
-            "",
-        ]
-        for e in self.entries:
-            extra = f" Status: {e.status}, {e.note}." if e.note else ""
-            opts = ", ".join(f"{k}={v}" for k, v in e.options.items())
-            lines.append(f"- **{e.key}** — {e.title}" + (f" (`{opts}`)" if opts else "") +
-                         f". Reported: {e.reported_note}{extra}")
-        lines += [
-            "",
-            "## Where it ran",
-            "",
-            f"- machine: {env.get('machine')} — {env.get('platform')}; {env.get('cpu_count')} CPUs, "
-            f"{env.get('cpu_threads')} torch threads",
-            f"- device: {env.get('device')}" + (f" ({env['gpu']})" if env.get("gpu") else ""),
-            "- versions: " + ", ".join(f"{k} {v}" for k, v in vers.items()),
-            f"- git commit: {env.get('git_commit') or 'unknown'}; created {self.created_utc}",
-            f"- wall time: {self.total_run_s / 60:.1f} min for all runs ({len(self.runs)} runs); "
-            f"this invocation {self.bench_wall_s / 60:.1f} min",
-        ]
-        if env.get("note"):
-            lines.append(f"- note: {env['note']}")
-        return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        done = sum(e.measured for e in self.entries)
-        return (f"Leaderboard({self.dataset}, profile={self.profile}, seeds={self.seeds}, "
-                f"{done}/{len(self.entries)} entries measured, {len(self.runs)} runs)")
-
-
-def validate_leaderboard(d: Any) -> list[str]:
-    """Everything wrong with a leaderboard JSON document (empty list: it matches the schema)."""
-    out: list[str] = []
-    if not isinstance(d, dict):
-        return ["the document is not a JSON object"]
-    top = {"schema": str, "created_utc": str, "dataset": str, "profile": str, "seeds": list, "teacher": dict,
-           "student_arch": str, "environment": dict, "bench_wall_s": (int, float), "total_run_s": (int, float),
-           "entries": list, "runs": list}
-    for key, typ in top.items():
-        if key not in d:
-            out.append(f"missing top-level key {key!r}")
-        elif not isinstance(d[key], typ):
-            out.append(f"{key!r} has the wrong type ({type(d[key]).__name__})")
-    if out:
-        return out
-    if d["schema"] != SCHEMA:
-        out.append(f"schema is {d['schema']!r}, expected {SCHEMA!r}")
-    for key in ("device", "machine", "versions"):
-        if key not in d["environment"]:
-            out.append(f"environment lacks {key!r}")
-    for key in ("arch", "test_acc"):
-        if key not in d["teacher"]:
-            out.append(f"teacher lacks {key!r}")
-    stat_keys = ("student_acc", "agreement", "queries", "transfer_set_size", "wall_s")
-    for i, e in enumerate(d["entries"]):
-        if not isinstance(e, dict):
-            out.append(f"entry {i} is not an object")
-            continue
-        for key in ("key", "method", "status", "access", "data_access", "options", "seeds", "reported",
-                    "reported_note", *stat_keys):
-            if key not in e:
-                out.append(f"entry {e.get('key', i)!r} lacks {key!r}")
-        if e.get("status") not in STATUSES:
-            out.append(f"entry {e.get('key', i)!r} has status {e.get('status')!r}, not one of {STATUSES}")
-        if e.get("status") in ("ok", "partial"):
-            for key in stat_keys:
-                s = e.get(key)
-                if not isinstance(s, dict) or not all(k in s for k in ("mean", "std", "n", "values")):
-                    out.append(f"entry {e.get('key', i)!r}: {key!r} is not a statistic (mean, std, n, values)")
-                elif s["n"] != len(s["values"]) or not all(isinstance(v, (int, float)) for v in s["values"]):
-                    out.append(f"entry {e.get('key', i)!r}: {key!r} has n != len(values) or non-numbers")
-            acc = e.get("student_acc") or {}
-            if isinstance(acc, dict) and not all(0.0 <= v <= 1.0 for v in acc.get("values", [])):
-                out.append(f"entry {e.get('key', i)!r}: student_acc values must be fractions in [0, 1]")
-        rep = e.get("reported")
-        if rep is not None and (not isinstance(rep, dict) or rep.get("label") != "reported"):
-            out.append(f"entry {e.get('key', i)!r}: a reported figure must carry label 'reported'")
-    for i, r in enumerate(d["runs"]):
-        missing = [k for k in ("method", "access", "student_acc", "agreement", "queries", "transfer_set_size",
-                               "wall_s", "device", "profile", "seed", "torch") if k not in r]
-        if missing:
-            out.append(f"run {i} lacks {missing}")
-        elif r["profile"] != d["profile"] or r["dataset"] != d["dataset"]:
-            out.append(f"run {i} is for {r['dataset']}/{r['profile']}, not {d['dataset']}/{d['profile']}")
-    return out
-
-
 # ------------------------------------------------------------------------------------------- running
 
 
@@ -502,11 +121,12 @@ def load_saved_run(path: Path, key: str, profile: str, dataset: str, seed: int,
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """``["db3kd-bd.queries=500", "kd.epochs=3"]`` → ``{"db3kd-bd": {"queries": 500}, "kd": {"epochs": 3}}``."""
+    """``["db3kd-bd.queries-per-sample=500", "kd.epochs=3"]`` → ``{"db3kd-bd": {"queries_per_sample": 500},
+    "kd": {"epochs": 3}}`` (dashes in option names become underscores; values are read as JSON, else text)."""
     out: dict[str, dict[str, Any]] = {}
     for item in items:
         if "=" not in item or "." not in item.split("=", 1)[0]:
-            raise BenchError(f"Cannot read the override {item!r}: write ENTRY.OPTION=VALUE, e.g. db3kd-bd.queries=500.")
+            raise BenchError(f"Cannot read the override {item!r}: write ENTRY.OPTION=VALUE, e.g. kd.epochs=3.")
         lhs, raw = item.split("=", 1)
         key, opt = lhs.split(".", 1)
         get_entries([key])  # unknown entry names raise a clear error
@@ -526,8 +146,6 @@ def _init_worker(threads: int) -> None:
 def _run_one(entry: BenchEntry, options: dict[str, Any], dataset: str, profile: str, seed: int, device: str,
              progress: bool, path: str, deadline: float | None) -> dict[str, Any] | None:
     """Run one (entry, seed), save its record at ``path`` and return it as a dict (``None``: past the deadline)."""
-    from .methods.base import run_method
-
     if deadline is not None and time.time() > deadline:
         return None
     t0 = time.perf_counter()
@@ -545,7 +163,7 @@ def _run_one(entry: BenchEntry, options: dict[str, Any], dataset: str, profile: 
 
 def run_bench(dataset: str = "fashion-mnist", profile: str | None = None, seeds: Sequence[int] = (0,), *,
               entries: Sequence[str | BenchEntry] | None = None, out_dir: str | Path | None = None,
-              force: bool = False, allow_missing: bool = False, overrides: dict[str, dict[str, Any]] | None = None,
+              force: bool = False, overrides: dict[str, dict[str, Any]] | None = None,
               time_budget_s: float | None = None, device: torch.device | str | None = None, progress: bool = True,
               note: str = "", save: bool = True, jobs: int = 1, threads_per_job: int | None = None,
               log: Callable[[str], None] | None = print) -> Leaderboard:
@@ -554,8 +172,6 @@ def run_bench(dataset: str = "fashion-mnist", profile: str | None = None, seeds:
     Entries run in the order given; the leaderboard lists them in the lab's order (:data:`BENCH_KEYS`).
 
     * A saved run with the same entry, profile, data set, seed and options is reused unless ``force``.
-    * A method whose module does not exist yet is an error before anything runs, unless ``allow_missing``
-      (then its row says ``missing``).
     * ``time_budget_s``: once this invocation has run that long, the remaining runs are skipped (their
       rows say ``skipped`` or ``partial``); the default runs everything.
     * ``overrides``: extra options per entry key (they also reach :func:`run_method`'s own keywords,
@@ -564,8 +180,6 @@ def run_bench(dataset: str = "fashion-mnist", profile: str | None = None, seeds:
       ``threads_per_job`` torch threads (default: CPU cores / jobs); records are saved as each finishes.
     * ``save`` writes ``leaderboard.json`` / ``.md`` into ``out_dir`` (default :func:`labkit.paths.results_dir`).
     """
-    from .teachers import default_student_arch, default_teacher_arch, get_teacher
-
     say = log or (lambda _msg: None)
     dataset = canonical_name(dataset)
     prof = get_profile(profile)
@@ -578,18 +192,12 @@ def run_bench(dataset: str = "fashion-mnist", profile: str | None = None, seeds:
     for k in overrides:
         get_entries([k])
     out_dir = Path(out_dir) if out_dir is not None else paths.results_dir()
-    missing = missing_methods(chosen)
-    if missing and not allow_missing:
-        raise BenchError("The bench needs every method, but these are not implemented yet: " +
-                         "; ".join(f"{k}: {why}" for k, why in missing.items()) +
-                         ". Add the method module under labkit/methods/, pick entries with --only, or pass "
-                         "--allow-missing to record them as missing.")
     dev = torch.device(device) if device is not None else pick_device()
     teacher = get_teacher(dataset, device=dev, progress=progress)
     options = {e.key: {**e.option_dict(), **overrides.get(e.key, {})} for e in chosen}
     done: dict[str, list[ResultRecord]] = {e.key: [] for e in chosen}
     skipped: dict[str, list[int]] = {e.key: [] for e in chosen}
-    plan = [(s, e) for s in seeds for e in chosen if e.key not in missing]
+    plan = [(s, e) for s in seeds for e in chosen]
     start = time.perf_counter()
     deadline = None if time_budget_s is None else time.time() + time_budget_s
     todo: list[tuple[int, BenchEntry, Path]] = []
@@ -651,9 +259,7 @@ def run_bench(dataset: str = "fashion-mnist", profile: str | None = None, seeds:
     summaries = []
     for e in sorted(chosen, key=lambda e: BENCH_KEYS.index(e.key) if e.key in BENCH_KEYS else len(BENCH_KEYS)):
         recs = done[e.key]
-        if e.key in missing:
-            status, why = "missing", missing[e.key]
-        elif not recs:
+        if not recs:
             status, why = "skipped", "not run: the time budget was used up"
         elif skipped[e.key]:
             status, why = "partial", f"seeds {skipped[e.key]} skipped: the time budget was used up"
@@ -669,7 +275,7 @@ def run_bench(dataset: str = "fashion-mnist", profile: str | None = None, seeds:
         environment=environment_info(dev, note), created_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(
             timespec="seconds"),
         bench_wall_s=round(time.perf_counter() - start, 2),
-        total_run_s=round(sum(_elapsed(r) for r in runs), 2),
+        total_run_s=round(sum(run_elapsed_s(r) for r in runs), 2),
     )
     board.teacher.setdefault("arch", default_teacher_arch(dataset))
     if save:
@@ -678,28 +284,12 @@ def run_bench(dataset: str = "fashion-mnist", profile: str | None = None, seeds:
     return board
 
 
-def saved_leaderboard(dataset: str, profile: str | None, directory: str | Path | None = None) -> Leaderboard | None:
-    """The leaderboard saved in ``directory`` (default results/) if it is for this data set and profile."""
-    path = Path(directory) if directory is not None else paths.results_dir()
-    path = path / LEADERBOARD_JSON
-    if not path.exists():
-        return None
-    try:
-        board = Leaderboard.load(path)
-    except (BenchError, json.JSONDecodeError):
-        return None
-    if board.dataset != canonical_name(dataset) or board.profile != get_profile(profile).name:
-        return None
-    return board
-
-
 def load_or_run(dataset: str = "fashion-mnist", profile: str | None = None, seeds: Sequence[int] = (0,), *,
                 use_saved: bool = True, entries: Sequence[str] | None = None, time_budget_s: float | None = None,
                 progress: bool = True, log: Callable[[str], None] | None = print) -> Leaderboard:
     """For notebooks: the saved ``results/leaderboard.json`` if it matches, otherwise a fresh bench.
 
-    A fresh bench runs every method that exists (missing ones are listed as missing) in a
-    temporary folder, so it never overwrites the committed results.
+    A fresh bench runs in a temporary folder, so it never overwrites the committed results.
     """
     if use_saved:
         board = saved_leaderboard(dataset, profile)
@@ -712,85 +302,5 @@ def load_or_run(dataset: str = "fashion-mnist", profile: str | None = None, seed
     if log:
         log(f"No saved leaderboard for {canonical_name(dataset)} / {get_profile(profile).name}: running the bench "
             f"now (records in {tmp}).")
-    return run_bench(dataset, profile, seeds, entries=entries, out_dir=tmp, allow_missing=True,
-                     time_budget_s=time_budget_s, progress=progress, log=log)
-
-
-# ------------------------------------------------------------------------------------------- analysis
-
-
-def pareto_front(queries: Sequence[float], accuracy: Sequence[float]) -> list[int]:
-    """Indices of the points no other point beats: none has ≤ queries and ≥ accuracy with one strictly better.
-
-    Sorted by queries (then by accuracy, descending). Identical points are all kept.
-    """
-    q = torch.tensor([float(v) for v in queries], dtype=torch.float64)
-    a = torch.tensor([float(v) for v in accuracy], dtype=torch.float64)
-    if q.shape != a.shape:
-        raise ValueError("queries and accuracy need the same length")
-    no_worse = (q[None, :] <= q[:, None]) & (a[None, :] >= a[:, None])  # [i, j]: j is no worse than i
-    better = (q[None, :] < q[:, None]) | (a[None, :] > a[:, None])
-    dominated = (no_worse & better).any(dim=1)
-    keep = [int(i) for i in torch.nonzero(~dominated).flatten()]
-    return sorted(keep, key=lambda i: (float(q[i]), -float(a[i])))
-
-
-@dataclass
-class CostComparison:
-    """Two rows that differ in one thing (the teacher's interface, or the data), and what that costs."""
-
-    question: str
-    better: str
-    worse: str
-    acc_gap: float  # better − worse, accuracy points as a fraction
-    query_ratio: float | None  # worse queries / better queries (None if either is zero)
-
-    def sentence(self) -> str:
-        """One line for the notebook."""
-        qr = "" if self.query_ratio is None else \
-            f"; {self.worse} sent {self.query_ratio:.3g}× the queries of {self.better}"
-        return f"{self.question} — {self.better} minus {self.worse}: {100 * self.acc_gap:+.2f} accuracy points{qr}."
-
-
-#: (question, entry with more, entry with less) pairs the notebook discusses.
-COST_PAIRS: tuple[tuple[str, str, str], ...] = (
-    ("interface: scores vs decisions, same data", "kd", "db3kd-bd"),
-    ("interface: scores vs decisions, same data", "kd", "db3kd-mbd"),
-    ("interface: scores vs decisions, same generator", "mekd-soft", "mekd-hard"),
-    ("interface: white-box vs decisions, no data", "zskd", "zsdb3kd"),
-    ("data: all labeled vs few unlabeled, scores", "kd", "fsbbt"),
-    ("data: few unlabeled vs none", "fsbbt", "zskd"),
-    ("data: labeled vs none, decisions", "db3kd-bd", "zsdb3kd"),
-    ("data: a teacher vs labels alone", "kd", "student"),
-    ("method: generative alignment vs plain KD, same edge subset", "mekd-soft", "kd-edge"),
-)
-
-
-def cost_comparisons(board: Leaderboard) -> list[CostComparison]:
-    """The :data:`COST_PAIRS` whose two rows were both measured, as accuracy gaps and query ratios."""
-    rows = {e.key: e for e in board.measured()}
-    out = []
-    for question, a, b in COST_PAIRS:
-        if a in rows and b in rows:
-            ea, eb = rows[a], rows[b]
-            qa, qb = ea.queries.mean, eb.queries.mean  # type: ignore[union-attr]
-            ratio = qb / qa if qa > 0 and qb > 0 else None
-            gap = ea.student_acc.mean - eb.student_acc.mean  # type: ignore[union-attr]
-            out.append(CostComparison(question, a, b, gap, ratio))
-    return out
-
-
-def accuracy_per_decade(board: Leaderboard, baseline: str = "student") -> dict[str, float]:
-    """Accuracy gained over ``baseline`` per decade (×10) of teacher queries, for rows that query.
-
-    ``(acc − acc_baseline) / log10(queries)``: how much each factor of ten in queries buys.
-    """
-    base = board.entry(baseline)
-    if not base.measured:
-        raise BenchError(f"the baseline {baseline!r} was not measured")
-    out = {}
-    for e in board.measured():
-        q = e.queries.mean  # type: ignore[union-attr]
-        if q > 1:
-            out[e.key] = (e.student_acc.mean - base.student_acc.mean) / math.log10(q)  # type: ignore[union-attr]
-    return out
+    return run_bench(dataset, profile, seeds, entries=entries, out_dir=tmp, time_budget_s=time_budget_s,
+                     progress=progress, log=log)

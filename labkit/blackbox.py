@@ -18,8 +18,9 @@ or counted.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator, Literal
+from typing import Literal
 
 import torch
 from torch import nn
@@ -62,7 +63,8 @@ def _make_oracle(model: nn.Module, access: str, device: torch.device, max_batch:
     def module() -> nn.Module:
         if access != "white":
             raise AccessDenied(
-                f"This is a {access}-based black box: it answers {'class ids' if access == 'decision' else 'probabilities'} "
+                f"This is a {access}-based black box: it answers "
+                f"{'class ids' if access == 'decision' else 'probabilities'} "
                 "and nothing else. Only a 'white' box gives the module; build one with BlackBox(model, access='white')."
             )
         return model
@@ -166,7 +168,7 @@ class BlackBox:
 
     # ------------------------------------------------------------------ querying
     @contextlib.contextmanager
-    def phase(self, name: str) -> Iterator["BlackBox"]:
+    def phase(self, name: str) -> Iterator[BlackBox]:
         """Count the queries made inside this ``with`` block under ``name``."""
         old, self._phase = self._phase, name
         try:
@@ -186,7 +188,8 @@ class BlackBox:
                 raise InvalidQueryError(f"Got one input of shape {tuple(x.shape)}; the box answers batches of shape "
                                         f"(N, {', '.join(map(str, want))}). Use x.unsqueeze(0).")
             if x.dim() != len(want) + 1:
-                raise InvalidQueryError(f"Expected a batch of shape (N, {', '.join(map(str, want))}), got {tuple(x.shape)}.")
+                raise InvalidQueryError(f"Expected a batch of shape (N, {', '.join(map(str, want))}), "
+                                        f"got {tuple(x.shape)}.")
             if len(want) == 3 and x.shape[1] != want[0]:
                 raise InvalidQueryError(f"Expected {want[0]} channel(s), got {x.shape[1]} "
                                         f"(batch shape {tuple(x.shape)}, expected (N, {', '.join(map(str, want))})).")

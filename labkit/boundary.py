@@ -132,8 +132,8 @@ def _unit(v: torch.Tensor) -> torch.Tensor:
     return v / v.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
-def _ask(box: Box, x0f: torch.Tensor, shape: tuple[int, ...], owner: torch.Tensor, theta: torch.Tensor,
-         lam: torch.Tensor, chunk: int) -> torch.Tensor:
+def _answers_along_rays(box: Box, x0f: torch.Tensor, shape: tuple[int, ...], owner: torch.Tensor,
+                        theta: torch.Tensor, lam: torch.Tensor, chunk: int) -> torch.Tensor:
     """Teacher class ids at ``clamp(x0[owner] + λ·θ, 0, 1)``; one box call per chunk of rays."""
     answers = []
     for s in range(0, owner.numel(), chunk):
@@ -176,7 +176,7 @@ def _bisect_rays(box: Box, x0f: torch.Tensor, shape: tuple[int, ...], owner: tor
     need = ~known & (max_queries >= 1) & (hi > lo)
     if bool(need.any()):
         idx = need.nonzero().squeeze(1)
-        ans = _ask(box, x0f, shape, owner[idx], theta[idx], hi[idx], chunk)
+        ans = _answers_along_rays(box, x0f, shape, owner[idx], theta[idx], hi[idx], chunk)
         queries[idx] += 1
         hit = _hit(ans, y0[idx], None if target is None else target[idx])
         found[idx] = hit
@@ -189,7 +189,7 @@ def _bisect_rays(box: Box, x0f: torch.Tensor, shape: tuple[int, ...], owner: tor
             break
         idx = active.nonzero().squeeze(1)
         mid = (lo[idx] + hi[idx]) * 0.5
-        ans = _ask(box, x0f, shape, owner[idx], theta[idx], mid, chunk)
+        ans = _answers_along_rays(box, x0f, shape, owner[idx], theta[idx], mid, chunk)
         queries[idx] += 1
         hit = _hit(ans, y0[idx], None if target is None else target[idx])
         hi[idx] = torch.where(hit, mid, hi[idx])
@@ -453,7 +453,7 @@ def sign_opt(box: Box, x0: torch.Tensor, theta: torch.Tensor, distance: torch.Te
         u = _unit(u) * beta
         probe_dir = _unit(th[idx].unsqueeze(1) + u).reshape(m * n_probes, -1)
         owner = idx.repeat_interleave(n_probes)
-        ans = _ask(box, x0f, shape, owner, probe_dir, g[owner], chunk)
+        ans = _answers_along_rays(box, x0f, shape, owner, probe_dir, g[owner], chunk)
         spent[idx] += n_probes
         hit = _hit(ans, y0[owner], None if tgt is None else tgt[owner]).view(m, n_probes)
         sign = torch.where(hit, -1.0, 1.0).to(x0f.dtype)

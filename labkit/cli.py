@@ -101,7 +101,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     out_dir = Path(args.out_dir) if args.out_dir else paths.results_dir()
     board = run_bench(args.dataset, args.profile, args.seeds, entries=args.only, out_dir=out_dir, force=args.force,
-                      allow_missing=args.allow_missing, overrides=parse_overrides(args.set or []),
+                      overrides=parse_overrides(args.set or []),
                       time_budget_s=args.time_budget, device=args.device, progress=not args.no_progress,
                       note=args.note or "", jobs=args.jobs, threads_per_job=args.threads)
     print()
@@ -125,10 +125,8 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-dir", default=None, help="where to write results (default: $LABKIT_RESULTS or results/)")
     p.add_argument("--only", nargs="+", default=None, metavar="ENTRY", help=f"entries to run: {', '.join(BENCH_KEYS)}")
     p.add_argument("--force", action="store_true", help="re-run entries even if a matching saved run exists")
-    p.add_argument("--allow-missing", action="store_true",
-                   help="record methods that are not implemented yet as missing instead of stopping")
     p.add_argument("--set", action="append", metavar="ENTRY.OPTION=VALUE",
-                   help="override one option of one entry, e.g. --set db3kd-bd.queries=500 (repeatable)")
+                   help="override one option of one entry, e.g. --set db3kd-bd.queries-per-sample=500 (repeatable)")
     p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                    help="skip the remaining runs once this many seconds have passed (default: run everything)")
     p.add_argument("--note", default=None, help="a note stored with the machine info, e.g. 'shared 2-core CPU'")

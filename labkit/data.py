@@ -83,11 +83,11 @@ class LabeledTensors:
         """Where the tensors live."""
         return self.x.device
 
-    def to(self, device: torch.device | str) -> "LabeledTensors":
+    def to(self, device: torch.device | str) -> LabeledTensors:
         """A copy on ``device``."""
         return replace(self, x=self.x.to(device), y=self.y.to(device))
 
-    def subset(self, n: int | None, seed: int = 0, balanced: bool = True) -> "LabeledTensors":
+    def subset(self, n: int | None, seed: int = 0, balanced: bool = True) -> LabeledTensors:
         """A seeded subset of ``n`` samples, class-balanced when ``balanced`` (None or n ≥ len: all)."""
         if n is None or n >= len(self):
             return self
@@ -211,7 +211,8 @@ def _download(name: str, root: Path) -> None:
 
 
 @lru_cache(maxsize=8)
-def _raw_real(name: str, root_str: str, allow_download: bool) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], str]:
+def _raw_real(name: str, root_str: str,
+              allow_download: bool) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], str]:
     """Load train+test uint8 tensors of a real data set through the source chain."""
     root = Path(root_str)
     loader = _load_cifar_dir if name == "cifar10" else _load_idx_split
@@ -258,7 +259,8 @@ def _raw_real(name: str, root_str: str, allow_download: bool) -> tuple[dict[str,
 TOY_FAMILIES = ("blobs", "moons", "spirals")
 
 
-def make_toy2d(family: str, n: int, num_classes: int = 3, noise: float = 0.08, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def make_toy2d(family: str, n: int, num_classes: int = 3, noise: float = 0.08,
+               seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Seeded 2-D points in [0,1]² for a toy family (``blobs``, ``moons``, ``spirals``), ≥ 3 classes allowed."""
     if family not in TOY_FAMILIES:
         raise UnknownNameError("toy2d family", family, TOY_FAMILIES)

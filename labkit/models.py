@@ -8,13 +8,17 @@
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .errors import UnknownNameError
+
+if TYPE_CHECKING:  # data imports nothing from here, but keep the model zoo importable on its own
+    from .data import DatasetInfo
 
 ModelFactory = Callable[..., nn.Module]
 MODELS: dict[str, ModelFactory] = {}
@@ -155,7 +159,8 @@ class CifarResNet(nn.Module):
         if (depth - 2) % 6:
             raise ValueError("CIFAR ResNet depth must be 6n+2")
         n = (depth - 2) // 6
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16),
+                                  nn.ReLU(inplace=True))
         blocks: list[nn.Module] = []
         cin = 16
         for cout, stride in ((16, 1), (32, 2), (64, 2)):
@@ -207,7 +212,7 @@ def mlp_small(in_channels: int = 2, num_classes: int = 3, image_size: int = 0) -
     return MLP(in_channels, num_classes, (16,))
 
 
-def model_for(name: str, info: "DatasetInfo") -> nn.Module:  # noqa: F821 - forward ref for docs
+def model_for(name: str, info: DatasetInfo) -> nn.Module:
     """Build ``name`` sized for a :class:`~labkit.data.DatasetInfo`."""
     if info.is_image:
         c, h, _ = info.image_shape

@@ -14,6 +14,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,8 +24,8 @@ from .data import canonical_name, dataset_info, load_dataset
 from .device import pick_device
 from .errors import CheckpointError
 from .losses import build_loss
-from .models import model_for
 from .metrics import accuracy
+from .models import model_for
 from .train import fit, random_affine
 
 DEFAULT_TEACHER = {"fashion-mnist": "lenet5", "mnist": "lenet5", "cifar10": "alexnet"}
@@ -109,7 +110,7 @@ def _manifest_path(directory: Path) -> Path:
     return directory / "manifest.json"
 
 
-def read_manifest(directory: Path | None = None) -> dict[str, dict[str, object]]:
+def read_manifest(directory: Path | None = None) -> dict[str, dict[str, Any]]:
     """The teacher manifest (empty if none)."""
     path = _manifest_path(directory or paths.teacher_dir())
     if not path.exists():
@@ -136,7 +137,8 @@ def _move_aside(path: Path, reason: str) -> Path:
     return target
 
 
-def train_teacher(spec: TeacherSpec, device: torch.device | None = None, progress: bool = True) -> tuple[nn.Module, float, float, float]:
+def train_teacher(spec: TeacherSpec, device: torch.device | None = None,
+                  progress: bool = True) -> tuple[nn.Module, float, float, float]:
     """Train a teacher from its spec; return (model, val_acc, test_acc, seconds). Selection on validation."""
     device = device or pick_device()
     info = dataset_info(spec.dataset)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -25,7 +25,8 @@ from .metrics import accuracy
 
 LossFn = Callable[..., torch.Tensor]
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
-BatchHook = Callable[[torch.Tensor, tuple[torch.Tensor, ...], torch.Generator], tuple[torch.Tensor, tuple[torch.Tensor, ...]]]
+Targets = tuple[torch.Tensor, ...]
+BatchHook = Callable[[torch.Tensor, Targets, torch.Generator], tuple[torch.Tensor, Targets]]
 
 
 @dataclass

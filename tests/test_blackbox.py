@@ -42,7 +42,7 @@ def test_decision_box_returns_only_class_ids():
 def test_decision_box_leaks_no_probabilities_logits_gradients_or_parameters():
     model, box = make_box("decision")
     with pytest.raises(AccessDenied, match="class ids"):
-        box.module
+        _ = box.module
     with pytest.raises(AccessDenied):
         pickle.dumps(box)
     public = []
@@ -74,7 +74,7 @@ def test_score_box_returns_detached_probabilities():
     assert torch.allclose(p.sum(1), torch.ones(6))
     assert torch.allclose(p, torch.softmax(model.lin(x.flatten(1)), 1), atol=1e-6)
     with pytest.raises(AccessDenied):
-        box.module
+        _ = box.module
 
 
 def test_white_box_gives_logits_input_gradients_and_module():

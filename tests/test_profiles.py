@@ -5,10 +5,14 @@ from labkit.errors import UnknownNameError
 from labkit.profiles import PROFILES, default_profile_name, get_profile, pick
 
 
-def test_three_profiles_grow():
+def test_three_profiles_and_the_student_tables_grow():
     s, l, p = (PROFILES[n] for n in ("smoke", "laptop", "paper"))
-    assert s.student_epochs < l.student_epochs < p.student_epochs
-    assert s.train_limit is not None and l.train_limit is None
+    assert s.train_limit == 3000 and l.train_limit is None and p.train_limit is None
+    assert set(s.as_dict()) == {"name", "description", "train_limit"}  # sizes live in the methods' configs
+    from labkit.methods.kd import StudentConfig
+
+    cfgs = [StudentConfig.for_profile(n) for n in ("smoke", "laptop", "paper")]
+    assert [(c.epochs, c.batch_size) for c in cfgs] == [(2, 128), (12, 128), (40, 256)]
 
 
 def test_env_override(monkeypatch):

@@ -6,8 +6,8 @@ from torch import nn
 from labkit.data import load_dataset
 from labkit.errors import NonFiniteError
 from labkit.losses import build_loss
-from labkit.models import build_model
 from labkit.metrics import accuracy, agreement
+from labkit.models import build_model
 from labkit.train import fit, random_affine, split_holdout
 
 

@@ -26,7 +26,7 @@ class ExerciseResult:
         state = "passed" if self.passed else ("not attempted yet" if not self.attempted else "not yet right")
         return f"ExerciseResult({self.name!r}: {state})"
 
-    def report(self) -> "ExerciseResult":
+    def report(self) -> ExerciseResult:
         """Print the verdict and return self (for a notebook's last line)."""
         if self.passed:
             print(f"✅ {self.name}: passed. " + " ".join(self.messages))

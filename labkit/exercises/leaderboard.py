@@ -1,11 +1,11 @@
 """Notebook 08's exercise: which methods are worth their queries? (the Pareto front)."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
-from ..bench import pareto_front
+from ..leaderboard import pareto_front
 from . import ExerciseResult, not_attempted
 
 NAME = "Pareto front of accuracy against queries"
@@ -58,5 +58,5 @@ def check_pareto_front(fn: Callable[[Sequence[float], Sequence[float]], Sequence
             break
     if msgs:
         return ExerciseResult(NAME, False, True, msgs).report()
-    return ExerciseResult(NAME, True, True, [f"Matches labkit.bench.pareto_front on {len(_cases())} leaderboards, "
-                                             "ties included."]).report()
+    return ExerciseResult(NAME, True, True, [f"Matches labkit.leaderboard.pareto_front on {len(_cases())} "
+                                             "leaderboards, ties included."]).report()

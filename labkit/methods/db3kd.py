@@ -11,33 +11,32 @@ Three robustness measures give the distances: ``sd`` (nearest class-t training
 sample, no queries), ``bd`` (bisection toward class-t samples, with pruning) and
 ``mbd`` (Sign-OPT from the BD solution).
 
-**Query budget.** ``queries`` is a per-sample cap that includes the one query for
-the sample's teacher label. The lab's searches are budget-aware: BD spends
-``(queries − 1) // (C − 1)`` per (sample, class) pair, MBD gives ``bd_share`` of that
-to BD and the rest to Sign-OPT. The authors spend up to 20k per pair (≈180k per
-sample); a bisection to 1 % needs about 7 queries per ray.
+**Paper recipe.** Every training sample gets a distance soft label; the authors spend
+up to 20k queries per (sample, class) pair and train with CE plus the KL summed over
+the batch (no τ²), τ = 20.
 
-**Which samples get soft labels.** The student trains on ``train_size`` training
-samples (default: all the runner provides). ``soft_size`` of them (default: all)
-get distance soft labels; only those are queried. The rest keep their true labels.
+**The lab's differences.**
 
-**Loss (the lab's choice, tested).** Per sample, with the *same* τ for the labels
-and the student (as the authors)::
+* Query budget: ``queries_per_sample`` caps each soft-labelled sample's queries,
+  label query included. BD spends ``(queries_per_sample − 1) // (C − 1)`` per
+  (sample, class) pair; MBD gives ``bd_share`` of that to BD and the rest to Sign-OPT.
+* Ingredients: ``distance-soft-labels`` are the ``soft_size`` samples that get a
+  distance soft label (the only ones queried); ``true-label-rows`` (a lab addition)
+  are the other ``train_size − soft_size`` samples, trained with CE on the true label.
+* Loss (``"db3kd-distance"``), batch mean, same τ for labels and student::
 
-    ℓ = α·CE(S(x), y) + (1 − α)·τ²·KL(p ‖ softmax(S(x)/τ))   (samples with a soft label)
-    ℓ = CE(S(x), y)                                         (samples without one)
+      ℓ = α·CE(S(x), y) + (1 − α)·τ²·KL(p ‖ softmax(S(x)/τ))   (soft-labelled rows)
+      ℓ = CE(S(x), y)                                         (true-label rows)
 
-averaged over the batch (batch mean). The τ² keeps the soft term's gradient
-independent of τ (Hinton). The authors' code instead adds CE and the KL *summed*
-over the batch, with no τ²; at batch 128 and τ = 20 that is a comparable weight,
-but it depends on the batch size. ``y`` is the true label (the data are labelled).
+  The τ² keeps the soft term's gradient independent of τ; ``y`` is the true label.
 
-Model selection: best epoch on the labelled validation split.
+The epoch is selected on the labelled validation split. The experiments behind the
+profile sizes are in ``docs/methods/db3kd.md``.
 """
 from __future__ import annotations
 
-import argparse
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -45,55 +44,70 @@ from torch import nn
 
 from .. import boundary
 from ..blackbox import BlackBox
-from ..errors import InvalidQueryError, UnknownNameError
-from ..profiles import Profile, pick
-from ..train import fit
-from .base import DistillationMethod, DistillOutput, MethodData, RunContext, register_method
+from ..config import MethodConfig, option
+from ..errors import ConfigError, InvalidQueryError, UnknownNameError
+from ..losses import build_loss, register_loss
+from ..transfer import Ingredient, TrainRecipe, TransferSet
+from .base import DistillationMethod, MethodData, RunContext, register_method
 
 MEASURES = ("sd", "bd", "mbd")
+SOFT_LABELS = "distance-soft-labels"
+TRUE_LABELS = "true-label-rows"
+LABEL_PHASE = "teacher labels"  # box phase of the one label query per soft-labelled sample
 
 
 @dataclass(frozen=True)
-class DB3KDConfig:
+class DB3KDConfig(MethodConfig):
     """Sizes and settings of DB3KD (per profile; any field can be overridden)."""
 
-    epochs: int
-    batch_size: int
-    lr: float
-    measure: str = "bd"
-    queries: int = 200             # per soft-labelled sample, label query included
-    tau: float = 20.0              # soft-label and student temperature (authors: 20)
-    alpha: float = 0.5             # weight of CE on the true label for soft-labelled samples
-    train_size: int | None = None  # training samples used (None: all the runner gives); laptop: 30k fits a CPU
-    soft_size: int | None = None   # of those, how many get distance soft labels (None: all); laptop: 2k
-    n_directions: int = 40         # BD: most rays per (sample, class); the budget usually stops earlier
-    sd_samples: int = 20           # SD: random class-t samples per (sample, class)
-    bd_share: float = 0.3          # MBD: share of each pair's budget spent on BD before Sign-OPT
-    n_probes: int = 20             # MBD: Sign-OPT probes per gradient estimate
-    rtol: float = boundary.DEFAULT_RTOL  # relative bisection tolerance
+    PROFILES = {
+        "smoke": {"measure": "bd", "queries_per_sample": 60, "train_size": 1000, "soft_size": 300,
+                  "epochs": 2, "batch_size": 128, "lr": 2e-3, "ingredients": (SOFT_LABELS, TRUE_LABELS)},
+        "laptop": {"measure": "bd", "queries_per_sample": 100, "train_size": 30000, "soft_size": 2000,
+                   "epochs": 12, "batch_size": 128, "lr": 2e-3, "ingredients": (SOFT_LABELS, TRUE_LABELS)},
+        "paper": {"measure": "mbd", "queries_per_sample": 2000, "train_size": None, "soft_size": None,
+                  "epochs": 40, "batch_size": 256, "lr": 1e-3, "ingredients": (SOFT_LABELS,)},
+    }
+    INGREDIENTS = {
+        SOFT_LABELS: "soft_size training images with soft labels from boundary distances (the paper's transfer set)",
+        TRUE_LABELS: "the other train_size - soft_size images, CE on the true label only (a lab addition)",
+    }
+    TITLE = "DB3KD option"
 
-    @classmethod
-    def for_profile(cls, profile: Profile, **overrides: object) -> "DB3KDConfig":
-        """The profile's defaults with any non-None overrides (unknown names are refused)."""
-        base = cls(
-            epochs=profile.student_epochs, batch_size=profile.batch_size,
-            lr=2e-3 if profile.name != "paper" else 1e-3,
-            measure=str(pick(profile, "bd", "bd", "mbd")),
-            queries=int(pick(profile, 60, 100, 2000)),
-            train_size=pick(profile, 1000, 30000, None),  # type: ignore[arg-type]
-            soft_size=pick(profile, 300, 2000, None),  # type: ignore[arg-type]
-        )
-        unknown = set(overrides) - set(asdict(base))
-        if unknown:
-            raise UnknownNameError("DB3KD option", sorted(unknown)[0], sorted(asdict(base)))
-        cfg = cls(**{**asdict(base), **{k: v for k, v in overrides.items() if v is not None}})
-        if cfg.measure not in MEASURES:
-            raise UnknownNameError("DB3KD measure", cfg.measure, MEASURES)
-        if cfg.tau <= 0 or not 0 <= cfg.alpha <= 1:
-            raise ValueError("DB3KD needs tau > 0 and 0 <= alpha <= 1")
-        return cfg
+    epochs: int = option(help="student training epochs")
+    batch_size: int = option(help="student batch size")
+    lr: float = option(help="student learning rate (Adam, one-cycle)")
+    measure: str = option(help="robustness measure: sd (no queries) | bd | mbd", choices=MEASURES)
+    queries_per_sample: int = option(help="query budget per soft-labelled sample (a cap, label query included)")
+    train_size: int | None = option(None, help="training samples used (None: all the runner gives)")
+    soft_size: int | None = option(None, help="of those, how many get distance soft labels (None: all)")
+    ingredients: tuple[str, ...] = option((SOFT_LABELS, TRUE_LABELS), help="parts of the transfer set")
+    tau: float = option(20.0, help="soft-label and student temperature (authors: 20)")
+    alpha: float = option(0.5, help="weight of CE on the true label for soft-labelled samples")
+    n_directions: int = option(40, help="BD: most rays per (sample, class); the budget usually stops earlier")
+    sd_samples: int = option(20, help="SD: random class-t samples per (sample, class)")
+    bd_share: float = option(0.3, help="MBD: share of each pair's budget spent on BD before Sign-OPT")
+    n_probes: int = option(20, help="MBD: Sign-OPT probes per gradient estimate")
+    rtol: float = option(boundary.DEFAULT_RTOL, help="relative bisection tolerance")
+
+    def validate(self) -> None:
+        """Known measure, τ > 0, α in [0, 1], sizes ≥ 1, and true-label rows only where some rows are left."""
+        if self.measure not in MEASURES:
+            raise UnknownNameError("DB3KD measure", self.measure, MEASURES)
+        if self.tau <= 0 or not 0 <= self.alpha <= 1:
+            raise ConfigError("DB3KD needs tau > 0 and 0 <= alpha <= 1")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ConfigError("epochs and batch_size must be >= 1 and lr > 0")
+        if any(s is not None and s < 1 for s in (self.train_size, self.soft_size)):
+            raise ConfigError("train_size and soft_size must be >= 1 (or None for all)")
+        if self.uses(TRUE_LABELS) and self.uses(SOFT_LABELS) and (
+                self.soft_size is None or (self.train_size is not None and self.soft_size >= self.train_size)):
+            raise ConfigError(f"ingredient {TRUE_LABELS!r} has no rows: soft_size ({self.soft_size or 'all'}) "
+                              f"covers train_size ({self.train_size or 'all'}); lower soft_size or use "
+                              f"ingredients=({SOFT_LABELS!r},)")
 
 
+@register_loss("db3kd-distance")
 class DistanceLabelLoss(nn.Module):
     """DB3KD's student loss (see the module doc): CE + τ²·KL on soft-labelled samples, CE on the rest."""
 
@@ -119,8 +133,8 @@ def pair_budgets(queries: int, num_classes: int, measure: str, bd_share: float) 
         return 0, 0
     per_pair = (int(queries) - 1) // (num_classes - 1)
     if per_pair < 2:
-        raise InvalidQueryError(f"--queries {queries} is too small: DB3KD needs at least 1 + 2·(C−1) = "
-                                f"{1 + 2 * (num_classes - 1)} queries per sample for {measure.upper()}.")
+        raise InvalidQueryError(f"--queries-per-sample {queries} is too small: DB3KD needs at least "
+                                f"1 + 2·(C−1) = {1 + 2 * (num_classes - 1)} queries per sample for {measure.upper()}.")
     if measure == "bd":
         return per_pair, 0
     bd = max(2, int(round(per_pair * bd_share)))
@@ -130,6 +144,11 @@ def pair_budgets(queries: int, num_classes: int, measure: str, bd_share: float) 
 def signopt_probes(pair_budget: int, n_probes: int) -> int:
     """Probes per Sign-OPT step that leave room for at least two steps (probes + check + ~7 bisections each)."""
     return max(2, min(n_probes, (pair_budget // 2) - 8))
+
+
+def search_phase(measure: str) -> str:
+    """The box phase that holds the boundary searches of ``measure``."""
+    return f"{measure} search"
 
 
 def distance_labels(box: BlackBox | None, x: torch.Tensor, y_true: torch.Tensor, num_classes: int,
@@ -147,10 +166,10 @@ def distance_labels(box: BlackBox | None, x: torch.Tensor, y_true: torch.Tensor,
     else:
         if box is None or box.access != "decision":
             raise InvalidQueryError("DB3KD's BD and MBD need a decision box (BlackBox(model, access='decision')).")
-        bd_q, so_q = pair_budgets(cfg.queries, num_classes, cfg.measure, cfg.bd_share)
-        with box.phase("teacher labels"):
+        bd_q, so_q = pair_budgets(cfg.queries_per_sample, num_classes, cfg.measure, cfg.bd_share)
+        with box.phase(LABEL_PHASE):
             y0 = torch.cat([box(x[i:i + 8192]) for i in range(0, n, 8192)])
-        with box.phase(f"{cfg.measure} search"):
+        with box.phase(search_phase(cfg.measure)):
             if cfg.measure == "bd":
                 res = boundary.boundary_distance(box, x, y0, x, y0, num_classes, cfg.n_directions,
                                                  queries_per_pair=bd_q, rtol=cfg.rtol, seed=seed)
@@ -164,32 +183,32 @@ def distance_labels(box: BlackBox | None, x: torch.Tensor, y_true: torch.Tensor,
     return {"distance": res.distance.float(), "soft": soft, "teacher_label": y0, "queries": queries}
 
 
+def label_facts(labels: dict[str, torch.Tensor], num_classes: int) -> dict[str, float | int]:
+    """Per-sample query and reach statistics of :func:`distance_labels`' output (zeros when it is empty)."""
+    q = labels["queries"].float()
+    if q.numel() == 0:
+        return {"queries_per_sample": 0.0, "max_queries_per_sample": 0, "reached_classes_per_sample": 0.0}
+    own = F.one_hot(labels["teacher_label"].long(), num_classes).bool()
+    reached = torch.isfinite(labels["distance"]) & ~own
+    return {"queries_per_sample": round(float(q.mean()), 2), "max_queries_per_sample": int(q.max()),
+            "reached_classes_per_sample": round(float(reached.sum(1).float().mean()), 2)}
+
+
 @register_method
-class DB3KD(DistillationMethod):
+class DB3KD(DistillationMethod[DB3KDConfig]):
     """DB3KD: soft labels from distances to a decision-only teacher's boundaries (SD, BD or MBD), then KD."""
 
     name = "db3kd"
     access = "decision"
     data_access = "labeled"
     summary = "DB3KD: decision-based black-box KD with data (boundary distances -> soft labels)"
+    config_class = DB3KDConfig
 
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        """``--measure``, ``--queries``, ``--tau``, ``--alpha``, ``--train-size``, ``--soft-size``, ``--epochs``, ``--lr``."""
-        parser.add_argument("--measure", choices=MEASURES, help="robustness measure: sd | bd | mbd")
-        parser.add_argument("--queries", type=int, help="query budget per soft-labelled sample (label query included)")
-        parser.add_argument("--tau", type=float, help="soft-label temperature (default 20)")
-        parser.add_argument("--alpha", type=float, help="weight of CE on the true label (default 0.5)")
-        parser.add_argument("--train-size", dest="train_size", type=int, help="training samples used")
-        parser.add_argument("--soft-size", dest="soft_size", type=int, help="how many of them get soft labels")
-        parser.add_argument("--epochs", type=int, help="training epochs (default: the profile's)")
-        parser.add_argument("--lr", type=float, help="learning rate")
-
-    def distill(self, box: BlackBox | None, data: MethodData, ctx: RunContext) -> DistillOutput:
-        """Soft-label ``soft_size`` training images through the decision box, then train the student."""
+    def distill(self, box: BlackBox | None, data: MethodData, ctx: RunContext) -> TransferSet:
+        """Soft-label ``soft_size`` training images through the decision box; the rest keep their true labels."""
         if data.train is None or data.val is None:
-            raise ValueError("DB3KD needs labeled training data (data_access='labeled')")
-        cfg = DB3KDConfig.for_profile(ctx.profile, **self.options)
+            raise ConfigError("DB3KD needs labeled training data (data_access='labeled')")
+        cfg = self.config(ctx)
         if cfg.measure != "sd" and (box is None or box.access != "decision"):
             raise InvalidQueryError("DB3KD is decision-based: give it BlackBox(model, access='decision').")
         train = data.train
@@ -197,28 +216,36 @@ class DB3KD(DistillationMethod):
         n_train = len(train) if cfg.train_size is None else min(cfg.train_size, len(train))
         order = torch.randperm(len(train), generator=gen)[:n_train].to(train.x.device)
         x, y = train.x[order], train.y[order]
-        n_soft = n_train if cfg.soft_size is None else min(cfg.soft_size, n_train)
+        if not cfg.uses(SOFT_LABELS):
+            n_soft = 0
+        else:
+            n_soft = n_train if cfg.soft_size is None else min(cfg.soft_size, n_train)
+        if cfg.uses(TRUE_LABELS) and n_soft >= n_train:
+            raise ConfigError(f"ingredient {TRUE_LABELS!r} has no rows: all {n_train} training images are "
+                              f"soft-labelled; lower soft_size or use ingredients=({SOFT_LABELS!r},)")
+        n_rows = n_train if cfg.uses(TRUE_LABELS) else n_soft
         c = ctx.info.num_classes
-        labels = distance_labels(box, x[:n_soft], y[:n_soft], c, cfg, seed=ctx.seed)
-        soft = torch.zeros(n_train, c, device=x.device)
-        soft[:n_soft] = labels["soft"].to(x.device)
-        has_soft = torch.zeros(n_train, dtype=torch.bool, device=x.device)
-        has_soft[:n_soft] = True
-        student = ctx.new_student()
-        res = fit(student, x, (soft, y, has_soft), DistanceLabelLoss(cfg.tau, cfg.alpha), val=data.val,
-                  epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, device=ctx.device, seed=ctx.seed,
-                  progress=ctx.progress, desc=f"DB3KD ({cfg.measure})")
-        q = labels["queries"].float()
-        own = F.one_hot(labels["teacher_label"].long(), c).bool()
-        reached = torch.isfinite(labels["distance"]) & ~own
-        extras = {
-            "config": asdict(cfg), "measure": cfg.measure, "best_epoch": res.best_epoch,
-            "soft_labelled": n_soft, "train_size": n_train,
-            "queries_per_sample": round(float(q.mean()), 2) if n_soft else 0.0,
-            "max_queries_per_sample": int(q.max()) if n_soft else 0,
-            "budget_per_sample": cfg.queries if cfg.measure != "sd" else 0,
-            "reached_classes_per_sample": round(float(reached.sum(1).float().mean()), 2) if n_soft else 0.0,
+        recipe = TrainRecipe(cfg.epochs, cfg.batch_size, cfg.lr, desc=f"DB3KD ({cfg.measure})")
+        extras: dict[str, Any] = {
+            "config": cfg.as_dict(), "measure": cfg.measure, "soft_labelled": n_soft, "train_size": n_rows,
+            "budget_per_sample": cfg.queries_per_sample if cfg.measure != "sd" and n_soft else 0,
         }
+        if n_soft == 0:  # true-label rows alone: plain CE on the true labels, no teacher query
+            extras.update(label_facts({"queries": torch.zeros(0)}, c))
+            return TransferSet(x, (y,), "class-ids", build_loss("ce"), recipe, [Ingredient(TRUE_LABELS)],
+                               extras=extras, artifacts={"index": order})
+        labels = distance_labels(box, x[:n_soft], y[:n_soft], c, cfg, seed=ctx.seed)
+        soft = torch.zeros(n_rows, c, device=x.device)
+        soft[:n_soft] = labels["soft"].to(x.device)
+        has_soft = torch.zeros(n_rows, dtype=torch.bool, device=x.device)
+        has_soft[:n_soft] = True
+        source = (~has_soft).long()  # 0: distance-soft-labels, 1: true-label-rows
+        phases = () if cfg.measure == "sd" else (LABEL_PHASE, search_phase(cfg.measure))
+        ingredients = [Ingredient(SOFT_LABELS, phases=phases)]
+        if cfg.uses(TRUE_LABELS):
+            ingredients.append(Ingredient(TRUE_LABELS))
+        extras.update(label_facts(labels, c))
         artifacts = {"x": x[:n_soft], "y": y[:n_soft], "index": order[:n_soft], **labels}
-        return DistillOutput(student, n_train, res.best_val_acc, history=res.history, extras=extras,
-                             artifacts=artifacts)
+        return TransferSet(x[:n_rows], (soft, y[:n_rows], has_soft), "distance-soft-labels",
+                           DistanceLabelLoss(cfg.tau, cfg.alpha), recipe, ingredients, source=source,
+                           selection="validation split", extras=extras, artifacts=artifacts)

@@ -1,44 +1,52 @@
 """FS-BBT: black-box few-shot KD with MixUp and a CVAE (Nguyen et al., ECCV 2022).
 
 The teacher is a *score* box and the method sees only unlabeled images. It builds
-its transfer set in four steps, every image of it labelled by the teacher:
+its transfer set from three ingredients, every image of it labelled by the teacher:
 
-1. **Few-shot set.** N class-balanced unlabeled images (200 per class in the
-   paper; the runner picks them from the labels it keeps hidden, see
-   :attr:`~labkit.methods.base.MethodData.balanced_subset`). Query the box on each.
-2. **MixUp.** Draw ``nomixup`` pairs by shuffling and λ ~ Beta(1, 1) rounded to
-   2 decimals; drop λ ≤ 0.05 or λ ≥ 0.95 (near-copies of a real image); mix
-   x̃ = λ·x₁ + (1 − λ)·x₂ for the rest and query each.
-3. **CVAE.** Train a conditional VAE (:mod:`labkit.cvae`) on the N images,
-   conditioned on the teacher's argmax. Decode as many images as MixUp dropped,
-   half from z ~ N(0, I) and half from z ~ U[−3, 3]² (out of distribution), and
-   query each. So the synthetic part has exactly ``nomixup`` images, and the
+1. ``few-shot``: N class-balanced unlabeled images (2000 in the paper; the runner
+   picks them from the labels it keeps hidden, see
+   :attr:`~labkit.methods.base.MethodData.balanced_subset`), each queried once.
+2. ``mixup``: ``nomixup`` pairs drawn by shuffling, λ ~ Beta(1, 1) rounded to
+   2 decimals; λ ≤ 0.05 or λ ≥ 0.95 (near-copies of a real image) are dropped,
+   x̃ = λ·x₁ + (1 − λ)·x₂ is queried for the rest.
+3. ``cvae``: a conditional VAE (:mod:`labkit.cvae`) trained on the N images,
+   conditioned on the teacher's argmax, decodes as many images as MixUp did not
+   keep (``cvae_count`` overrides), half from z ~ N(0, I) and half from
+   z ~ U[−3, 3]² (out of distribution); each is queried. With all three on, the
    method spends exactly N + ``nomixup`` queries.
-4. **Student.** Cross-entropy against the teacher's probability vectors on all
-   of it, with online MixUp and small random shifts and rotations. The epoch is
-   chosen on a teacher-labelled holdout of the transfer set (never the test set).
+
+The student minimises cross-entropy against the teacher's probability vectors
+(loss ``"soft-ce"``) with small random shifts and rotations and online MixUp of
+half of each batch. A seeded 10% of the transfer set, labelled by the teacher's
+argmax, is held out to select the epoch (never the test set); the reported
+transfer-set size counts the other 90%.
+
+Lab differences from the paper: smaller ``nomixup`` and fewer CVAE/student epochs
+in the smoke and laptop profiles (see ``docs/methods/fsbbt.md``).
 """
 from __future__ import annotations
 
-import argparse
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from ..blackbox import BlackBox
+from ..config import MethodConfig, option
 from ..cvae import CVAEBase, balanced_classes, build_cvae, hybrid_latents, train_cvae
-from ..errors import AccessDenied, LabkitError, UnknownNameError
-from ..losses import SoftTargetCrossEntropy
-from ..profiles import Profile
-from ..train import BatchHook, fit, random_affine, split_holdout
-from .base import DistillationMethod, DistillOutput, MethodData, RunContext, register_method
+from ..errors import AccessDenied, ConfigError
+from ..losses import build_loss
+from ..train import BatchHook, random_affine, split_holdout
+from ..transfer import Ingredient, TrainRecipe, TransferSet
+from .base import DistillationMethod, MethodData, RunContext, register_method
 
 #: the paper's ``nomixup`` (synthetic images in total) per data set
 PAPER_NOMIXUP: dict[str, int] = {"mnist": 24_000, "fashion-mnist": 48_000, "cifar10": 40_000}
-SOURCES: tuple[str, ...] = ("real", "mixup", "cvae")
+#: the ingredients in transfer-set order; each one's queries are counted in the box phase of the same name
+INGREDIENT_ORDER: tuple[str, ...] = ("few-shot", "mixup", "cvae")
 
 
-class FewShotConfigError(LabkitError, ValueError):
+class FewShotConfigError(ConfigError):
     """An FS-BBT setting that cannot work (too many shots for the pool, a bad threshold, ...)."""
 
 
@@ -151,59 +159,68 @@ def online_mixup_hook(share: float = 0.5) -> BatchHook:
 # --------------------------------------------------------------------------- configuration
 
 @dataclass(frozen=True)
-class FSBBTConfig:
-    """Sizes and settings of FS-BBT (see the module doc for what each step does)."""
+class FSBBTConfig(MethodConfig):
+    """Sizes and settings of FS-BBT (see the module doc for what each ingredient does)."""
 
-    shots: int  # N, the few-shot images
-    nomixup: int  # λ draws = synthetic images in total (kept mixes + CVAE images)
-    cvae_epochs: int
-    epochs: int  # student epochs
-    batch_size: int
-    lr: float
-    mixup_low: float = 0.05
-    mixup_high: float = 0.95
-    cvae_count: int | None = None  # CVAE images; None = as many as MixUp dropped
-    cvae_batch_size: int = 128
-    cvae_lr: float = 3e-3
-    latent_dim: int = 2
-    ood_fraction: float = 0.5  # share of CVAE latents from U[−r, r]^d
-    ood_range: float = 3.0
-    online_mixup: float = 0.5  # share of each student batch mixed online
-    max_shift: float = 2.0  # pixels
-    max_rotation: float = 10.0  # degrees
-    holdout_fraction: float = 0.1  # teacher-labelled holdout of the transfer set, for model selection
+    PROFILES = {
+        "smoke": {"shots": 200, "nomixup": 800, "cvae_epochs": 10, "epochs": 2, "batch_size": 32, "lr": 3e-3},
+        "laptop": {"shots": 2000, "nomixup": 12_000, "cvae_epochs": 100, "epochs": 15, "batch_size": 128, "lr": 3e-3},
+        "paper": {"shots": 2000, "nomixup": 24_000, "cvae_epochs": 200, "epochs": 40, "batch_size": 256, "lr": 2e-3},
+    }
+    TITLE = "FS-BBT option"
+    INGREDIENTS = {
+        "few-shot": "the N class-balanced unlabeled images, answered by the box (the paper's)",
+        "mixup": "MixUp of pairs of few-shot images, λ inside (0.05, 0.95), answered by the box (the paper's)",
+        "cvae": "CVAE images decoded from N(0, I) and U[-3, 3]² latents, answered by the box (the paper's)",
+    }
+
+    shots: int = option(help="N, class-balanced few-shot images")
+    nomixup: int = option(help="synthetic images in total: MixUp kept + CVAE")
+    cvae_epochs: int = option(help="CVAE training epochs")
+    epochs: int = option(help="student epochs")
+    batch_size: int = option(help="student batch size")
+    lr: float = option(help="student learning rate (Adam, one-cycle)")
+    ingredients: tuple[str, ...] = option(INGREDIENT_ORDER, help="parts of the transfer set to build")
+    mixup_low: float = option(0.05, help="MixUp drops λ at or below this")
+    mixup_high: float = option(0.95, help="MixUp drops λ at or above this")
+    cvae_count: int | None = option(None, help="CVAE images (default: nomixup minus the MixUp images kept)")
+    cvae_batch_size: int = option(128, help="CVAE batch size")
+    cvae_lr: float = option(3e-3, help="CVAE learning rate")
+    latent_dim: int = option(2, help="CVAE latent dimensions")
+    ood_fraction: float = option(0.5, help="share of CVAE latents drawn from U[-r, r]^d (out of distribution)")
+    ood_range: float = option(3.0, help="r of the out-of-distribution latents")
+    online_mixup: float = option(0.5, help="share of each student batch mixed online (0 = off)")
+    max_shift: float = option(2.0, help="student augmentation: largest shift in pixels")
+    max_rotation: float = option(10.0, help="student augmentation: largest rotation in degrees")
+    holdout_fraction: float = option(0.1, help="teacher-labelled share of the transfer set held out for selection")
 
     @classmethod
-    def for_profile(cls, profile: Profile, dataset: str = "fashion-mnist", **overrides: object) -> "FSBBTConfig":
-        """The profile's defaults (paper: the paper's ``nomixup`` for the data set) with non-None overrides."""
-        name = profile.name
-        if name == "smoke":
-            base = cls(shots=200, nomixup=800, cvae_epochs=10, epochs=2, batch_size=32, lr=3e-3)
-        elif name == "laptop":
-            base = cls(shots=2000, nomixup=12_000, cvae_epochs=100, epochs=15, batch_size=128, lr=3e-3)
-        else:
-            base = cls(shots=2000, nomixup=PAPER_NOMIXUP.get(dataset, 24_000), cvae_epochs=200,
-                       epochs=profile.student_epochs, batch_size=profile.batch_size, lr=2e-3)
-        known = {f.name for f in fields(cls)}
-        unknown = [k for k, v in overrides.items() if v is not None and k not in known]
-        if unknown:
-            raise UnknownNameError("FS-BBT option", unknown[0], sorted(known))
-        cfg = cls(**{**asdict(base), **{k: v for k, v in overrides.items() if v is not None}})
-        cfg.validate()
-        return cfg
+    def profile_values(cls, profile: str, dataset: str | None = None) -> dict[str, Any]:
+        """The table's values; the paper profile takes the paper's ``nomixup`` for the data set."""
+        values = super().profile_values(profile, dataset)
+        if profile == "paper":
+            values["nomixup"] = PAPER_NOMIXUP.get(dataset or "", values["nomixup"])
+        return values
 
     def validate(self) -> None:
         """Raise :class:`FewShotConfigError` for settings that cannot work."""
+        if "few-shot" not in self.ingredients:
+            raise FewShotConfigError("FS-BBT cannot leave out 'few-shot': the MixUp and CVAE images are made from the "
+                                     "few-shot images and the CVAE is conditioned on the teacher's answers on them")
         if self.shots < 2:
             raise FewShotConfigError(f"shots must be at least 2 (got {self.shots})")
         if self.nomixup < 0 or (self.cvae_count is not None and self.cvae_count < 0):
             raise FewShotConfigError("nomixup and cvae_count must be non-negative")
+        if self.cvae_count and "cvae" not in self.ingredients:
+            raise FewShotConfigError(f"cvae_count={self.cvae_count} needs the 'cvae' ingredient")
         if not 0.0 <= self.mixup_low < self.mixup_high <= 1.0:
             raise FewShotConfigError(f"need 0 ≤ mixup_low < mixup_high ≤ 1, got {self.mixup_low}, {self.mixup_high}")
         if not 0.0 < self.holdout_fraction < 0.5:
             raise FewShotConfigError("holdout_fraction must lie in (0, 0.5)")
         if not 0.0 <= self.online_mixup <= 1.0 or not 0.0 <= self.ood_fraction <= 1.0:
             raise FewShotConfigError("online_mixup and ood_fraction are shares in [0, 1]")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise FewShotConfigError("epochs and batch_size must be >= 1 and lr > 0")
 
 
 def query_in_batches(box: BlackBox, x: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
@@ -218,37 +235,57 @@ def label_counts(probs: torch.Tensor, num_classes: int) -> list[int]:
     return torch.bincount(probs.argmax(1), minlength=num_classes).cpu().tolist()
 
 
+@dataclass
+class CVAEPart:
+    """The CVAE ingredient: the model, its history, the decoded images and the box's answers."""
+
+    model: CVAEBase | None
+    history: list[dict[str, float]]
+    images: torch.Tensor
+    probs: torch.Tensor
+    latents: torch.Tensor
+    is_ood: torch.Tensor
+    classes: torch.Tensor
+
+
+def make_cvae_part(box: BlackBox, x_few: torch.Tensor, p_few: torch.Tensor, count: int, cfg: FSBBTConfig,
+                   gen: torch.Generator, ctx: RunContext) -> CVAEPart:
+    """Train the CVAE on the few-shot images (conditioned on the teacher's argmax), decode ``count`` images, query."""
+    dev = x_few.device
+    if count <= 0:
+        return CVAEPart(None, [], x_few[:0], p_few[:0], torch.zeros(0, cfg.latent_dim, device=dev),
+                        torch.zeros(0, dtype=torch.bool, device=dev), torch.zeros(0, dtype=torch.long, device=dev))
+    torch.manual_seed(ctx.seed + 1)
+    cvae = build_cvae(tuple(x_few.shape[1:]), ctx.info.num_classes, cfg.latent_dim).to(dev)
+    trained = train_cvae(cvae, x_few, p_few.argmax(1), epochs=cfg.cvae_epochs, batch_size=cfg.cvae_batch_size,
+                         lr=cfg.cvae_lr, seed=ctx.seed, progress=ctx.progress, desc="FS-BBT CVAE")
+    z, is_ood = hybrid_latents(count, cfg.latent_dim, ood_fraction=cfg.ood_fraction, ood_range=cfg.ood_range,
+                               generator=gen, device=dev)
+    y = balanced_classes(count, ctx.info.num_classes, device=dev)
+    x = cvae.generate(z, y)
+    with box.phase("cvae"):
+        p = query_in_batches(box, x)
+    return CVAEPart(cvae, trained.history, x, p, z, is_ood, y)
+
+
 # --------------------------------------------------------------------------- the method
 
 @register_method
-class FSBBT(DistillationMethod):
+class FSBBT(DistillationMethod[FSBBTConfig]):
     """FS-BBT (Nguyen et al., ECCV 2022): few-shot score-box KD with MixUp and CVAE images.
 
-    Queries exactly N (few-shot) + nomixup (MixUp kept + CVAE) images; selects the
-    student's epoch on a teacher-labelled holdout of that transfer set.
+    Queries N (few-shot) + the kept MixUp and the CVAE images (N + nomixup with every
+    ingredient on); selects the student's epoch on a teacher-labelled holdout of them.
     """
 
     name = "fsbbt"
     access = "score"
     data_access = "unlabeled"
     summary = "FS-BBT: N few-shot images + MixUp + CVAE images, all labelled by a score box"
+    config_class = FSBBTConfig
 
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--shots", type=int, help="N, class-balanced few-shot images (paper: 2000)")
-        parser.add_argument("--nomixup", type=int,
-                            help="synthetic images in total: MixUp kept + CVAE (paper: 48000 on Fashion-MNIST)")
-        parser.add_argument("--cvae-count", type=int, help="CVAE images (default: as many as MixUp dropped)")
-        parser.add_argument("--cvae-epochs", type=int, help="CVAE training epochs")
-        parser.add_argument("--epochs", type=int, help="student epochs (default: the profile's)")
-        parser.add_argument("--lr", type=float, help="student learning rate")
-        parser.add_argument("--online-mixup", type=float, help="share of each student batch mixed online (0 = off)")
-
-    def config(self, ctx: RunContext) -> FSBBTConfig:
-        """This run's settings: the profile's defaults with the options given."""
-        return FSBBTConfig.for_profile(ctx.profile, ctx.info.name, **self.options)
-
-    def distill(self, box: BlackBox | None, data: MethodData, ctx: RunContext) -> DistillOutput:
+    def distill(self, box: BlackBox | None, data: MethodData, ctx: RunContext) -> TransferSet:
+        """Build the few-shot, MixUp and CVAE images, have the box answer each, hold out 10% for selection."""
         if box is None or box.access != "score":
             raise AccessDenied("FS-BBT needs a score-based box (probability vectors); "
                                f"got {'no box' if box is None else repr(box.access) + ' access'}. "
@@ -263,7 +300,7 @@ class FSBBT(DistillationMethod):
         dev, num_classes = ctx.device, ctx.info.num_classes
         gen = torch.Generator().manual_seed(ctx.seed)
 
-        # 1. the few-shot set
+        # few-shot set
         if data.balanced_subset is not None:
             idx, how = data.balanced_subset(cfg.shots), "class-balanced (picked by the runner)"
         else:
@@ -272,64 +309,45 @@ class FSBBT(DistillationMethod):
         with box.phase("few-shot"):
             p_few = query_in_batches(box, x_few)
 
-        # 2. MixUp
-        mixup = make_mixup_set(x_few, cfg.nomixup, gen, cfg.mixup_low, cfg.mixup_high)
+        # MixUp
+        mixup = make_mixup_set(x_few, cfg.nomixup if cfg.uses("mixup") else 0, gen, cfg.mixup_low, cfg.mixup_high)
         p_mix = p_few[:0]
         if mixup.kept:
             with box.phase("mixup"):
                 p_mix = query_in_batches(box, mixup.images)
 
-        # 3. CVAE, conditioned on the teacher's argmax
-        n_cvae = mixup.dropped if cfg.cvae_count is None else cfg.cvae_count
-        cvae: CVAEBase | None = None
-        cvae_hist: list[dict[str, float]] = []
-        x_cvae, p_cvae = x_few[:0], p_few[:0]
-        z = torch.zeros(0, cfg.latent_dim, device=dev)
-        is_ood = torch.zeros(0, dtype=torch.bool, device=dev)
-        y_cvae = torch.zeros(0, dtype=torch.long, device=dev)
-        if n_cvae > 0:
-            torch.manual_seed(ctx.seed + 1)
-            cvae = build_cvae(tuple(x_few.shape[1:]), num_classes, cfg.latent_dim).to(dev)
-            trained = train_cvae(cvae, x_few, p_few.argmax(1), epochs=cfg.cvae_epochs,
-                                 batch_size=cfg.cvae_batch_size, lr=cfg.cvae_lr, seed=ctx.seed,
-                                 progress=ctx.progress, desc="FS-BBT CVAE")
-            cvae_hist = trained.history
-            z, is_ood = hybrid_latents(n_cvae, cfg.latent_dim, ood_fraction=cfg.ood_fraction,
-                                       ood_range=cfg.ood_range, generator=gen, device=dev)
-            y_cvae = balanced_classes(n_cvae, num_classes, device=dev)
-            x_cvae = cvae.generate(z, y_cvae)
-            with box.phase("cvae"):
-                p_cvae = query_in_batches(box, x_cvae)
+        # CVAE: as many images as the synthetic budget has left, unless cvae_count says otherwise
+        n_cvae = 0 if not cfg.uses("cvae") else cfg.nomixup - mixup.kept if cfg.cvae_count is None else cfg.cvae_count
+        cvae = make_cvae_part(box, x_few, p_few, n_cvae, cfg, gen, ctx)
 
-        # 4. the student, selected on a teacher-labelled holdout of the transfer set
-        x_all = torch.cat([x_few, mixup.images, x_cvae])
-        p_all = torch.cat([p_few, p_mix, p_cvae])
-        source = torch.cat([torch.full((len(x_few),), 0), torch.full((mixup.kept,), 1),
-                            torch.full((len(x_cvae),), 2)]).to(dev)
+        # the transfer set, with a teacher-labelled holdout for selecting the epoch
+        parts = {"few-shot": (x_few, p_few), "mixup": (mixup.images, p_mix), "cvae": (cvae.images, cvae.probs)}
+        names = [n for n in INGREDIENT_ORDER if cfg.uses(n)]
+        x_all = torch.cat([parts[n][0] for n in names])
+        p_all = torch.cat([parts[n][1] for n in names])
+        source = torch.cat([torch.full((len(parts[n][0]),), k, dtype=torch.long) for k, n in enumerate(names)]).to(dev)
         keep, hold = split_holdout(x_all.shape[0], cfg.holdout_fraction, ctx.seed, device=dev)
+        held = torch.bincount(source[hold].cpu(), minlength=len(names)).tolist()
+        ingredients = [Ingredient(n, phases=(n,), holdout_rows=int(h)) for n, h in zip(names, held)]
         augment = random_affine(cfg.max_shift, cfg.max_rotation) if ctx.info.is_image else None
         hook = online_mixup_hook(cfg.online_mixup) if cfg.online_mixup > 0 else None
-        student = ctx.new_student()
-        res = fit(student, x_all[keep], p_all[keep], SoftTargetCrossEntropy(),
-                  val=(x_all[hold], p_all[hold].argmax(1)), epochs=cfg.epochs, batch_size=cfg.batch_size,
-                  lr=cfg.lr, device=dev, seed=ctx.seed, augment=augment, batch_hook=hook,
-                  progress=ctx.progress, desc="FS-BBT student")
-
-        extras: dict[str, object] = {
-            "config": asdict(cfg), "shots": int(x_few.shape[0]), "few_shot_selection": how,
+        recipe = TrainRecipe(cfg.epochs, cfg.batch_size, cfg.lr, augment=augment, batch_hook=hook,
+                             desc="FS-BBT student")
+        extras: dict[str, Any] = {
+            "config": cfg.as_dict(), "shots": int(x_few.shape[0]), "few_shot_selection": how,
             "mixup_drawn": mixup.drawn, "mixup_kept": mixup.kept, "mixup_dropped": mixup.dropped,
-            "cvae_images": int(x_cvae.shape[0]), "cvae_ood_images": int(is_ood.sum()),
-            "synthetic_images": int(mixup.kept + x_cvae.shape[0]),
-            "cvae_final_loss": cvae_hist[-1]["loss"] if cvae_hist else None,
-            "holdout_size": int(hold.numel()), "best_epoch": res.best_epoch,
-            "label_counts": {name: label_counts(p, num_classes) for name, p in zip(SOURCES, (p_few, p_mix, p_cvae))},
+            "cvae_images": int(cvae.images.shape[0]), "cvae_ood_images": int(cvae.is_ood.sum()),
+            "synthetic_images": int(mixup.kept + cvae.images.shape[0]),
+            "cvae_final_loss": cvae.history[-1]["loss"] if cvae.history else None,
+            "label_counts": {n: label_counts(parts[n][1], num_classes) for n in INGREDIENT_ORDER},
         }
-        artifacts = {
+        artifacts: dict[str, Any] = {
             "few_shot_images": x_few, "few_shot_probs": p_few, "mixup": mixup, "mixup_probs": p_mix,
-            "cvae": cvae, "cvae_history": cvae_hist, "cvae_images": x_cvae, "cvae_probs": p_cvae,
-            "cvae_latents": z, "cvae_is_ood": is_ood, "cvae_classes": y_cvae, "sources": source,
-            "config": cfg, "fit": res,
+            "cvae": cvae.model, "cvae_history": cvae.history, "cvae_images": cvae.images, "cvae_probs": cvae.probs,
+            "cvae_latents": cvae.latents, "cvae_is_ood": cvae.is_ood, "cvae_classes": cvae.classes,
+            "sources": source, "config": cfg,
         }
-        return DistillOutput(student, int(x_all.shape[0]), res.best_val_acc,
-                             selection=f"teacher-labelled holdout of the transfer set ({hold.numel()} images)",
-                             history=res.history, extras=extras, artifacts=artifacts)
+        return TransferSet(x_all[keep], (p_all[keep],), "probabilities", build_loss("soft-ce"), recipe, ingredients,
+                           source=source[keep], holdout=(x_all[hold], p_all[hold].argmax(1)),
+                           selection=f"teacher-labelled holdout of the transfer set ({hold.numel()} images)",
+                           extras=extras, artifacts=artifacts)

@@ -4,8 +4,14 @@ so tests can check it headlessly; nothing here calls ``show()``.
 Topic modules live beside this one (``labkit.plots.<topic>``); the general ones are here.
 """
 from ..metrics import entropy
-from .core import (entropy_histogram, history_plot, image_grid, soft_label_bars, soft_label_figure,
-                   update_soft_label_figure)
+from .core import (
+                   entropy_histogram,
+                   history_plot,
+                   image_grid,
+                   soft_label_bars,
+                   soft_label_figure,
+                   update_soft_label_figure,
+)
 
 __all__ = ["entropy", "entropy_histogram", "history_plot", "image_grid", "soft_label_bars", "soft_label_figure",
            "update_soft_label_figure"]

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Sequence
-
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import matplotlib.pyplot as plt
 import plotly.graph_objects as go
@@ -13,8 +13,9 @@ from matplotlib.figure import Figure
 from ..metrics import entropy
 
 
-def finish_axes(fig: Figure, ax: "plt.Axes", *, xlabel: str | None = None, ylabel: str | None = None,
-                title: str | None = None, grid_which: str = "major", legend_size: int | None = 8) -> Figure:
+def finish_axes(fig: Figure, ax: plt.Axes, *, xlabel: str | None = None, ylabel: str | None = None,
+                title: str | None = None, grid_which: Literal["major", "minor", "both"] = "major",
+                legend_size: int | None = 8) -> Figure:
     """Label, grid and lay out a one-axes matplotlib figure, close it (no ``show()``) and return it.
 
     The common tail of the lab's line and histogram plots: axis labels, a light grid, a small
@@ -35,10 +36,10 @@ def finish_axes(fig: Figure, ax: "plt.Axes", *, xlabel: str | None = None, ylabe
     return fig
 
 
-def legend_across(target: "plt.Axes", *others: "plt.Axes", **kwargs: object) -> None:
+def legend_across(target: plt.Axes, *others: plt.Axes, **kwargs: Any) -> None:
     """One legend on ``target`` for the lines of ``target`` and of ``others`` (e.g. a ``twinx`` axis)."""
     handles = [h for ax in (target, *others) for h in ax.get_legend_handles_labels()[0]]
-    target.legend(handles, [h.get_label() for h in handles], **kwargs)  # type: ignore[arg-type]
+    target.legend(handles, [str(h.get_label()) for h in handles], **kwargs)
 
 
 def image_grid(images: torch.Tensor, labels: Sequence[str] | None = None, ncols: int = 10,
@@ -100,7 +101,8 @@ def update_soft_label_figure(fig: go.Figure, probs: torch.Tensor, title: str | N
     return fig
 
 
-def entropy_histogram(prob_sets: dict[str, torch.Tensor], bins: int = 40, title: str = "Entropy of soft labels") -> Figure:
+def entropy_histogram(prob_sets: dict[str, torch.Tensor], bins: int = 40,
+                      title: str = "Entropy of soft labels") -> Figure:
     """Overlaid histograms of per-sample entropy for several sets of probabilities."""
     fig, ax = plt.subplots(figsize=(6, 3.2))
     for name, probs in prob_sets.items():

@@ -1,15 +1,15 @@
 """Leaderboard figures: accuracy against teacher queries (log scale), and accuracy by access level.
 
-Both take a :class:`labkit.bench.Leaderboard` and return a plotly figure; reported
+Both take a :class:`labkit.leaderboard.Leaderboard` and return a plotly figure; reported
 figures from the papers are drawn as hollow diamonds and labelled "reported".
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
-from ..bench import ACCESS_ORDER, EntrySummary, Leaderboard, pareto_front
+from ..leaderboard import ACCESS_ORDER, EntrySummary, Leaderboard, pareto_front
 
 #: One colour per access level, shared by every leaderboard figure.
 ACCESS_COLORS: dict[str, str] = {"white": "#8172b3", "score": "#4c72b0", "decision": "#dd8452", "none": "#7f7f7f"}
