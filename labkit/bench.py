@@ -219,7 +219,7 @@ def run_bench(dataset: str = "fashion-mnist", profile: str | None = None, seeds:
         done[e.key].append(rec)
         say(f"[bench] {e.key} seed {seed}: test {100 * rec.student_acc:.2f}%, agreement "
             f"{100 * rec.agreement:.2f}%, {rec.queries:,} queries, transfer set {rec.transfer_set_size:,}, "
-            f"{rec.wall_s:.1f} s (run {rec.extras['bench']['elapsed_s']:.1f} s) -> {path}")
+            f"{rec.wall_s:.1f} s (run {run_elapsed_s(result):.1f} s) -> {path}")
 
     bar = None
     if progress and todo:

@@ -36,8 +36,8 @@ samples the teacher already labelled ``t`` need no check query at all.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -299,7 +299,8 @@ def _pruned_rounds(box: Box, x0f: torch.Tensor, shape: tuple[int, ...], owner: t
 
 
 def class_candidates(x: torch.Tensor, pool_x: torch.Tensor, pool_y: torch.Tensor, num_classes: int, k: int,
-                     generator: torch.Generator | None = None, nearest: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                     generator: torch.Generator | None = None, nearest: bool = True
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """For every sample and class: ``k`` pool indices of that class (nearest first, or random) and their distances.
 
     Returns ``(index (N, C, k) int64, dist (N, C, k))``; missing entries have index −1 and distance inf.
@@ -496,6 +497,7 @@ def minimal_boundary_distance(box: Box, x: torch.Tensor, y0: torch.Tensor, pool_
         bd = boundary_distance(box, xb, yb, pool_x, pool_y, c, n_directions, queries_per_pair=bd_queries_per_pair,
                                rtol=rtol, seed=seed + s, keep_directions=True, block=block, chunk=chunk)
         owner, target = _pair_layout(yb, c)
+        assert bd.direction is not None  # keep_directions=True
         g, th, _, spent = sign_opt(box, xb[owner], bd.direction[owner, target], bd.distance[owner, target],
                                    yb[owner], target, queries=signopt_queries_per_pair, n_probes=n_probes,
                                    beta=beta, alpha=alpha, rtol=rtol, seed=seed + s, chunk=chunk)

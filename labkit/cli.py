@@ -11,8 +11,10 @@ from .profiles import PROFILES, default_profile_name
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist (default), mnist, cifar10, toy2d-<family>-<k>")
-    p.add_argument("--profile", default=None, help=f"smoke | laptop | paper (default: $LABKIT_PROFILE or {default_profile_name()})")
+    p.add_argument("--dataset", default="fashion-mnist",
+                   help="fashion-mnist (default), mnist, cifar10, toy2d-<family>-<k>")
+    p.add_argument("--profile", default=None,
+                   help=f"smoke | laptop | paper (default: $LABKIT_PROFILE or {default_profile_name()})")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -51,8 +53,8 @@ def _set_threads(threads: int | None) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .methods.base import get_method
-    from .runner import run_method
     from .results import format_table, save_records
+    from .runner import run_method
 
     _set_threads(args.threads)
     cls = get_method(args.method)
@@ -146,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("data", help="data sets", description="Make a data set available.")
     dsub = p.add_subparsers(dest="data_cmd", required=True)
     f = dsub.add_parser("fetch", help="find or download a data set",
-                        description="Look in $LABKIT_DATA / data/, then /usr/share/datasets (Fashion-MNIST), then download.")
+                        description="Look in $LABKIT_DATA / data/, then /usr/share/datasets (Fashion-MNIST), "
+                                    "then download.")
     f.add_argument("name", help="fashion-mnist, mnist or cifar10")
     f.add_argument("--root", default=None, help="data directory (default: $LABKIT_DATA or data/)")
     f.set_defaults(func=_cmd_data)
@@ -154,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("teacher", help="teacher checkpoints", description="Train, load or list cached teachers.")
     tsub = p.add_subparsers(dest="teacher_cmd", required=True)
     t = tsub.add_parser("train", help="load the cached teacher, or train and cache it",
-                        description="Loads the teacher if its checkpoint's sha256 matches the manifest, else trains it.")
+                        description="Loads the teacher if its checkpoint's sha256 matches the manifest, "
+                                    "else trains it.")
     _add_common(t)
     t.add_argument("--arch", default=None, help="architecture (default: the data set's lab teacher)")
     t.add_argument("--epochs", type=int, default=None, help="training epochs (default: the lab recipe)")

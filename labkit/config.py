@@ -69,7 +69,13 @@ class MethodConfig:
                 raise UnknownNameError(cls.TITLE, key, valid)
         values = cls.profile_values(name, dataset)
         values.update({k: v for k, v in overrides.items() if v is not None})
-        if "ingredients" in values and values["ingredients"] is not None:
+        hints = typing.get_type_hints(cls)
+        for key, value in values.items():  # lists from the CLI or JSON become the tuples the fields declare
+            if isinstance(value, list) and _scalar_type(hints[key])[1]:
+                values[key] = tuple(value)
+        if isinstance(values.get("ingredients"), str):  # "a,b" from --set or a notebook
+            values["ingredients"] = tuple(values["ingredients"].split(","))
+        if values.get("ingredients") is not None:
             values["ingredients"] = tuple(str(i).strip().lower() for i in values["ingredients"])
         try:
             cfg = cls(**values)
@@ -81,7 +87,7 @@ class MethodConfig:
     def check(self) -> None:
         """Shared checks (ingredient names), then the subclass's :meth:`validate`."""
         if self.INGREDIENTS and hasattr(self, "ingredients"):
-            chosen = tuple(getattr(self, "ingredients"))
+            chosen = tuple(self.ingredients)
             for name in chosen:
                 if name not in self.INGREDIENTS:
                     raise UnknownNameError(f"{self.TITLE.split()[0]} ingredient", name, list(self.INGREDIENTS))
@@ -135,11 +141,15 @@ class MethodConfig:
 
 def _help(cls: type[MethodConfig], name: str, meta: Any) -> str:
     """A field's help with the profiles' values appended, '%' escaped for argparse."""
-    per = []
-    for prof, values in cls.PROFILES.items():
-        if name in values:
-            value = values[name]
-            per.append(f"{prof} {' '.join(map(str, value)) if isinstance(value, tuple) else value}")
+    def shown(value: Any) -> str:
+        return " ".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+    per = [f"{prof} {shown(values[name])}" for prof, values in cls.PROFILES.items() if name in values]
+    default = {f.name: f.default for f in fields(cls)}[name]
+    if per and default is not MISSING and len(per) < len(cls.PROFILES):
+        per.append(f"otherwise {shown(default)}")
+    elif not per and default is not MISSING:
+        per.append(shown(default))
     text = str(meta["help"]) + (f" (default: {'; '.join(per)})" if per else "")
     if name == "ingredients":
         text += ". Valid: " + "; ".join(f"{k}: {v}" for k, v in cls.INGREDIENTS.items())

@@ -143,7 +143,7 @@ def build_discriminator(info: DatasetInfo, width: int = 32) -> Discriminator:
 
 
 def freeze(module: nn.Module) -> nn.Module:
-    """Put ``module`` in eval mode with ``requires_grad=False`` on every parameter (gradients still flow to its input)."""
+    """Put ``module`` in eval mode with ``requires_grad=False`` on every parameter (gradients reach its input)."""
     module.eval()
     for p in module.parameters():
         p.requires_grad_(False)

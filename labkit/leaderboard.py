@@ -47,12 +47,16 @@ class BenchError(LabkitError):
 class EntrySpec(Protocol):
     """What a leaderboard row needs to know about a bench entry (:class:`labkit.bench.BenchEntry` is one)."""
 
-    key: str
-    method: str
-    title: str
-    access: str
-    data_access: str
-
+    @property
+    def key(self) -> str: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def access(self) -> str: ...
+    @property
+    def data_access(self) -> str: ...
     def option_dict(self) -> dict[str, Any]: ...
 
 

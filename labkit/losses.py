@@ -8,7 +8,7 @@ with cross-entropy on hard labels by α:
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -106,7 +106,7 @@ class KDLoss(nn.Module):
 
 @register_loss("soft-kd")
 class SoftLabelKD(nn.Module):
-    """KD against ready-made soft labels p (e.g. DB3KD's distance labels): α·CE(S, y) + (1−α)·τ²·KL(p ‖ softmax(S/τ))."""
+    """KD against ready-made soft labels p (e.g. distance labels): α·CE(S, y) + (1−α)·τ²·KL(p ‖ softmax(S/τ))."""
 
     def __init__(self, tau: float = 1.0, alpha: float = 0.0) -> None:
         super().__init__()

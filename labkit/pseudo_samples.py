@@ -44,7 +44,7 @@ class InitialSamples:
     hits_per_class: list[int]  # how often each class came up among all draws
 
 
-def rejection_sample(box: BlackBox, counts: torch.Tensor | list[int], image_shape: tuple[int, ...], *,
+def rejection_sample(box: BlackBox | QueryRecorder, counts: torch.Tensor | list[int], image_shape: tuple[int, ...], *,
                      seed: int = 0, batch: int = 8192, max_draws: int = 2_000_000,
                      device: torch.device | str | None = None, progress: bool = False,
                      noise: str = "authors", min_draws: int = 0, extra_phase: str | None = None) -> InitialSamples:
@@ -237,9 +237,10 @@ class PseudoSampleSynthesizer(Synthesizer):
         q0 = box.queries
         recorder = QueryRecorder(box) if cfg.uses("noise-bank") else None  # keeps every noise draw, labelled
         with box.phase("initial noise"):
-            init = rejection_sample(recorder or box, counts, self.image_shape, seed=self.seed, batch=cfg.init_batch,
-                                    max_draws=cfg.max_init_draws, device=self.device, progress=progress,
-                                    noise=cfg.noise, min_draws=cfg.min_init_draws if recorder else 0,
+            init = rejection_sample(box if recorder is None else recorder, counts, self.image_shape, seed=self.seed,
+                                    batch=cfg.init_batch, max_draws=cfg.max_init_draws, device=self.device,
+                                    progress=progress,
+                                    noise=cfg.noise, min_draws=0 if recorder is None else cfg.min_init_draws,
                                     extra_phase="noise bank")
         x, y = init.images, init.labels
         snap_idx = torch.cat([(y == k).nonzero().squeeze(1)[: cfg.snapshot_per_class] for k in range(c)])

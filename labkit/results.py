@@ -9,7 +9,6 @@ from pathlib import Path
 import torch
 
 
-
 @dataclass
 class ResultRecord:
     """One run of one method: accuracy, agreement, queries, sizes, time and where it ran."""
@@ -32,7 +31,8 @@ class ResultRecord:
     val_acc: float | None = None
     selection: str = "validation split"
     queries_by_phase: dict[str, int] = field(default_factory=dict)
-    machine: str = field(default_factory=lambda: f"{platform.system()} {platform.machine()} ({platform.node() or 'host'})")
+    machine: str = field(
+        default_factory=lambda: f"{platform.system()} {platform.machine()} ({platform.node() or 'host'})")
     options: dict[str, object] = field(default_factory=dict)
     #: ingredient name -> {"rows", "holdout_rows", "queries"}: what each named part of the transfer set gave and cost
     ingredients: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -58,7 +58,7 @@ class ResultRecord:
         return path
 
     @classmethod
-    def from_dict(cls, d: dict[str, object]) -> "ResultRecord":
+    def from_dict(cls, d: dict[str, object]) -> ResultRecord:
         """Rebuild a record from :meth:`to_dict` output (unknown keys go to ``extras``)."""
         names = {f.name for f in fields(cls)}
         known = {k: v for k, v in d.items() if k in names}
@@ -85,7 +85,8 @@ def load_records(path: str | Path) -> list[ResultRecord]:
 
 def format_table(records: list[ResultRecord]) -> str:
     """A plain-text table of records (method, access, accuracy, agreement, queries, size, seconds)."""
-    head = f"{'method':<18}{'access':<10}{'student':>9}{'agree':>8}{'teacher':>9}{'queries':>14}{'transfer':>10}{'sec':>8}"
+    head = (f"{'method':<18}{'access':<10}{'student':>9}{'agree':>8}{'teacher':>9}{'queries':>14}"
+            f"{'transfer':>10}{'sec':>8}")
     lines = [head, "-" * len(head)]
     for r in records:
         lines.append(f"{r.method:<18}{r.access:<10}{100 * r.student_acc:>8.2f}%{100 * r.agreement:>7.2f}%"

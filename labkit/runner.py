@@ -7,9 +7,10 @@ Only this module (and :mod:`labkit.teachers`) touches the teacher and the test s
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn

@@ -64,7 +64,8 @@ def test_bisection_lands_within_tolerance_and_query_bound() -> None:
     dirs = torch.randn(16, 12, 2, generator=g)
     dirs = dirs / dirs.norm(dim=-1, keepdim=True)
     y0 = box(x0)
-    box.reset_counter(); model.seen = 0
+    box.reset_counter()
+    model.seen = 0
     tol, hi = 1e-4, 0.35
     res = boundary.bisect_boundary(box, x0, dirs, y0, None, 0.0, hi, tol)
     truth = true_boundary(model, x0, dirs, None, hi)
@@ -161,7 +162,8 @@ def test_sample_distance_needs_no_queries(mlp_setup: tuple) -> None:
 def test_bd_mbd_counts_and_ordering(mlp_setup: tuple) -> None:
     model, box, pool, pool_y = mlp_setup
     x, y = pool[:24], pool_y[:24]
-    box.reset_counter(); model.seen = 0
+    box.reset_counter()
+    model.seen = 0
     bd = boundary.boundary_distance(box, x, y, pool, pool_y, 4, n_directions=6, keep_directions=True)
     assert bd.total_queries == box.queries == model.seen
     own = torch.nn.functional.one_hot(y, 4).bool()
@@ -178,7 +180,8 @@ def test_bd_mbd_counts_and_ordering(mlp_setup: tuple) -> None:
     capped = boundary.boundary_distance(box, x, y, pool, pool_y, 4, n_directions=6, queries_per_pair=5)
     assert capped.total_queries == box.queries and int(capped.queries.max()) <= 3 * 5
 
-    box.reset_counter(); model.seen = 0
+    box.reset_counter()
+    model.seen = 0
     mbd = boundary.minimal_boundary_distance(box, x, y, pool, pool_y, 4, n_directions=6,
                                              signopt_queries_per_pair=120, n_probes=10)
     assert mbd.total_queries == box.queries == model.seen
@@ -191,7 +194,8 @@ def test_bd_mbd_counts_and_ordering(mlp_setup: tuple) -> None:
 def test_nearest_boundary_untargeted(mlp_setup: tuple) -> None:
     model, box, pool, pool_y = mlp_setup
     x, y = pool[:30], pool_y[:30]
-    box.reset_counter(); model.seen = 0
+    box.reset_counter()
+    model.seen = 0
     rough = boundary.nearest_boundary(box, x, y, n_directions=8, signopt_queries=0, seed=1)
     assert rough.total_queries == box.queries == model.seen
     box.reset_counter()

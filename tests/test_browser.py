@@ -32,7 +32,8 @@ from labkit.paths import REPO_ROOT, artifacts_dir
 from tests import browser_support as bs
 
 SKIP_REASON = bs.browser_skip_reason()
-pytestmark = [pytest.mark.browser, pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")]
+pytestmark = [pytest.mark.browser, pytest.mark.slow,
+              pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")]
 
 NOTEBOOK_DIR = Path(os.environ.get("LABKIT_BROWSER_NOTEBOOKS", REPO_ROOT / "notebooks"))
 LAB_NOTEBOOKS = ["01_kd_fundamentals.ipynb", "02_decision_boundaries.ipynb"]

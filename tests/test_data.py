@@ -123,3 +123,19 @@ def test_real_fashion_mnist():
     train, val, test = (load_dataset("fashion-mnist", s) for s in ("train", "val", "test"))
     assert (len(train), len(val), len(test)) == (55_000, 5_000, 10_000)
     assert train.info.classes[9] == "Ankle boot" and torch.bincount(test.y).tolist() == [1000] * 10
+
+
+@pytest.mark.skipif(not (data.paths.DEBIAN_FASHION_MNIST / "t10k-images-idx3-ubyte.gz").exists(),
+                    reason="the Debian package dataset-fashion-mnist is not installed here")
+def test_debian_package_is_the_second_source(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABKIT_DATA", str(tmp_path))  # an empty lab data directory: source 1 finds nothing
+
+    def no_download(name, root):
+        raise AssertionError("the Debian files should have been used before any download")
+
+    monkeypatch.setattr(data, "_download", no_download)
+    test = load_dataset("fashion-mnist", "test")
+    assert test.info.source == str(data.paths.DEBIAN_FASHION_MNIST)
+    assert len(test) == 10_000 and test.x.shape[1:] == (1, 28, 28)
+    assert torch.bincount(test.y, minlength=10).tolist() == [1000] * 10
+    assert not any(tmp_path.iterdir())  # nothing was written to the lab's data directory

@@ -108,7 +108,8 @@ def test_distance_labels_exact_counts_and_budget(measure: str, queries: int) -> 
     box = BlackBox(model, access="decision", input_shape=(1, 8, 8), num_classes=4)
     x = torch.rand(60, 1, 8, 8, generator=torch.Generator().manual_seed(2))
     y = box(x)
-    box.reset_counter(); model.seen = 0
+    box.reset_counter()
+    model.seen = 0
     cfg = DB3KDConfig.for_profile(get_profile("smoke"), measure=measure, queries_per_sample=max(queries, 7), tau=2.0,
                                   n_probes=6)
     out = distance_labels(box, x, y, 4, cfg)
@@ -150,7 +151,8 @@ def test_db3kd_end_to_end_sees_only_class_ids(teacher, tmp_path, monkeypatch) ->
     monkeypatch.setattr(BlackBox, "__call__", spy)
     out = tmp_path / "db3kd.json"
     rc = main(["run", "db3kd", "--profile", "smoke", "--device", "cpu", "--no-progress", "--measure", "bd",
-               "--queries-per-sample", "28", "--train-size", "256", "--soft-size", "64", "--epochs", "1", "--out", str(out)])
+               "--queries-per-sample", "28", "--train-size", "256", "--soft-size", "64", "--epochs", "1",
+               "--out", str(out)])
     assert rc == 0
     records = json.loads(out.read_text())
     rec = records[-1]

@@ -5,13 +5,22 @@ import pytest
 import torch
 
 from labkit.blackbox import BlackBox
-from labkit.cvae import ConvCVAE, MLPCVAE, build_cvae, cvae_loss, hybrid_latents, train_cvae
+from labkit.cvae import MLPCVAE, ConvCVAE, build_cvae, cvae_loss, hybrid_latents, train_cvae
 from labkit.data import dataset_info, load_dataset
 from labkit.errors import AccessDenied, UnknownNameError
 from labkit.exercises.mixup import check_mixup_with_thresholds, reference_mixup_with_thresholds
 from labkit.methods.base import MethodData, RunContext
-from labkit.methods.fsbbt import (FSBBT, FewShotConfigError, FSBBTConfig, make_mixup_set, mixup_keep_mask,
-                                  mixup_pairs, online_mixup_hook, round_lambdas, sample_mixup_lambdas)
+from labkit.methods.fsbbt import (
+    FSBBT,
+    FewShotConfigError,
+    FSBBTConfig,
+    make_mixup_set,
+    mixup_keep_mask,
+    mixup_pairs,
+    online_mixup_hook,
+    round_lambdas,
+    sample_mixup_lambdas,
+)
 from labkit.models import build_model
 from labkit.profiles import get_profile
 
@@ -80,6 +89,7 @@ def _striped_images(n: int = 160, classes: int = 4, seed: int = 0) -> tuple[torc
     return x.clamp(0, 1), y
 
 
+@pytest.mark.slow
 def test_mlp_cvae_loss_falls_on_a_small_set() -> None:
     x, y = _striped_images()
     torch.manual_seed(0)
@@ -98,7 +108,7 @@ def test_mlp_cvae_loss_falls_on_a_small_set() -> None:
 def test_conv_cvae_for_rgb_and_loss_falls() -> None:
     g = torch.Generator().manual_seed(0)
     y = torch.arange(48) % 3
-    x = (torch.rand(48, 3, 32, 32, generator=g) * 0.2 + 0.4 * torch.nn.functional.one_hot(y, 3).float()[:, :, None, None])
+    x = torch.rand(48, 3, 32, 32, generator=g) * 0.2 + 0.4 * torch.nn.functional.one_hot(y, 3).float()[:, :, None, None]
     torch.manual_seed(0)
     assert isinstance(build_cvae((3, 32, 32), 3), ConvCVAE) and isinstance(build_cvae((1, 28, 28), 10), MLPCVAE)
     model = ConvCVAE((3, 32, 32), 3, width=8)  # narrow, to keep the test fast
@@ -144,20 +154,44 @@ def _toy_setup(shots_pool: int = 400):
 @pytest.mark.parametrize("cvae_count", [None, 37])
 def test_queries_are_exactly_shots_plus_synthetic(cvae_count: int | None) -> None:
     box, data, ctx = _toy_setup()
-    out = FSBBT(shots=60, nomixup=300, cvae_epochs=2, epochs=1, cvae_count=cvae_count).distill(box, data, ctx)
-    ex = out.extras
+    ts = FSBBT(shots=60, nomixup=300, cvae_epochs=2, epochs=1, cvae_count=cvae_count).distill(box, data, ctx)
+    ex = ts.extras
     synthetic = ex["mixup_kept"] + ex["cvae_images"]
-    assert box.queries == 60 + synthetic == out.transfer_set_size
+    # every queried image is a training row or a holdout row; the reported size excludes the holdout
+    assert box.queries == 60 + synthetic == ts.size + ts.holdout_size == len(ts) + ts.holdout_size
+    assert ts.holdout_size == round(box.queries * 0.1)
     assert box.queries_by_phase["few-shot"] == 60
     assert box.queries_by_phase["mixup"] == ex["mixup_kept"]
     assert box.queries_by_phase["cvae"] == ex["cvae_images"]
+    ts.count_queries(box.queries_by_phase)
+    for ing in ts.ingredients:  # per ingredient: its rows + held-out rows are exactly what its phase queried
+        assert ing.rows + ing.holdout_rows == ing.queries == box.queries_by_phase[ing.name]
     if cvae_count is None:  # the CVAE makes up for exactly what MixUp dropped
         assert ex["cvae_images"] == ex["mixup_dropped"] and synthetic == 300
     else:
         assert ex["cvae_images"] == 37
     assert ex["cvae_ood_images"] == round(ex["cvae_images"] / 2)
-    assert "holdout" in out.selection and out.val_acc is not None
+    assert "holdout" in ts.selection and ts.loss_name == "soft-ce" and ts.target_kind == "probabilities"
+    assert ts.recipe.batch_hook is not None and ts.recipe.epochs == 1
     assert sum(sum(v) for v in ex["label_counts"].values()) == box.queries
+
+
+def test_ingredients_can_be_switched_off() -> None:
+    box, data, ctx = _toy_setup()
+    ts = FSBBT(shots=60, nomixup=300, cvae_epochs=1, ingredients=("few-shot", "mixup")).distill(box, data, ctx)
+    assert ts.ingredient_names() == ["few-shot", "mixup"] and set(box.queries_by_phase) == {"few-shot", "mixup"}
+    assert ts.extras["cvae_images"] == 0 and ts.artifacts["cvae"] is None and ts.extras["mixup_kept"] < 300
+    box, data, ctx = _toy_setup()
+    ts = FSBBT(shots=60, nomixup=300, cvae_epochs=1, ingredients=("few-shot", "cvae")).distill(box, data, ctx)
+    assert ts.ingredient_names() == ["few-shot", "cvae"] and set(box.queries_by_phase) == {"few-shot", "cvae"}
+    assert ts.extras["cvae_images"] == 300  # without MixUp the CVAE makes the whole synthetic budget
+    assert int(ts.source.max()) == 1 and box.queries == 360 == ts.size + ts.holdout_size
+    with pytest.raises(FewShotConfigError, match="few-shot"):
+        FSBBTConfig.for_profile("smoke", ingredients=("mixup", "cvae"))
+    with pytest.raises(FewShotConfigError, match="cvae"):
+        FSBBTConfig.for_profile("smoke", ingredients=("few-shot", "mixup"), cvae_count=10)
+    with pytest.raises(UnknownNameError, match="cvae"):
+        FSBBTConfig.for_profile("smoke", ingredients=("few-shot", "gan"))
 
 
 def test_bad_inputs_give_clear_errors() -> None:
@@ -181,17 +215,23 @@ def test_paper_profile_uses_the_papers_sizes() -> None:
     assert FSBBTConfig.for_profile(paper, "cifar10").nomixup == 40_000
     assert FSBBTConfig.for_profile(paper, "fashion-mnist").shots == 2000
     assert FSBBTConfig.for_profile(get_profile("laptop")).shots == 2000
+    assert FSBBTConfig.for_profile("laptop").ingredients == ("few-shot", "mixup", "cvae")
+    assert FSBBTConfig.for_profile("paper", "fashion-mnist", nomixup=10).nomixup == 10  # an option beats the table
 
 
+@pytest.mark.slow
 def test_run_method_on_fashion_mnist_is_balanced_and_counted(fmnist_available: bool) -> None:
     from labkit import run_method
 
     run = run_method("fsbbt", profile="smoke", shots=100, nomixup=200, cvae_epochs=1, epochs=1, progress=False,
                      device="cpu")
     rec = run.record
-    assert rec.queries == 100 + 200 == rec.transfer_set_size and rec.access == "score"
+    assert rec.queries == 100 + 200 == rec.transfer_set_size + rec.holdout_size and rec.access == "score"
+    assert rec.holdout_size == 30 and rec.loss == "soft-ce" and rec.target_kind == "probabilities"
     assert rec.extras["shots"] == 100 and rec.extras["few_shot_selection"].startswith("class-balanced")
     assert set(rec.queries_by_phase) == {"few-shot", "mixup", "cvae"}
+    assert list(rec.ingredients) == ["few-shot", "mixup", "cvae"]
+    assert {k: v["queries"] for k, v in rec.ingredients.items()} == rec.queries_by_phase
     # the runner's balanced subset really is 10 per class (checked here with the labels the method never saw)
     train = load_dataset("fashion-mnist", "train", limit=get_profile("smoke").train_limit, seed=0)
     few = run.artifacts["few_shot_images"]
@@ -202,11 +242,25 @@ def test_run_method_on_fashion_mnist_is_balanced_and_counted(fmnist_available: b
     assert torch.bincount(train.y[match], minlength=10).tolist() == [10] * 10
 
 
-def test_cli_accepts_shots() -> None:
+@pytest.mark.slow
+def test_run_without_cvae_shows_in_the_record(fmnist_available: bool) -> None:
+    from labkit import run_method
+
+    rec = run_method("fsbbt", profile="smoke", shots=100, nomixup=200, epochs=1, progress=False, device="cpu",
+                     ingredients=("few-shot", "mixup")).record
+    assert list(rec.ingredients) == ["few-shot", "mixup"] and "cvae" not in rec.queries_by_phase
+    assert rec.extras["cvae_images"] == 0 and rec.queries == 100 + rec.extras["mixup_kept"] < 300
+    assert rec.transfer_set_size == sum(v["rows"] for v in rec.ingredients.values())
+    assert rec.queries == rec.transfer_set_size + rec.holdout_size
+
+
+def test_cli_accepts_shots_and_ingredients() -> None:
     from labkit.cli import build_parser
 
-    args = build_parser().parse_args(["run", "fsbbt", "--shots", "200", "--nomixup", "1000", "--profile", "smoke"])
+    args = build_parser().parse_args(["run", "fsbbt", "--shots", "200", "--nomixup", "1000", "--profile", "smoke",
+                                      "--ingredients", "few-shot", "mixup"])
     assert args.shots == 200 and args.nomixup == 1000 and "shots" in args._method_opts
+    assert args.ingredients == ["few-shot", "mixup"]
 
 
 # --------------------------------------------------------------------------- exercise, plots, widget

@@ -9,11 +9,19 @@ import torch
 
 from labkit.blackbox import BlackBox
 from labkit.data import dataset_info, load_dataset
-from labkit.errors import AccessDenied, UnknownNameError
+from labkit.deprivatisation import GeneratorSynthesizer
+from labkit.errors import AccessDenied, ConfigError, UnknownNameError
 from labkit.generators import ResponseGenerator, build_generator, centre_responses, freeze, interpolate_responses
-from labkit.methods.base import MethodData, RunContext, get_method
-from labkit.methods.mekd import (MEKD, GenerativeAlignmentLoss, GeneratorSynthesizer, MEKDConfig, distill_with_generator,
-                                 response_logits)
+from labkit.losses import registered_name
+from labkit.methods.base import MethodData, RunContext, get_method, train_student
+from labkit.methods.mekd import (
+    MEKD,
+    EdgeKDConfig,
+    GenerativeAlignmentLoss,
+    MEKDConfig,
+    generated_transfer_set,
+    response_logits,
+)
 from labkit.models import model_for
 from labkit.profiles import get_profile
 
@@ -112,38 +120,42 @@ def test_loss_matches_formula() -> None:
         response_logits(p, 10, "medium")
 
 
+def _ctx() -> RunContext:
+    return RunContext(get_profile("smoke"), 0, torch.device("cpu"), "lenet5-half", INFO, progress=False)
+
+
 @pytest.mark.parametrize("mix", [False, True])
 def test_distillation_leaves_generator_unchanged(teacher, mix: bool) -> None:
     g = _tiny_generator()
     before = _state(g)
     box = BlackBox(teacher.model, access="score", input_shape=(1, 28, 28), num_classes=10)
-    cfg = MEKDConfig.for_profile(get_profile("smoke"), **TINY, edge_mix=mix)
-    student = model_for("lenet5-half", INFO)
-    w0 = [p.detach().clone() for p in student.parameters()]
+    ingredients = ("generated", "edge-images") if mix else ("generated",)
+    cfg = MEKDConfig.for_profile("smoke", **TINY, ingredients=ingredients)
     edge = torch.rand(50, 1, 28, 28)
-    facts, arts = distill_with_generator(box, g, student, 10, cfg, response="soft", device=torch.device("cpu"),
-                                         progress=False, edge_images=edge)
+    ts = generated_transfer_set(box, g, 10, cfg, progress=False, edge_images=edge)
+    assert registered_name(ts.loss) == ts.loss_name == "mekd-alignment" and ts.target_kind == "probabilities"
+    student, fit = train_student(ts, _ctx())
     after = _state(g)
     assert all(torch.equal(before[k], after[k]) for k in before)
-    assert any(not torch.equal(a, p) for a, p in zip(w0, student.parameters()))
+    assert fit.best_val_acc is not None and len(fit.history) == cfg.epochs
+    rows = {i.name: (i.rows, i.holdout_rows) for i in ts.ingredients}
     if mix:  # the edge images join the transfer set; 10% of them (teacher-labelled) select the epoch
         assert box.queries_by_phase == {"distillation: G(z)": cfg.transfer_size, "distillation: edge images": 50}
-        assert facts["transfer_size"] == cfg.transfer_size + 45 and facts["holdout_size"] == 5
-        assert facts["edge_in_transfer"] == 45 and facts["generated_size"] == cfg.transfer_size
-    else:  # edge_mix off: edge images handed over are ignored, never sent
+        assert ts.size == len(ts) == cfg.transfer_size + 45 and ts.holdout_size == 5
+        assert rows == {"generated": (cfg.transfer_size, 0), "edge-images": (45, 5)}
+    else:  # edge-images off: edge images handed over are ignored, never sent
         assert box.queries == cfg.transfer_size + cfg.holdout_size == box.queries_by_phase["distillation: G(z)"]
-        assert facts["transfer_size"] == cfg.transfer_size and facts["holdout_size"] == cfg.holdout_size
-    assert sum(facts["class_histogram"]) == facts["transfer_size"]
-    generated = cfg.transfer_size + (0 if mix else cfg.holdout_size)
-    assert isinstance(arts["synthesizer"], GeneratorSynthesizer) and arts["synthesizer"].bank_size == generated
+        assert ts.size == cfg.transfer_size and ts.holdout_size == cfg.holdout_size
+        assert rows == {"generated": (cfg.transfer_size, cfg.holdout_size)}
+    assert sum(ts.extras["class_histogram"]) == ts.size
+    assert isinstance(ts.artifacts["synthesizer"], GeneratorSynthesizer)
 
 
-def _tiny_run(teacher, response: str, access: str, **options) -> tuple[MEKD, SpyBox, object]:
+def _tiny_run(teacher, response: str, access: str, **options):
     data = load_dataset("fashion-mnist", "train", limit=640, seed=0)
     box = SpyBox(BlackBox(teacher.model, access=access, input_shape=(1, 28, 28), num_classes=10))
-    ctx = RunContext(get_profile("smoke"), 0, torch.device("cpu"), "lenet5-half", INFO, progress=False)
     method = MEKD(response=response, **{**TINY, **options})
-    out = method.distill(box, MethodData(INFO, unlabeled=data.x), ctx)  # type: ignore[arg-type]
+    out = method.distill(box, MethodData(INFO, unlabeled=data.x), _ctx())  # type: ignore[arg-type]
     return method, box, out
 
 
@@ -155,56 +167,89 @@ def test_hard_mode_never_sees_probabilities(teacher) -> None:
     assert box.answers, "the method asked the teacher nothing"
     for ans in box.answers:  # every answer the method got was a vector of class ids
         assert ans.dtype == torch.int64 and ans.dim() == 1 and not torch.is_floating_point(ans)
+    assert out.target_kind == "class-ids" and out.targets[0].dtype == torch.int64
     # a score box is refused outright: hard mode must not be able to see probabilities
     score_box = BlackBox(teacher.model, access="score", input_shape=(1, 28, 28), num_classes=10)
-    ctx = RunContext(get_profile("smoke"), 0, torch.device("cpu"), "lenet5-half", INFO, progress=False)
     with pytest.raises(AccessDenied, match="never see probabilities"):
-        method.distill(score_box, MethodData(INFO, unlabeled=torch.rand(64, 1, 28, 28)), ctx)  # type: ignore[arg-type]
+        method.distill(score_box, MethodData(INFO, unlabeled=torch.rand(64, 1, 28, 28)), _ctx())  # type: ignore[arg-type]
     assert score_box.queries == 0
 
 
-@pytest.mark.parametrize("edge_mix", [True, False])
-def test_soft_run_counts_every_query_exactly(teacher, edge_mix: bool) -> None:
-    method, box, out = _tiny_run(teacher, "soft", "score", edge_mix=edge_mix)
+@pytest.mark.parametrize("edge_images", [True, False])
+def test_soft_run_counts_every_query_exactly(teacher, edge_images: bool) -> None:
+    ingredients = ("generated", "edge-images") if edge_images else ("generated",)
+    method, box, out = _tiny_run(teacher, "soft", "score", ingredients=ingredients)
     edge = round(640 * 0.1)
     phases = box.queries_by_phase
-    if edge_mix:
+    out.count_queries(phases)
+    ing = {i.name: i.as_record() for i in out.ingredients}
+    gan = edge * TINY["gan_epochs"]
+    if edge_images:
         # the edge images are answered once (counted) and join the generated transfer set; a teacher-labelled
         # 10% of them selects the epoch instead of a generated holdout
         held = round(edge * 0.1)
-        assert phases == {"deprivatisation: G(z)": edge * TINY["gan_epochs"],
-                          "distillation: G(z)": TINY["transfer_size"], "distillation: edge images": edge}
-        assert out.transfer_set_size == TINY["transfer_size"] + edge - held
-        assert out.extras["edge_in_transfer"] == edge - held and out.extras["generated_in_transfer"] == TINY["transfer_size"]
+        assert phases == {"deprivatisation: G(z)": gan, "distillation: G(z)": TINY["transfer_size"],
+                          "distillation: edge images": edge}
+        assert out.size == TINY["transfer_size"] + edge - held
+        assert ing == {"generated": {"rows": TINY["transfer_size"], "holdout_rows": 0,
+                                     "queries": gan + TINY["transfer_size"]},
+                       "edge-images": {"rows": edge - held, "holdout_rows": held, "queries": edge}}
         assert out.selection == "teacher-labelled holdout of the edge images"
     else:
         # the generated-only ablation: the private edge images are never sent to the teacher, only G's samples are
-        assert phases == {"deprivatisation: G(z)": edge * TINY["gan_epochs"],
+        assert phases == {"deprivatisation: G(z)": gan,
                           "distillation: G(z)": TINY["transfer_size"] + TINY["holdout_size"]}
-        assert out.transfer_set_size == TINY["transfer_size"] and out.extras["edge_in_transfer"] == 0
+        assert out.size == TINY["transfer_size"] and list(ing) == ["generated"]
+        assert ing["generated"]["queries"] == box.queries
         assert out.selection == "teacher-labelled holdout of generated images"
-    assert out.extras["edge_mix"] is edge_mix
     assert box.queries == sum(a.shape[0] for a in box.answers) == sum(phases.values())
     assert all(torch.is_floating_point(a) and a.dim() == 2 for a in box.answers)
-    assert out.extras["edge_subset_size"] == edge
-    assert out.selection.startswith("teacher-labelled holdout") and 0 <= out.val_acc <= 1
+    assert out.extras["edge_subset_size"] == edge and out.extras["config"]["ingredients"] == list(ingredients)
     assert len(out.artifacts["snapshots"]) == TINY["gan_epochs"] + 1
-    assert out.extras["deprivatisation_queries"] == edge * TINY["gan_epochs"]
+    assert out.extras["deprivatisation_queries"] == gan
+
+
+@pytest.mark.slow
+def test_run_without_edge_images_shows_in_the_record(fmnist_available: bool) -> None:
+    from labkit import run_method
+
+    run = run_method("mekd", profile="smoke", progress=False, device="cpu", response="soft", epochs=1,
+                     ingredients=("generated",))
+    rec = run.record
+    assert rec.method == "mekd-soft" and rec.loss == "mekd-alignment" and rec.target_kind == "probabilities"
+    assert list(rec.ingredients) == ["generated"] and "distillation: edge images" not in rec.queries_by_phase
+    assert rec.ingredients["generated"]["queries"] == rec.queries and rec.holdout_size == 128
+    assert rec.transfer_set_size == 640 and rec.extras["distill_seconds"] > 0
+    kd = run_method("kd-edge", profile="smoke", progress=False, device="cpu", epochs=1).record
+    assert kd.loss == "kd" and list(kd.ingredients) == ["edge-images"]
+    assert kd.ingredients["edge-images"] == {"rows": 270, "holdout_rows": 30, "queries": 300} == {
+        "rows": kd.transfer_set_size, "holdout_rows": kd.holdout_size, "queries": kd.queries}
+    assert kd.extras["edge_subset_size"] == rec.extras["edge_subset_size"] == 300
 
 
 def test_options_cli_and_errors() -> None:
     from labkit.cli import build_parser
 
     args = build_parser().parse_args(["run", "mekd", "--response", "hard", "--gan-epochs", "2", "--profile", "smoke"])
-    assert args.response == "hard" and args.gan_epochs == 2 and args.edge_mix is None
-    assert build_parser().parse_args(["run", "mekd", "--no-edge-mix"]).edge_mix is False
+    assert args.response == "hard" and args.gan_epochs == 2 and args.ingredients is None
+    assert build_parser().parse_args(["run", "mekd", "--ingredients", "generated"]).ingredients == ["generated"]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "mekd", "--response", "medium"])
     assert get_method("mekd") is MEKD and get_method("kd-edge").access == "score"
     with pytest.raises(UnknownNameError, match="hard"):
         MEKD(response="fuzzy")
     with pytest.raises(UnknownNameError, match="transfer_size"):
         MEKDConfig.for_profile(get_profile("smoke"), transfer_sise=10)
-    with pytest.raises(ValueError, match="edge_fraction"):
+    with pytest.raises(ConfigError, match="edge_fraction"):
         MEKDConfig.for_profile(get_profile("smoke"), edge_fraction=1.5)
+    with pytest.raises(ConfigError, match="generated"):
+        MEKDConfig.for_profile("smoke", ingredients=("edge-images",))
+    assert MEKDConfig.for_profile("paper").ingredients == ("generated",)
+    assert MEKDConfig.for_profile("laptop").ingredients == ("generated", "edge-images")
+    # kd-edge's student recipe is MEKD's, profile by profile
+    for prof in ("smoke", "laptop", "paper"):
+        m, k = MEKDConfig.for_profile(prof), EdgeKDConfig.for_profile(prof)
+        assert (k.epochs, k.lr, k.batch_size, k.edge_fraction) == (m.epochs, m.lr, m.batch_size, m.edge_fraction)
 
 
 def test_alignment_exercise_checker() -> None:
@@ -223,8 +268,14 @@ def test_alignment_exercise_checker() -> None:
 def test_widget_and_plots() -> None:
     from matplotlib.figure import Figure
 
-    from labkit.plots.generative import (accuracy_comparison, alignment_pictures, class_vector_grid, gan_history_plot,
-                                         interpolation_strip, snapshot_grid)
+    from labkit.plots.generative import (
+        accuracy_comparison,
+        alignment_pictures,
+        class_vector_grid,
+        gan_history_plot,
+        interpolation_strip,
+        snapshot_grid,
+    )
     from labkit.synthesis import Snapshot
     from labkit.widgets.generative import interpolation_dashboard
 

@@ -1,7 +1,8 @@
 """Set-up files agree with each other: pyproject vs environment.yml, Makefile targets, CI script, README."""
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,10 +24,12 @@ def _conda_pip_requirements() -> dict[str, str]:
 
 def test_environment_yml_matches_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = {_name(r): r.replace(" ", "") for r in project["dependencies"] + project["optional-dependencies"]["test"]}
+    requirements = project["dependencies"] + project["optional-dependencies"]["test"]
+    declared = {_name(r): r.replace(" ", "") for r in requirements}
     conda = {k: v.replace(" ", "") for k, v in _conda_pip_requirements().items()}
     assert declared == conda, "pyproject.toml and environment.yml must list the same packages and ranges"
-    for must in ("torch", "torchvision", "jupyterlab", "ipywidgets", "matplotlib", "plotly", "anywidget", "nbval", "tqdm"):
+    for must in ("torch", "torchvision", "jupyterlab", "ipywidgets", "matplotlib", "plotly", "anywidget", "nbval",
+                 "tqdm"):
         assert must in declared
     assert all(re.search(r"[<>]", spec) for spec in declared.values()), "use version ranges, not exact pins"
 

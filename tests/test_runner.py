@@ -11,7 +11,7 @@ from labkit.methods.kd import StudentConfig
 from labkit.runner import run_method
 from labkit.transfer import Ingredient, TrainRecipe, TransferSet
 
-SEEN = {}
+SEEN: dict[str, object] = {}
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""ZSDB3KD: starting samples, the label-preserving step, the synthesizer, exact query counts, the method, the CLI."""
+"""ZSDB3KD: noise, starting samples, the label-preserving step, the synthesizer, exact query counts, the query
+recorder, the transfer set and its ingredients, the method, the CLI."""
 from __future__ import annotations
 
 import json
@@ -9,13 +10,22 @@ from torch import nn
 
 from labkit.blackbox import BlackBox
 from labkit.data import DatasetInfo
-from labkit.errors import AccessDenied, LabkitError
+from labkit.errors import AccessDenied, ConfigError, LabkitError
 from labkit.exercises.label_preserving_step import BandClassifier, check_label_preserving_step
-from labkit.methods.base import MethodData, RunContext, get_method
-from labkit.methods.zsdb3kd import (ZSDB3KD, PseudoSampleInitError, PseudoSampleSynthesizer, QueryBank,
-                                    ZSDB3KDConfig, label_preserving_step, noise_images, rejection_sample)
+from labkit.methods.base import MethodData, RunContext, get_method, train_student
+from labkit.methods.zsdb3kd import ZSDB3KD, ZSDB3KDConfig
+from labkit.noise import noise_images
 from labkit.profiles import get_profile
+from labkit.pseudo_samples import (
+    PseudoSampleInitError,
+    PseudoSampleSynthesizer,
+    label_preserving_step,
+    rejection_sample,
+)
+from labkit.query_recorder import QueryRecorder
 from labkit.train import split_holdout
+
+ALL = ("pseudo-samples", "pseudo-sample-paths", "noise-bank", "mixup")
 
 
 class CountingCentroids(nn.Module):
@@ -47,11 +57,13 @@ def toy_box(model: nn.Module | None = None, access: str = "decision") -> tuple[B
 
 
 def toy_cfg(**kw: object) -> ZSDB3KDConfig:
-    base = dict(per_class=12, iterations=6, n_directions=6, warm_directions=2, signopt_queries=40,
-                label_directions=3, epochs=3, batch_size=16, n_probes=6, snapshot_every=2, snapshot_per_class=2,
-                step_size=0.1, init_batch=64, max_init_draws=5000, curve_points=1)
+    """Sizes for the 2-D toy teacher (authors' noise: the image-prior families need images)."""
+    base = dict(ingredients=("pseudo-samples",), per_class=12, iterations=6, n_directions=6, warm_directions=2,
+                signopt_queries=40, label_directions=3, epochs=3, batch_size=16, n_probes=6, snapshot_every=2,
+                snapshot_per_class=2, step_size=0.1, init_batch=64, max_init_draws=5000, curve_points=1,
+                noise="authors")
     base.update(kw)
-    return ZSDB3KDConfig(**base)  # type: ignore[arg-type]
+    return ZSDB3KDConfig.for_profile("smoke", **base)
 
 
 def test_noise_images_follow_the_formula() -> None:
@@ -86,9 +98,13 @@ def test_image_prior_noise_families() -> None:
 
 def test_rejection_sampling_draws_at_least_min_draws() -> None:
     box, model = toy_box()
-    init = rejection_sample(box, [2, 2, 2], (2,), seed=1, batch=50, max_draws=100, min_draws=400)
+    with box.phase("initial noise"):
+        init = rejection_sample(box, [2, 2, 2], (2,), seed=1, batch=50, max_draws=100, min_draws=400,
+                                extra_phase="noise bank")
     assert init.draws == 400 == box.queries == model.seen and sum(init.hits_per_class) == 400
     assert torch.bincount(init.labels, minlength=3).tolist() == [2, 2, 2]
+    # the batches drawn once every class had its samples are counted under the extra phase
+    assert box.queries_by_phase == {"initial noise": 50, "noise bank": 350}
 
 
 def test_rejection_sampling_gets_each_class_and_counts_every_draw() -> None:
@@ -160,60 +176,97 @@ def test_query_counts_are_exact() -> None:
     assert set(box.queries_by_phase) == {"initial noise", "nearest boundary", "step away", "soft labels"}
 
 
-def test_query_bank_keeps_labelled_queries_without_extra_queries() -> None:
+def test_query_recorder_keeps_labelled_queries_without_extra_queries() -> None:
     box, model = toy_box()
-    cfg = toy_cfg(iterations=3, record_fraction=0.5, bank_per_class=10)
-    res = PseudoSampleSynthesizer(box, cfg, 3, (2,), seed=2).synthesize(18, progress=False)
-    bank = res.extras["bank"]
-    assert isinstance(bank, QueryBank)
-    assert model.seen == box.queries == sum(box.queries_by_phase.values())  # recording costs no query
-    x, y, q = bank.tensors()
-    assert 0.3 * box.queries < len(bank) == y.numel() < 0.7 * box.queries
+    recorder = QueryRecorder(box)
+    x = torch.rand(300, 2, generator=torch.Generator().manual_seed(0))
+    with box.phase("p"):
+        out = recorder(x[:200])
+    recorder(x[200:], phase="q")
+    assert model.seen == box.queries == 300 == len(recorder) and box.queries_by_phase == {"p": 200, "q": 100}
+    assert recorder.queries == box.queries and recorder.access == "decision"  # attributes come from the box
+    kx, ky = recorder.tensors()
+    assert kx.dtype == torch.float16 and torch.equal(ky[:200], out) and torch.allclose(kx.float(), x, atol=1e-3)
+    counts = torch.bincount(ky, minlength=3).tolist()
+    draw = recorder.balanced(120, 3, seed=0, holdout_per_class=2)  # 300 images: some class has fewer than 120
+    assert torch.bincount(draw.y, minlength=3).tolist() == [120, 120, 120] and draw.x.dtype == torch.float32
+    assert draw.holdout_x.shape[0] == draw.holdout_y.shape[0] == 6
+    assert draw.distinct == sum(min(120, n - 2) for n in counts) < 360  # a rare class is drawn with replacement
     with torch.no_grad():  # every kept image carries the teacher's answer (half precision: allow a few at a boundary)
-        assert float((model(x.float()).argmax(1) == y).float().mean()) > 0.95
-    assert bool((q[1:] >= q[:-1]).all()) and int(q.max()) <= box.queries
-    bx, by, hx, hy, distinct = bank.balanced(10, 3, seed=0, holdout_per_class=2)
-    assert torch.bincount(by, minlength=3).tolist() == [10, 10, 10] and bx.dtype == torch.float32
-    assert hx.shape[0] == hy.shape[0] == 6 and 0 < distinct <= 30
-    early = int(q[q.numel() // 4])
-    ex, ey, _, _, _ = bank.balanced(10, 3, seed=0, upto=early)
-    assert ex.shape[0] <= 30
-    # record_search=False: the bank keeps exactly the noise draws (all of them at fraction 1), still at no extra query
-    box2, model2 = toy_box()
-    cfg2 = toy_cfg(iterations=2, record_fraction=1.0, record_search=False, min_init_draws=640, bank_per_class=10)
-    res2 = PseudoSampleSynthesizer(box2, cfg2, 3, (2,), seed=2).synthesize(18, progress=False)
-    assert len(res2.extras["bank"]) == res2.extras["init_draws"] == box2.queries_by_phase["initial noise"] >= 640
-    assert model2.seen == box2.queries > res2.extras["init_draws"]
-    # without recording there is no bank
-    res0 = PseudoSampleSynthesizer(toy_box()[0], toy_cfg(iterations=1), 3, (2,)).synthesize(9, progress=False)
-    assert res0.extras["bank"] is None
+        assert float((model(draw.x).argmax(1) == draw.y).float().mean()) > 0.95
 
 
-def test_method_trains_a_student_with_a_holdout_and_reports_queries() -> None:
+def test_noise_bank_records_exactly_the_noise_draws() -> None:
+    box, model = toy_box()
+    cfg = toy_cfg(iterations=2, ingredients=("pseudo-samples", "noise-bank"), min_init_draws=640, bank_per_class=10)
+    res = PseudoSampleSynthesizer(box, cfg, 3, (2,), seed=2).synthesize(18, progress=False)
+    recorder = res.extras["recorder"]
+    assert isinstance(recorder, QueryRecorder) and res.extras["trajectory"] is None  # no paths asked for
+    phases = box.queries_by_phase
+    assert len(recorder) == res.extras["init_draws"] == phases["initial noise"] + phases["noise bank"] >= 640
+    assert model.seen == box.queries > res.extras["init_draws"]  # the search is not recorded, and costs as always
+    # without the noise bank: no recorder, and only the draws the pseudo-samples need
+    box0, _ = toy_box()
+    res0 = PseudoSampleSynthesizer(box0, toy_cfg(iterations=1, min_init_draws=640), 3, (2,)).synthesize(
+        9, progress=False)
+    assert res0.extras["recorder"] is None and res0.extras["init_draws"] < 640
+    assert "noise bank" not in box0.queries_by_phase
+
+
+def toy_run(**kw: object) -> tuple[ZSDB3KD, RunContext, BlackBox, nn.Module]:
     box, model = toy_box()
     info = DatasetInfo("toy-centroids", ("a", "b", "c"), (2,))
     ctx = RunContext(get_profile("smoke"), 0, torch.device("cpu"), "mlp-small", info, progress=False)
-    method = ZSDB3KD(per_class=10, iterations=3, n_directions=4, warm_directions=1, signopt_queries=24,
-                     label_directions=2, epochs=3, batch_size=8, step_size=0.1, init_batch=64, curve_points=1,
-                     mixup_fraction=0.5, noise="authors", min_init_draws=1000, bank_per_class=20)  # 2-D points
-    out = method.distill(box, MethodData(info), ctx)
-    # the transfer set is every distinct training image: kept pseudo-samples, their verified paths (one image
-    # per iteration) and the recorded queries drawn from the bank (at most bank_per_class per class)
-    kept = 30 - split_holdout(30, method.config(ctx.profile).holdout_fraction, ctx.seed, torch.device("cpu"))[1].numel()
-    assert out.extras["pseudo_samples"] == 30
-    assert kept * (1 + 3) < out.transfer_set_size <= kept * (1 + 3) + 3 * method.config(ctx.profile).bank_per_class
-    assert out.selection.startswith("teacher-labelled holdout")
-    assert out.val_acc is not None and 0 <= out.val_acc <= 1
-    json.dumps(out.extras)  # record-friendly
-    assert out.extras["method_queries"] + box.queries_by_phase["accuracy curve"] == box.queries == model.seen
-    assert out.extras["mixup_queries"] == box.queries_by_phase["relabel mixup"] > 0
-    assert out.extras["bank_size"] > 0  # the smoke profile records part of the queries for the student
-    curve = out.extras["curve"]
+    opts = dict(per_class=10, iterations=3, n_directions=4, warm_directions=1, signopt_queries=24,
+                label_directions=2, epochs=2, batch_size=32, step_size=0.1, init_batch=64, curve_points=1,
+                noise="authors", min_init_draws=1000, bank_per_class=20)  # 2-D points: the authors' noise
+    opts.update(kw)
+    return ZSDB3KD(**opts), ctx, box, model
+
+
+def test_method_builds_the_transfer_set_and_trains_the_curve() -> None:
+    method, ctx, box, model = toy_run()
+    cfg = method.config(ctx)
+    transfer = method.distill(box, MethodData(ctx.info), ctx)
+    assert transfer.ingredient_names() == list(ALL) and transfer.target_kind == "distance-soft-labels"
+    assert transfer.loss_name == "soft-kd" and transfer.selection.startswith("teacher-labelled holdout")
+    ing = {i.name: i for i in transfer.ingredients}
+    kept = 30 - split_holdout(30, cfg.holdout_fraction, ctx.seed, torch.device("cpu"))[1].numel()
+    assert ing["pseudo-samples"].rows == kept and ing["pseudo-samples"].holdout_rows == 30 - kept
+    assert ing["pseudo-sample-paths"].rows == kept * 3  # one image per iteration
+    assert 0 < ing["noise-bank"].rows <= 3 * cfg.bank_per_class and ing["mixup"].rows == 0
+    assert transfer.size == kept * 4 + ing["noise-bank"].rows  # distinct rows: repeats and resampling count once
+    assert len(transfer) == kept * 4 * cfg.pseudo_repeat + 3 * cfg.bank_per_class
+    assert torch.bincount(transfer.source, minlength=4).tolist()[:3] == [kept, kept * 3, 3 * cfg.bank_per_class]
+    assert transfer.holdout_size == 30 - kept + ing["noise-bank"].holdout_rows
+    assert transfer.recipe.batch_hook is not None  # the mixup ingredient
+    student, fit = train_student(transfer, ctx)
+    method.after_training(transfer, student, fit, box, MethodData(ctx.info), ctx)
+    transfer.count_queries(box.queries_by_phase)
+    assert ing["mixup"].queries == box.queries_by_phase["relabel mixup"] == transfer.extras["mixup_queries"] > 0
+    assert ing["noise-bank"].queries == box.queries_by_phase["noise bank"] > 0
+    json.dumps(transfer.extras)  # record-friendly
+    ex = transfer.extras
+    assert ex["method_queries"] + box.queries_by_phase["accuracy curve"] == box.queries == model.seen
+    assert sum(i.queries for i in transfer.ingredients) == ex["method_queries"]
+    curve = ex["curve"]
     assert [row["iteration"] for row in curve] == [0, 3]  # curve_points=1: the noise start, then the end
-    assert curve[-1]["queries"] == out.extras["method_queries"]
-    assert all(a["queries"] <= b["queries"] for a, b in zip(curve, curve[1:]))
-    logits = out.student(torch.rand(5, 2))
-    assert logits.shape == (5, 3)
+    assert curve[-1]["queries"] == ex["method_queries"] and curve[0]["queries"] <= curve[-1]["queries"]
+    assert "recorder" not in transfer.artifacts and transfer.artifacts["curve"][-1]["student"] is student
+    assert student(torch.rand(5, 2)).shape == (5, 3)
+
+
+def test_ingredients_can_be_switched_off() -> None:
+    method, ctx, box, _ = toy_run(ingredients=("pseudo-samples",))
+    transfer = method.distill(box, MethodData(ctx.info), ctx)
+    assert transfer.ingredient_names() == ["pseudo-samples"] and transfer.recipe.batch_hook is None
+    assert transfer.size == len(transfer) == transfer.ingredients[0].rows
+    assert set(box.queries_by_phase) == {"initial noise", "nearest boundary", "step away", "soft labels"}
+    with pytest.raises(ConfigError, match="pseudo-samples"):
+        ZSDB3KDConfig.for_profile("smoke", ingredients=("noise-bank",))
+    with pytest.raises(ConfigError, match="mixup_fraction"):
+        ZSDB3KDConfig.for_profile("smoke", mixup_fraction=0.0)
+    assert ZSDB3KDConfig.for_profile("paper", mixup_fraction=0.0).mixup_fraction == 0.0  # no mixup there
 
 
 def test_only_a_decision_box_is_accepted() -> None:
@@ -229,27 +282,44 @@ def test_only_a_decision_box_is_accepted() -> None:
 
 
 def test_profiles_and_cli_options() -> None:
-    paper = ZSDB3KDConfig.for_profile(get_profile("paper"))
+    paper = ZSDB3KDConfig.for_profile("paper")
     assert (paper.per_class, paper.iterations, paper.signopt_queries, paper.n_directions) == (3000, 40, 5000, 20)
     assert paper.step_size == 0.5 and paper.tau == 20.0 and paper.snapshot_every == 5
-    smoke = ZSDB3KDConfig.for_profile(get_profile("smoke"), per_class=3, iterations=None)
-    assert smoke.per_class == 3 and smoke.iterations == ZSDB3KDConfig.for_profile(get_profile("smoke")).iterations
+    assert paper.ingredients == ("pseudo-samples",) and paper.noise == "authors"
+    smoke = ZSDB3KDConfig.for_profile("smoke", per_class=3, iterations=None)
+    assert smoke.per_class == 3 and smoke.iterations == ZSDB3KDConfig.for_profile("smoke").iterations
+    assert smoke.ingredients == ALL
+    laptop = ZSDB3KDConfig.for_profile("laptop")
+    assert laptop.noise == "dead-leaves" and laptop.min_init_draws >= 100_000 and not laptop.uses("mixup")
     from labkit.cli import build_parser
 
-    args = build_parser().parse_args(["run", "zsdb3kd", "--per-class", "4", "--iterations", "2", "--queries", "50"])
-    opts = {a: getattr(args, a) for a in args._method_opts}
-    assert opts["per_class"] == 4 and opts["iterations"] == 2 and opts["signopt_queries"] == 50
-    cfg = ZSDB3KD(**opts).config(get_profile("smoke"))
+    def cli_cfg(*flags: str, profile: str = "smoke") -> ZSDB3KDConfig:
+        args = build_parser().parse_args(["run", "zsdb3kd", *flags])
+        return ZSDB3KD(**{a: getattr(args, a) for a in args._method_opts}).config(
+            RunContext(get_profile(profile), 0, torch.device("cpu"), "mlp-small", DatasetInfo("x", ("a",), (2,))))
+
+    cfg = cli_cfg("--per-class", "4", "--iterations", "2", "--signopt-queries", "50")
     assert (cfg.per_class, cfg.iterations, cfg.signopt_queries) == (4, 2, 50)
-    laptop = ZSDB3KDConfig.for_profile(get_profile("laptop"))
-    assert laptop.noise == "dead-leaves" and not laptop.record_search and laptop.min_init_draws >= 100_000
-    assert paper.noise == "authors" and paper.record_fraction == 0 and paper.min_init_draws == 0
-    args = build_parser().parse_args(["run", "zsdb3kd", "--noise", "authors", "--min-init-draws", "1000",
-                                      "--record-search"])
-    cfg = ZSDB3KD(**{a: getattr(args, a) for a in args._method_opts}).config(get_profile("laptop"))
-    assert (cfg.noise, cfg.min_init_draws, cfg.record_search) == ("authors", 1000, True)
-    with pytest.raises(SystemExit):
-        build_parser().parse_args(["run", "zsdb3kd", "--noise", "perlin"])
+    cfg = cli_cfg("--noise", "authors", "--min-init-draws", "1000", "--ingredients", "pseudo-samples", "noise-bank",
+                  profile="laptop")
+    assert (cfg.noise, cfg.min_init_draws, cfg.ingredients) == ("authors", 1000, ("pseudo-samples", "noise-bank"))
+    for bad in (["--noise", "perlin"], ["--queries", "50"], ["--ingredients", "impressions"]):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["run", "zsdb3kd", *bad])
+
+
+@pytest.mark.slow
+def test_paper_mechanism_alone_runs_in_smoke() -> None:
+    from labkit.runner import run_method
+
+    run = run_method("zsdb3kd", profile="smoke", seed=0, progress=False, ingredients=("pseudo-samples",))
+    rec = run.record
+    assert list(rec.ingredients) == ["pseudo-samples"]
+    ing = rec.ingredients["pseudo-samples"]
+    assert ing["rows"] == rec.transfer_set_size == len(run.transfer) > 0 and ing["holdout_rows"] == rec.holdout_size
+    assert ing["queries"] == rec.extras["method_queries"] == rec.queries - rec.queries_by_phase["accuracy curve"]
+    assert "noise bank" not in rec.queries_by_phase and "relabel mixup" not in rec.queries_by_phase
+    assert rec.loss == "soft-kd" and rec.target_kind == "distance-soft-labels" and 0 <= rec.student_acc <= 1
 
 
 def test_exercise_checker() -> None:
@@ -271,7 +341,7 @@ def test_dashboard_and_figures() -> None:
 
     from labkit.plots.pseudo_samples import accuracy_curves, distance_curve, snapshot_mosaic, soft_label_distributions
     from labkit.synthesis import Snapshot
-    from labkit.widgets.pseudo_samples import evolution_dashboard
+    from labkit.widgets.pseudo_samples import pseudo_sample_dashboard
 
     g = torch.Generator().manual_seed(0)
     labels = torch.tensor([0, 0, 1, 1, 2, 2])
@@ -280,7 +350,7 @@ def test_dashboard_and_figures() -> None:
     assert mosaic.shape == (3 * 5 + 1, 2 * 5 + 1)
     assert torch.equal(mosaic[1:5, 1:5], snaps[0].images[0, 0])  # class 0, first image, top-left
     history = [{"iteration": i, "mean_distance": 1.0 + i, "median_distance": 1.0 + i, "moved": 0.9} for i in (1, 2, 3)]
-    dash = evolution_dashboard(snaps, ["a", "b", "c"], history=history)
+    dash = pseudo_sample_dashboard(snaps, ["a", "b", "c"], history=history)
     before = [list(r) for r in dash.figure.data[0].z]
     dash.slider.value = 4  # the observe callback redraws
     assert [list(r) for r in dash.figure.data[0].z] != before and "4 iteration" in dash.figure.layout.title.text

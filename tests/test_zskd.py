@@ -7,15 +7,28 @@ import pytest
 import torch
 from torch import nn
 
+from labkit.augment import border_blur_copies
 from labkit.blackbox import BlackBox
 from labkit.data import dataset_info
-from labkit.errors import AccessDenied
-from labkit.methods.base import MethodData, RunContext, run_method
-from labkit.methods.zskd import (ZSKD, DataImpressionSynthesizer, ZSKDConfig, border_blur_copies, class_similarity,
-                                 dirichlet_concentration, dirichlet_targets, final_linear, impression_plan,
-                                 relabelled_copies, retemper, teacher_class_similarity)
+from labkit.errors import AccessDenied, ConfigError, UnknownNameError
+from labkit.methods.base import MethodData, RunContext
+from labkit.methods.zskd import (
+    ZSKD,
+    DataImpressionSynthesizer,
+    ZSKDConfig,
+    class_similarity,
+    dirichlet_concentration,
+    dirichlet_targets,
+    final_linear,
+    impression_plan,
+    impression_transfer_set,
+    relabelled_copies,
+    teacher_class_similarity,
+)
 from labkit.metrics import entropy
 from labkit.profiles import get_profile
+from labkit.runner import run_method
+from labkit.train import split_holdout
 
 SHAPE = (1, 28, 28)
 
@@ -96,7 +109,6 @@ def test_crafting_lowers_loss_toward_targets(teacher, parametrisation: str) -> N
     assert box.queries_by_phase == {"craft impressions": n * iters, "label impressions": n}
     steps = [s.step for s in res.snapshots]
     assert steps[0] == 0 and steps[-1] == iters and len(res.snapshots[0].images) == 10
-    assert synth.bank_size == n
 
 
 def test_white_box_required(teacher) -> None:
@@ -114,60 +126,93 @@ def test_white_box_required(teacher) -> None:
 
 
 def test_config_profiles_and_overrides() -> None:
-    paper = ZSKDConfig.for_profile(get_profile("paper"))
-    assert paper.impressions == 48_000 and paper.iterations == 1500 and paper.tau == 20.0
-    assert paper.distill_tau == 20.0  # the paper distils at the crafting temperature
-    cooler = ZSKDConfig.for_profile(get_profile("laptop"), student_tau=4.0)
-    assert cooler.tau == 20.0 and cooler.distill_tau == 4.0
-    with pytest.raises(ValueError, match="student_tau"):
-        ZSKDConfig.for_profile(get_profile("smoke"), student_tau=0.0)
-    assert ZSKDConfig.for_profile(get_profile("paper"), "mnist").impressions == 24_000
-    cfg = ZSKDConfig.for_profile(get_profile("smoke"), impressions=50, betas=[2.0], augment=False, lr=None)
-    assert cfg.impressions == 50 and cfg.betas == (2.0,) and cfg.augment is False
-    with pytest.raises(ValueError, match="parametrisation"):
-        ZSKDConfig.for_profile(get_profile("smoke"), parametrisation="tanh")
-
-
-def test_retemper_is_exact() -> None:
-    logits = 6 * torch.randn(40, 10, generator=torch.Generator().manual_seed(3))
-    at20 = torch.softmax(logits / 20, dim=1)
-    assert torch.allclose(retemper(at20, 20.0, 4.0), torch.softmax(logits / 4, dim=1), atol=1e-5)
-    assert retemper(at20, 20.0, 20.0) is at20
-    # a lower temperature sharpens: the mean entropy falls
-    assert float(entropy(retemper(at20, 20.0, 2.0)).mean()) < float(entropy(at20).mean())
+    paper = ZSKDConfig.for_profile("paper")
+    assert paper.impressions == 48_000 and paper.iterations == 1500 and paper.tau == 20.0 and paper.craft_lr == 0.01
+    assert paper.ingredients == ("impressions",) and not paper.uses("relabelled-copies")  # the paper's recipe
+    assert ZSKDConfig.for_profile("paper", "mnist").impressions == 24_000
+    assert ZSKDConfig.for_profile("paper", "cifar10").impressions == 40_000
+    laptop = ZSKDConfig.for_profile("laptop")
+    assert (laptop.impressions, laptop.iterations, laptop.copies, laptop.lr) == (9000, 16, 1, 1e-2)
+    assert laptop.ingredients == ("impressions", "relabelled-copies")
+    cfg = ZSKDConfig.for_profile("smoke", impressions=50, betas=[2.0], copy_box=[0.5, 1], lr=None)
+    assert cfg.impressions == 50 and cfg.betas == (2.0,) and cfg.copy_box == (0.5, 1.0) and cfg.lr == 5e-3
+    with pytest.raises(ConfigError, match="parametrisation"):
+        ZSKDConfig.for_profile("smoke", parametrisation="tanh")
+    with pytest.raises(ConfigError, match="betas"):
+        ZSKDConfig.for_profile("smoke", betas=(1.0, -0.1))
+    with pytest.raises(ConfigError, match="leave out"):  # copies off is spelled by the ingredient list
+        ZSKDConfig.for_profile("smoke", copies=0)
+    assert ZSKDConfig.for_profile("smoke", copies=0, ingredients=("impressions",)).copies == 0
+    with pytest.raises(ConfigError, match="keep 'impressions'"):
+        ZSKDConfig.for_profile("smoke", ingredients=("relabelled-copies",))
+    with pytest.raises(UnknownNameError):  # the removed relabel-augmented path is refused by name
+        ZSKDConfig.for_profile("smoke", augment=True)
 
 
 def test_cli_options_reach_the_method() -> None:
     from labkit.cli import build_parser
 
-    args = build_parser().parse_args(["run", "zskd", "--impressions", "64", "--iterations", "5", "--no-augment",
-                                      "--betas", "1.0", "0.1", "--student-tau", "3", "--profile", "smoke"])
+    args = build_parser().parse_args(["run", "zskd", "--impressions", "64", "--iterations", "5", "--ingredients",
+                                      "impressions", "--betas", "1.0", "0.1", "--profile", "smoke"])
     own = {a: getattr(args, a) for a in args._method_opts}
-    assert own["impressions"] == 64 and own["iterations"] == 5 and own["augment"] is False
-    assert own["betas"] == [1.0, 0.1] and own["student_tau"] == 3.0
+    assert own["impressions"] == 64 and own["iterations"] == 5 and own["ingredients"] == ["impressions"]
+    assert own["betas"] == [1.0, 0.1] and own["copies"] is None
+    cfg = ZSKDConfig.for_profile("smoke", **{k: v for k, v in own.items() if v is not None})
+    assert cfg.betas == (1.0, 0.1) and cfg.ingredients == ("impressions",)
     assert isinstance(args, argparse.Namespace)
 
 
+def test_transfer_set_keeps_copies_of_holdout_in_the_holdout(teacher) -> None:
+    box = white_box(teacher)
+    n = 40
+    images = torch.rand(n, *SHAPE, generator=torch.Generator().manual_seed(0))
+    soft = torch.softmax(torch.randn(n, 10, generator=torch.Generator().manual_seed(1)), dim=1)
+    cfg = ZSKDConfig.for_profile("smoke", copies=2, holdout_fraction=0.25)
+    ts = impression_transfer_set(box, images, soft, cfg, seed=0)
+    assert ts.target_kind == "probabilities" and ts.loss_name == "soft-kd" and ts.ingredient_names() == [
+        "impressions", "relabelled-copies"]
+    assert ts.holdout is not None and ts.holdout_size == 10 * 3 and len(ts) == 30 * 3 and ts.size == 90
+    assert [(i.rows, i.holdout_rows) for i in ts.ingredients] == [(30, 10), (60, 20)]
+    assert ts.source is not None and ts.source.tolist() == [0] * 30 + [1] * 60  # impressions first, then copies
+    assert box.queries_by_phase == {"relabel copies": 2 * n}
+    # the training impressions are those not held out, with their stored soft labels; the holdout is labelled top-1
+    keep, hold = split_holdout(n, 0.25, 0)
+    assert torch.equal(ts.x[:30], images[keep]) and torch.equal(ts.targets[0][:30], soft[keep])
+    assert torch.equal(ts.holdout[0][:10], images[hold]) and torch.equal(ts.holdout[1][:10], soft[hold].argmax(1))
+    only = impression_transfer_set(box, images, soft, ZSKDConfig.for_profile("smoke", ingredients=("impressions",)))
+    assert only.ingredient_names() == ["impressions"] and only.size == 36 and only.holdout_size == 4
+    assert box.queries == 2 * n  # no copies, no new queries
+
+
+@pytest.mark.slow
 def test_zskd_end_to_end_counts_every_query(fmnist_available) -> None:
     n, iters = 40, 4
     run = run_method("zskd", profile="smoke", device="cpu", progress=False, impressions=n, iterations=iters,
-                     epochs=2, craft_batch=25, augment=True)
+                     epochs=2, craft_batch=25)
     rec = run.record
     by_phase = rec.queries_by_phase
-    assert by_phase["craft impressions"] == n * iters and by_phase["label impressions"] == n
-    cfg = run.artifacts["config"]
-    training = run.artifacts["training"]
-    assert cfg.copies == 1 and by_phase["relabel copies"] == n * cfg.copies  # smoke adds one relabelled copy each
-    assert training.train_size + training.holdout_size == n * (1 + cfg.copies)
-    train_n = training.train_size  # rows trained on: impressions and their copies
-    steps = -(-train_n // cfg.batch_size)
-    per_epoch = sum(-(-min(cfg.batch_size, train_n - s * cfg.batch_size) * cfg.augment_fraction // 1)
-                    for s in range(steps))
-    assert by_phase["relabel augmented"] == cfg.epochs * per_epoch
+    assert by_phase == {"craft impressions": n * iters, "label impressions": n, "relabel copies": n}
     assert rec.queries == sum(by_phase.values())
-    assert rec.access == "white" and rec.extras["impressions"] == n and rec.transfer_set_size == train_n
-    assert "holdout" in rec.selection and rec.val_acc is not None
-    assert 0.0 <= rec.student_acc <= 1.0
+    assert rec.ingredients == {"impressions": {"rows": 36, "holdout_rows": 4, "queries": n * iters + n},
+                               "relabelled-copies": {"rows": 36, "holdout_rows": 4, "queries": n}}
+    assert rec.transfer_set_size == 72 and rec.holdout_size == 8  # training impressions + their copies
+    assert rec.loss == "soft-kd" and rec.target_kind == "probabilities"
+    assert rec.access == "white" and rec.extras["impressions"] == n
+    assert "holdout" in rec.selection and rec.val_acc is not None and 0.0 <= rec.student_acc <= 1.0
+    assert run.artifacts["config"].copies == 1 and len(run.artifacts["synthesis"]) == n
+
+
+@pytest.mark.slow
+def test_zskd_without_relabelled_copies(fmnist_available) -> None:
+    n, iters = 40, 4
+    run = run_method("zskd", profile="smoke", device="cpu", progress=False, impressions=n, iterations=iters,
+                     epochs=2, craft_batch=25, ingredients=("impressions",))
+    rec = run.record
+    assert rec.queries_by_phase == {"craft impressions": n * iters, "label impressions": n}
+    assert rec.ingredients == {"impressions": {"rows": 36, "holdout_rows": 4, "queries": n * iters + n}}
+    assert rec.transfer_set_size == 36 and rec.holdout_size == 4
+    assert rec.selection == "teacher-labelled holdout of 4 impressions"
+    assert rec.extras["config"]["ingredients"] == ["impressions"]
 
 
 def test_border_blur_copies_and_their_labels(teacher) -> None:
@@ -183,9 +228,8 @@ def test_border_blur_copies_and_their_labels(teacher) -> None:
     assert box.queries == 128 and box.queries_by_phase == {"relabel copies": 128}
     none_x, none_p = relabelled_copies(box, x, 0, 20.0)
     assert none_x.shape[0] == 0 and none_p.shape == (0, 10) and box.queries == 128
-    assert ZSKDConfig.for_profile(get_profile("paper"), "fashion-mnist").copies == 0  # the paper's recipe
-    with pytest.raises(ValueError, match="copy_box"):
-        ZSKDConfig.for_profile(get_profile("smoke"), copy_box=(0.0, 1.0))
+    with pytest.raises(ConfigError, match="copy_box"):
+        ZSKDConfig.for_profile("smoke", copy_box=(0.0, 1.0))
 
 
 def test_exercise_checker() -> None:

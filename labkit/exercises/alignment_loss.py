@@ -1,7 +1,7 @@
 """Notebook 07's exercise: write MEKD's generative alignment term ‖G(S/τ_g) − G(r_T/τ_g)‖₁."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -50,7 +50,8 @@ def check_alignment_loss(fn: AlignmentFn, generator: nn.Module | None = None) ->
             return not_attempted(NAME)
         want = reference_alignment(gen, s.detach(), t, tau_g)
         if not isinstance(got, torch.Tensor) or got.dim() != 0:
-            return ExerciseResult(NAME, False, True, ["Return one scalar tensor (the mean over pixels and batch)."]).report()
+            hint = "Return one scalar tensor (the mean over pixels and batch)."
+            return ExerciseResult(NAME, False, True, [hint]).report()
         if not torch.allclose(got.detach().float(), want, rtol=1e-4, atol=1e-6):
             hint = "Divide both responses by τ_g before the generator." \
                 if torch.allclose(got.detach().float(), reference_alignment(gen, s.detach() * tau_g, t * tau_g, tau_g),
@@ -69,5 +70,5 @@ def check_alignment_loss(fn: AlignmentFn, generator: nn.Module | None = None) ->
         msgs.append("The generator must stay frozen: its weights got a gradient or changed.")
     if msgs:
         return ExerciseResult(NAME, False, True, msgs).report()
-    return ExerciseResult(NAME, True, True, ["Matches the reference at three temperatures; gradients reach S through the "
-                                             "frozen G, and G is unchanged."]).report()
+    done = "Matches the reference at three temperatures; gradients reach S through the frozen G, and G is unchanged."
+    return ExerciseResult(NAME, True, True, [done]).report()

@@ -13,7 +13,7 @@ with ``⌈log₂((hi − lo)/tol)⌉`` (the fewest calls bisection can need).
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -59,8 +59,8 @@ def check_bisect(fn: Bisect) -> ExerciseResult:
         if got is None:
             return not_attempted(NAME)
         if not isinstance(got, torch.Tensor) or got.shape != boundary.shape:
-            return ExerciseResult(NAME, False, True, [f"Return one λ per ray: a tensor of shape {tuple(boundary.shape)}."]
-                                  ).report()
+            hint = f"Return one λ per ray: a tensor of shape {tuple(boundary.shape)}."
+            return ExerciseResult(NAME, False, True, [hint]).report()
         got = got.double()
         best = math.ceil(math.log2(scale / tol))
         if (got < boundary - 1e-12).any():

@@ -1,7 +1,7 @@
 """Notebook 04's exercise: the class-similarity matrix of ZSKD."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -33,7 +33,8 @@ def _hint(got: torch.Tensor, weight: torch.Tensor, want: torch.Tensor) -> str:
 def check_class_similarity(fn: Callable[[torch.Tensor], torch.Tensor | None]) -> ExerciseResult:
     """Check ``fn(weight)`` (weight: C×D final-layer matrix) against :func:`labkit.methods.zskd.class_similarity`."""
     g = torch.Generator().manual_seed(4)
-    cases = [torch.randn(10, 84, generator=g), torch.randn(3, 5, generator=g) * 4, torch.randn(7, 16, generator=g) + 0.5]
+    cases = [torch.randn(10, 84, generator=g), torch.randn(3, 5, generator=g) * 4,
+             torch.randn(7, 16, generator=g) + 0.5]
     for weight in cases:
         got = fn(weight.clone())
         if got is None:
@@ -46,5 +47,6 @@ def check_class_similarity(fn: Callable[[torch.Tensor], torch.Tensor | None]) ->
         got = got.detach().float().cpu()
         if not torch.allclose(got, want, atol=1e-4):
             return ExerciseResult(NAME, False, True, [_hint(got, weight, want)]).report()
-    return ExerciseResult(NAME, True, True, ["Cosine similarity of the class weight vectors, each row min-max "
-                                             "normalised: 1 on the diagonal, 0 for each row's least similar class."]).report()
+    done = ("Cosine similarity of the class weight vectors, each row min-max normalised: 1 on the diagonal, "
+            "0 for each row's least similar class.")
+    return ExerciseResult(NAME, True, True, [done]).report()

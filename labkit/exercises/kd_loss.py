@@ -1,7 +1,7 @@
 """Notebook 01's exercise: write the KD loss."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -23,7 +23,8 @@ def check_kd_loss(fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor
             return not_attempted(NAME)
         want = kd_loss(s, t, tau=tau, alpha=0.0)
         if not isinstance(got, torch.Tensor) or got.dim() != 0:
-            return ExerciseResult(NAME, False, True, ["Return a single scalar tensor (reduce over the batch)."]).report()
+            hint = "Return a single scalar tensor (reduce over the batch)."
+            return ExerciseResult(NAME, False, True, [hint]).report()
         if not torch.allclose(got.float(), want, rtol=1e-4, atol=1e-6):
             ratio = float(got) / float(want) if float(want) else float("nan")
             hint = "Check the τ² factor." if abs(ratio - 1 / tau**2) < 1e-3 or abs(ratio - tau**2) < 1e-2 else \

@@ -1,7 +1,7 @@
-"""Notebook 05's exercise: the label-preserving step away from the nearest boundary (ZSDB3KD step 3)."""
+"""Notebook 05's exercise: the label-preserving step away from the nearest boundary (ZSDB3KD step 2)."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -21,6 +21,8 @@ class BandClassifier(nn.Module):
     0.15, 0.40, 0.75). A step that is too long jumps *over* class 1's band into class 2, which is
     exactly the case the halving rule is for.
     """
+
+    centres: torch.Tensor
 
     def __init__(self) -> None:
         super().__init__()
@@ -55,7 +57,7 @@ def check_label_preserving_step(fn: StepFn) -> ExerciseResult:
     λ is halved and it is proposed again (at most ``max_halvings`` times); an image that never
     passes, or whose direction is zero, stays where it is.
     """
-    from ..methods.zsdb3kd import label_preserving_step
+    from ..pseudo_samples import label_preserving_step
 
     msgs: list[str] = []
     for step_size, halvings in ((0.5, 5), (0.3, 1)):

@@ -1,7 +1,7 @@
 """Notebook 06's exercise: FS-BBT's MixUp with rounding and thresholds."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -60,7 +60,8 @@ def check_mixup_with_thresholds(fn: MixupFn) -> ExerciseResult:
         if got is None:
             return not_attempted(NAME)
         if not isinstance(got, tuple) or len(got) != 2 or not all(isinstance(t, torch.Tensor) for t in got):
-            return ExerciseResult(NAME, False, True, ["Return a tuple (mixed_images, kept_lambdas) of two tensors."]).report()
+            hint = "Return a tuple (mixed_images, kept_lambdas) of two tensors."
+            return ExerciseResult(NAME, False, True, [hint]).report()
         mixed, kept = got
         want_x, want_lam = reference_mixup_with_thresholds(x1, x2, lam, low, high)
         if kept.numel() != want_lam.numel() or not torch.allclose(kept.double().flatten(), want_lam, atol=1e-6):
@@ -77,4 +78,5 @@ def check_mixup_with_thresholds(fn: MixupFn) -> ExerciseResult:
             msgs.append(f"case {i + 1}: the mixed images differ from λ·x1 + (1 − λ)·x2. {hint}")
     if msgs:
         return ExerciseResult(NAME, False, True, msgs).report()
-    return ExerciseResult(NAME, True, True, ["Rounding, both thresholds and the mixing match labkit's FS-BBT."]).report()
+    done = "Rounding, both thresholds and the mixing match labkit's FS-BBT."
+    return ExerciseResult(NAME, True, True, [done]).report()

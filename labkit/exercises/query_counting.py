@@ -1,7 +1,7 @@
 """Notebook 00's exercise: measure accuracy through a decision box, spending exactly one query per image."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

@@ -53,8 +53,7 @@ CONCENTRATION_FLOOR = 1e-3
 PAPER_IMPRESSIONS = {"mnist": 24_000, "fashion-mnist": 48_000, "cifar10": 40_000}
 IMPRESSIONS = "impressions"
 COPIES = "relabelled-copies"
-CRAFT_PHASES = ("craft impressions", "label impressions")
-COPY_PHASE = "relabel copies"
+CRAFT_PHASES, COPY_PHASE = ("craft impressions", "label impressions"), "relabel copies"  # the ingredients' phases
 
 _PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {"ingredients": (IMPRESSIONS, COPIES), "impressions": 300, "iterations": 20, "craft_batch": 300,
@@ -251,6 +250,7 @@ class DataImpressionSynthesizer(Synthesizer):
         if parametrisation not in ("clamp", "sigmoid"):
             raise ValueError(f"parametrisation must be 'clamp' or 'sigmoid', got {parametrisation!r}")
         self.iterations, self.lr, self.batch_size, self.tau = int(iterations), float(lr), int(batch_size), float(tau)
+        self.input_shape, self.num_classes = tuple(box.input_shape), int(box.num_classes)
         self.betas, self.parametrisation, self.n_snapshots = tuple(betas), parametrisation, int(snapshots)
         self.similarity = (similarity if similarity is not None else teacher_class_similarity(box)).to(box.device)
         self._made = 0  # impressions made so far (offsets the plan and the seeds across calls)
@@ -265,12 +265,12 @@ class DataImpressionSynthesizer(Synthesizer):
         return param if self.parametrisation == "clamp" else torch.sigmoid(param)
 
     def _synthesize(self, n: int, progress: bool) -> SynthesisResult:
-        box, dev, c = self.box, self.box.device, int(self.box.num_classes)
+        box, dev, c = self.box, self.box.device, self.num_classes
         plan_classes, plan_betas = impression_plan(self._made + n, c, self.betas, device=dev)
         classes, betas = plan_classes[self._made:], plan_betas[self._made:]
         targets = dirichlet_targets(self.similarity, classes, betas, seed=self.seed * 1_000_003 + self._made)
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self._made + 1)
-        images = torch.rand((n, *box.input_shape), generator=gen).to(dev)
+        images = torch.rand((n, *self.input_shape), generator=gen).to(dev)
         loss_sum = torch.zeros(self.iterations + 1, device=dev)
         final_loss = torch.empty(n, device=dev)
         soft = torch.empty(n, c, device=dev)

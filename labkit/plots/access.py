@@ -1,7 +1,7 @@
 """Notebook 00: what each access level returns for the same images."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import torch
@@ -10,7 +10,8 @@ from matplotlib.figure import Figure
 
 def access_levels_figure(images: torch.Tensor, decisions: torch.Tensor, probs: torch.Tensor, logits: torch.Tensor,
                          class_names: Sequence[str]) -> Figure:
-    """One row per image: the image, the decision box's class id, the score box's probabilities, the white box's logits."""
+    """One row per image: the image, the decision box's class id, the score box's probabilities, the white box's
+    logits."""
     k, c = probs.shape
     fig, axes = plt.subplots(k, 4, figsize=(11, 1.9 * k), gridspec_kw={"width_ratios": [0.7, 1.1, 2, 2]}, squeeze=False)
     xs = list(range(c))
@@ -32,7 +33,8 @@ def access_levels_figure(images: torch.Tensor, decisions: torch.Tensor, probs: t
         for ax in axes[i, 2:]:
             ax.set_xticks(xs)
             ax.set_xticklabels([str(j) for j in xs], fontsize=7)
-    for ax, title in zip(axes[0], ["image", "decision box:\nclass id only", "score box:\nprobabilities", "white box:\nlogits (+ gradients)"]):
+    titles = ["image", "decision box:\nclass id only", "score box:\nprobabilities", "white box:\nlogits (+ gradients)"]
+    for ax, title in zip(axes[0], titles):
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     plt.close(fig)

@@ -5,15 +5,14 @@ Fashion-MNIST figures. Every function returns a figure and never shows it.
 """
 from __future__ import annotations
 
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
+import matplotlib.pyplot as plt
+import plotly.graph_objects as go
+import torch
+from matplotlib.figure import Figure
 
-import matplotlib.pyplot as plt  # noqa: E402
-import plotly.graph_objects as go  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from ..metrics import entropy  # noqa: E402
+from ..metrics import entropy
 
 #: one colour per class (toy2d has at most a handful of classes)
 CLASS_COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C",

@@ -1,7 +1,7 @@
 """Figures for notebook 06 (FS-BBT): few-shot images, MixUp, the CVAE's latent space, sources, and N sweeps."""
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -51,7 +51,7 @@ def lambda_histogram(all_lam: torch.Tensor, low: float = 0.05, high: float = 0.9
     """Histogram of every drawn (rounded) λ, with the dropped ranges λ ≤ low and λ ≥ high shaded."""
     lam = all_lam.detach().double().cpu().numpy()
     fig, ax = plt.subplots(figsize=(6, 2.8))
-    ax.hist(lam, bins=np.linspace(-0.005, 1.005, 102), color="#4c72b0")
+    ax.hist(lam, bins=np.linspace(-0.005, 1.005, 102).tolist(), color="#4c72b0")
     ax.axvspan(-0.01, low + 0.005, color="#c44e52", alpha=0.2, label=f"dropped (λ ≤ {low} or λ ≥ {high})")
     ax.axvspan(high - 0.005, 1.01, color="#c44e52", alpha=0.2)
     dropped = float(((lam <= low + 1e-9) | (lam >= high - 1e-9)).mean()) if lam.size else 0.0
@@ -103,7 +103,8 @@ def cvae_manifold(cvae: CVAEBase, class_names: Sequence[str], classes: Sequence[
 
 def cvae_samples(images: torch.Tensor, is_ood: torch.Tensor, probs: torch.Tensor, class_names: Sequence[str],
                  k: int = 10) -> Figure:
-    """Two rows: ``k`` CVAE images from z ~ N(0, I), then ``k`` from z ~ U[−3, 3]²; captioned with the teacher's answer."""
+    """Two rows: ``k`` CVAE images from z ~ N(0, I), then ``k`` from z ~ U[−3, 3]²; captioned with the teacher's
+    answer."""
     in_idx = torch.nonzero(~is_ood).flatten()[:k]
     ood_idx = torch.nonzero(is_ood).flatten()[:k]
     k = min(len(in_idx), len(ood_idx)) if len(in_idx) and len(ood_idx) else max(len(in_idx), len(ood_idx))
@@ -151,11 +152,12 @@ def label_distribution(prob_sets: Mapping[str, torch.Tensor], class_names: Seque
 
 def accuracy_vs_shots(records: Sequence[ResultRecord], title: str = "FS-BBT student against N") -> go.Figure:
     """Test accuracy and agreement of FS-BBT students against their number of shots N, with the teacher's accuracy."""
-    rows = sorted(((int(r.extras.get("shots", 0)), r) for r in records), key=lambda t: t[0])
+    rows = sorted(((int(str(r.extras.get("shots", 0))), r) for r in records), key=lambda t: t[0])
     xs = [n for n, _ in rows]
     fig = go.Figure()
     fig.add_trace(go.Scatter(x=xs, y=[r.student_acc for _, r in rows], mode="lines+markers", name="test accuracy"))
-    fig.add_trace(go.Scatter(x=xs, y=[r.agreement for _, r in rows], mode="lines+markers", name="agreement with teacher"))
+    fig.add_trace(go.Scatter(x=xs, y=[r.agreement for _, r in rows], mode="lines+markers",
+                             name="agreement with teacher"))
     if rows:
         fig.add_hline(y=rows[0][1].teacher_acc, line_dash="dash", annotation_text="teacher")
     fig.update_layout(title=title, xaxis_title="N (few-shot images)", yaxis_title="fraction", height=340,

@@ -1,7 +1,8 @@
 """Figures for notebook 07 (MEKD): what the generator draws, and the alignment loss as pictures."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 import plotly.graph_objects as go
@@ -12,6 +13,9 @@ from torch import nn
 from ..generators import interpolate_responses, one_hot_responses
 from ..synthesis import Snapshot
 from .core import image_grid
+
+if TYPE_CHECKING:
+    from ..methods.mekd import GenerativeAlignmentLoss
 
 
 @torch.no_grad()
@@ -36,14 +40,16 @@ def class_vector_grid(generator: nn.Module, class_names: Sequence[str], scale: f
 
 def interpolation_strip(generator: nn.Module, a: int, b: int, class_names: Sequence[str], steps: int = 8,
                         scale: float = 3.0, probs: torch.Tensor | None = None) -> Figure:
-    """Images along the line from scale·e_a to scale·e_b; ``probs`` (steps×C) adds the teacher's or student's top class."""
+    """Images along the line from scale·e_a to scale·e_b; ``probs`` (steps×C) adds the teacher's or student's top
+    class."""
     k = len(class_names)
     images = _generate(generator, interpolate_responses(a, b, k, steps, scale))
     alphas = torch.linspace(0, 1, steps).tolist()
     caps = [f"α={al:.2f}" for al in alphas]
     if probs is not None:
         top = probs.float().cpu().max(1)
-        caps = [f"α={al:.2f}\n{class_names[int(c)]} {float(p):.2f}" for al, c, p in zip(alphas, top.indices, top.values)]
+        caps = [f"α={al:.2f}\n{class_names[int(c)]} {float(p):.2f}"
+                for al, c, p in zip(alphas, top.indices, top.values)]
     return image_grid(images, caps, ncols=steps, title=f"From {class_names[a]} to {class_names[b]}")
 
 
@@ -135,7 +141,8 @@ def gan_history_plot(histories: dict[str, list[dict[str, float]]]) -> Figure:
 
 
 @torch.no_grad()
-def alignment_view(loss_fn: nn.Module, student: nn.Module, images: torch.Tensor, teacher_response: torch.Tensor,
+def alignment_view(loss_fn: GenerativeAlignmentLoss, student: nn.Module, images: torch.Tensor,
+                   teacher_response: torch.Tensor,
                    class_names: Sequence[str]) -> tuple[Figure, dict[str, float]]:
     """Draw MEKD's alignment term for a few transfer images, and return its parts.
 

@@ -8,7 +8,7 @@ impressions. Every function returns a figure object; nothing calls ``show()``.
 from __future__ import annotations
 
 import contextlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import plotly.graph_objects as go
@@ -37,7 +37,8 @@ def class_similarity_heatmap(similarity: torch.Tensor, class_names: Sequence[str
     return fig
 
 
-def most_similar_pairs(similarity: torch.Tensor, class_names: Sequence[str], k: int = 5) -> list[tuple[str, str, float]]:
+def most_similar_pairs(similarity: torch.Tensor, class_names: Sequence[str],
+                       k: int = 5) -> list[tuple[str, str, float]]:
     """The ``k`` most similar pairs of different classes (symmetrised), most similar first."""
     sim = similarity.detach().float().cpu()
     sym = (sim + sim.T) / 2
@@ -175,14 +176,16 @@ def sorted_probability_profile(prob_sets: dict[str, torch.Tensor],
 
 
 def accuracy_vs_impressions(counts: Sequence[int], accuracies: Sequence[float], teacher_acc: float | None = None,
-                            paper_acc: float | None = None, title: str = "Student accuracy vs number of impressions") -> Figure:
+                            paper_acc: float | None = None,
+                            title: str = "Student accuracy vs number of impressions") -> Figure:
     """Test accuracy (in [0, 1]) of students trained on growing sets of impressions."""
     fig, ax = plt.subplots(figsize=(6, 3.2))
     ax.plot(list(counts), [100 * a for a in accuracies], marker="o", label="ZSKD student")
     if teacher_acc is not None:
         ax.axhline(100 * teacher_acc, color="k", ls="--", lw=1, label=f"teacher {100 * teacher_acc:.1f}%")
     if paper_acc is not None:
-        ax.axhline(100 * paper_acc, color="tab:red", ls=":", lw=1, label=f"paper (48k impressions) {100 * paper_acc:.2f}%")
+        ax.axhline(100 * paper_acc, color="tab:red", ls=":", lw=1,
+                   label=f"paper (48k impressions) {100 * paper_acc:.2f}%")
     ax.set_xscale("log")
     return finish_axes(fig, ax, xlabel="number of Data Impressions", ylabel="test accuracy (%)", title=title,
                        grid_which="both")

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
-from ..leaderboard import ACCESS_ORDER, EntrySummary, Leaderboard, pareto_front
+from ..leaderboard import ACCESS_ORDER, EntrySummary, Leaderboard, Stat, pareto_front
 
 #: One colour per access level, shared by every leaderboard figure.
 ACCESS_COLORS: dict[str, str] = {"white": "#8172b3", "score": "#4c72b0", "decision": "#dd8452", "none": "#7f7f7f"}
@@ -19,6 +19,11 @@ DATA_SYMBOLS: dict[str, str] = {"labeled": "circle", "unlabeled": "square", "non
 
 def _pct(x: float | None) -> float | None:
     return None if x is None else 100.0 * x
+
+
+def _mean(s: Stat | None) -> float:
+    """A row's mean (0 for a statistic the row lacks: the figures only draw measured rows)."""
+    return 0.0 if s is None else s.mean
 
 
 def _std_pct(e: EntrySummary) -> float:
@@ -37,35 +42,35 @@ def accuracy_vs_queries(board: Leaderboard, show_reported: bool = True, show_fro
     """
     fig = go.Figure()
     rows = board.measured()
-    querying = [e for e in rows if e.queries is not None and e.queries.mean > 0]
-    by_x = sorted(range(len(querying)), key=lambda i: querying[i].queries.mean)
+    querying = [e for e in rows if _mean(e.queries) > 0]
+    by_x = sorted(range(len(querying)), key=lambda i: _mean(querying[i].queries))
     text_pos = {querying[i].key: ("top center" if r % 2 == 0 else "bottom center") for r, i in enumerate(by_x)}
     for e in querying:
-        q = e.queries
+        q = e.queries or Stat.of([0.0])
         fig.add_trace(go.Scatter(
-            x=[q.mean], y=[_pct(e.student_acc.mean)], mode="markers+text", name=e.key, text=[e.key],
+            x=[q.mean], y=[_pct(_mean(e.student_acc))], mode="markers+text", name=e.key, text=[e.key],
             textposition=text_pos[e.key], legendgroup=e.access,
             marker={"size": 12, "color": ACCESS_COLORS.get(e.access, "#333333"),
                     "symbol": DATA_SYMBOLS.get(e.data_access, "circle"), "line": {"width": 1, "color": "white"}},
             error_y={"type": "data", "array": [_std_pct(e)], "visible": True},
             error_x={"type": "data", "array": [q.std or 0.0], "visible": bool(q.std)},
-            customdata=[[e.access, e.data_access, e.transfer_set_size.mean if e.transfer_set_size else 0]],
+            customdata=[[e.access, e.data_access, _mean(e.transfer_set_size)]],
             hovertemplate=(f"<b>{e.key}</b><br>queries %{{x:,.0f}}<br>test accuracy %{{y:.2f}}%<br>"
                            "access %{customdata[0]}, data %{customdata[1]}<br>transfer set %{customdata[2]:,.0f}"
                            "<extra></extra>")))
-    xs = [e.queries.mean for e in querying]
+    xs = [_mean(e.queries) for e in querying]
     lo, hi = (min(xs), max(xs)) if xs else (1.0, 10.0)
     for e in rows:
-        if e.queries is not None and e.queries.mean == 0:
-            fig.add_hline(y=_pct(e.student_acc.mean), line_dash="dash", line_color=ACCESS_COLORS["none"],
+        if e.queries is not None and _mean(e.queries) == 0:
+            fig.add_hline(y=_pct(_mean(e.student_acc)), line_dash="dash", line_color=ACCESS_COLORS["none"],
                           annotation_text=f"{e.key}: 0 queries", annotation_position="bottom right")
     teacher_acc = board.teacher.get("test_acc")
     if teacher_acc is not None:
         fig.add_hline(y=_pct(float(teacher_acc)), line_dash="dot", line_color="black",
                       annotation_text=f"teacher {board.teacher.get('arch', '')}", annotation_position="top left")
     if show_front and len(querying) > 1:
-        idx = list(front) if front is not None else pareto_front(xs, [e.student_acc.mean for e in querying])
-        fig.add_trace(go.Scatter(x=[xs[i] for i in idx], y=[_pct(querying[i].student_acc.mean) for i in idx],
+        idx = list(front) if front is not None else pareto_front(xs, [_mean(e.student_acc) for e in querying])
+        fig.add_trace(go.Scatter(x=[xs[i] for i in idx], y=[_pct(_mean(querying[i].student_acc)) for i in idx],
                                  mode="lines", name="Pareto front",
                                  line={"color": "#55a868", "width": 2, "dash": "dot"},
                                  hoverinfo="skip"))
@@ -100,27 +105,27 @@ def _log10(x: float) -> float:
 def accuracy_by_access(board: Leaderboard, show_reported: bool = True) -> go.Figure:
     """Bars of test accuracy (± std over seeds), grouped by the teacher's access level; reported figures as ◇."""
     rows = sorted(board.measured(), key=lambda e: (ACCESS_ORDER.index(e.access) if e.access in ACCESS_ORDER else 9,
-                                                   -e.student_acc.mean))
+                                                   -_mean(e.student_acc)))
     fig = go.Figure()
     for access in ACCESS_ORDER:
         group = [e for e in rows if e.access == access]
         if not group:
             continue
         fig.add_trace(go.Bar(
-            x=[[access] * len(group), [e.key for e in group]], y=[_pct(e.student_acc.mean) for e in group],
+            x=[[access] * len(group), [e.key for e in group]], y=[_pct(_mean(e.student_acc)) for e in group],
             name=f"{access} access", marker_color=ACCESS_COLORS.get(access, "#333333"),
             error_y={"type": "data", "array": [_std_pct(e) for e in group], "visible": True},
-            text=[f"{_pct(e.student_acc.mean):.1f}" for e in group], textposition="inside",
+            text=[f"{_pct(_mean(e.student_acc)):.1f}" for e in group], textposition="inside",
             hovertemplate="%{x}<br>test accuracy %{y:.2f}%<extra></extra>"))
     if show_reported:
         reps = [e for e in rows if e.reported and e.reported.get("student_acc") is not None]
+        rep = [e.reported or {} for e in reps]
         if reps:
             fig.add_trace(go.Scatter(
                 x=[[e.access for e in reps], [e.key for e in reps]],
-                y=[_pct(e.reported["student_acc"]) for e in reps], mode="markers", name="paper (reported)",
+                y=[_pct(r["student_acc"]) for r in rep], mode="markers", name="paper (reported)",
                 marker={"symbol": "diamond-open", "size": 12, "color": "black", "line": {"width": 2}},
-                text=[("" if e.reported.get("verified", True) else "† unverified; ") + str(e.reported.get("paper"))
-                      for e in reps],
+                text=[("" if r.get("verified", True) else "† unverified; ") + str(r.get("paper")) for r in rep],
                 hovertemplate="%{x}: reported %{y:.2f}%<br>%{text}<extra></extra>"))
     teacher_acc = board.teacher.get("test_acc")
     if teacher_acc is not None:

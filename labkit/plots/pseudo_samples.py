@@ -1,15 +1,14 @@
 """Notebook 05 figures: pseudo-samples growing from noise (ZSDB3KD), boundary distances, soft labels, accuracy."""
 from __future__ import annotations
 
-from typing import Mapping, Sequence
-
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 
-from ..synthesis import Snapshot
 from ..metrics import entropy
+from ..synthesis import Snapshot
 from .core import legend_across
 
 

@@ -8,8 +8,8 @@ slider only re-softens the labels (no queries).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import ipywidgets as widgets
 import plotly.graph_objects as go
@@ -17,8 +17,13 @@ import torch
 
 from .. import boundary
 from ..blackbox import BlackBox
-from ..plots.boundaries import (MEASURE_COLORS, decision_region_figure, distance_table_html, region_grid,
-                                soft_label_comparison)
+from ..plots.boundaries import (
+    MEASURE_COLORS,
+    decision_region_figure,
+    distance_table_html,
+    region_grid,
+    soft_label_comparison,
+)
 
 MEASURE_NAMES = ("SD", "BD", "MBD")
 
@@ -119,7 +124,8 @@ class BoundaryDashboard:
         with self.bars.batch_update():
             for trace in self.bars.data:
                 trace.y = soft[trace.name].tolist()
-            self.bars.layout.title = f"Soft labels at temperature τ = {tau:g} (teacher says {self.class_names[self.teacher_label]})"
+            said = self.class_names[self.teacher_label]
+            self.bars.layout.title = f"Soft labels at temperature τ = {tau:g} (teacher says {said})"
         self.table.value = distance_table_html(self.distances, self.queries, self.class_names) + \
             f"<p>queries through the box so far: {self.box.queries:,} {self.box.queries_by_phase}</p>"
         return soft

@@ -7,8 +7,8 @@ that costs nothing.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import ipywidgets as widgets
 import plotly.graph_objects as go
@@ -104,7 +104,8 @@ def mixup_explorer(box: BlackBox, images: torch.Tensor, class_names: Sequence[st
     ``pairs`` (P×2 indices) default to ``n_pairs`` random pairs whose teacher classes differ.
     """
     if box.access != "score":
-        raise AccessDenied(f"The MixUp explorer shows soft labels, so it needs a score box; this one is {box.access!r}. "
+        raise AccessDenied(f"The MixUp explorer shows soft labels, so it needs a score box; "
+                           f"this one is {box.access!r}. "
                            "Build one with BlackBox(model, access='score').")
     images = images.detach()
     if pairs is None:

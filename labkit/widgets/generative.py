@@ -1,8 +1,8 @@
 """Notebook 07: walk between two class vectors and watch the generator's image and a classifier's answer."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import ipywidgets as widgets
 import plotly.graph_objects as go

@@ -2,8 +2,8 @@
 slider that plays the optimisation of Data Impressions from noise to impression."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import ipywidgets as widgets
 import plotly.graph_objects as go
@@ -90,7 +90,7 @@ class EvolutionDashboard:
         display(self.box)
 
 
-def evolution_dashboard(snapshots: Sequence[Snapshot], class_names: Sequence[str]) -> EvolutionDashboard:
+def impression_evolution_dashboard(snapshots: Sequence[Snapshot], class_names: Sequence[str]) -> EvolutionDashboard:
     """Play the optimisation from noise (step 0) to the finished impressions with a slider (and a play button)."""
     snaps = sorted(snapshots, key=lambda s: s.step)
     if not snaps:

@@ -1,8 +1,8 @@
 """Notebook 05: a slider over ZSDB3KD iterations that redraws the pseudo-samples of every class."""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import ipywidgets as widgets
 import plotly.graph_objects as go
@@ -13,7 +13,7 @@ from ..synthesis import Snapshot
 
 
 @dataclass
-class EvolutionDashboard:
+class PseudoSampleDashboard:
     """The iteration slider, the live mosaic (a row per class) and :meth:`redraw` (the slider's callback)."""
 
     slider: widgets.SelectionSlider
@@ -41,9 +41,9 @@ class EvolutionDashboard:
         display(self.box)
 
 
-def evolution_dashboard(snapshots: Sequence[Snapshot], class_names: Sequence[str], per_class: int | None = None,
-                        history: Sequence[Mapping[str, float]] | None = None) -> EvolutionDashboard:
-    """Build the dashboard: moving the ``iteration`` slider calls :meth:`EvolutionDashboard.redraw`.
+def pseudo_sample_dashboard(snapshots: Sequence[Snapshot], class_names: Sequence[str], per_class: int | None = None,
+                            history: Sequence[Mapping[str, float]] | None = None) -> PseudoSampleDashboard:
+    """Build the dashboard: moving the ``iteration`` slider calls :meth:`PseudoSampleDashboard.redraw`.
 
     ``history`` (the synthesizer's per-iteration rows) adds the mean boundary distance measured at
     that iteration to the readout (iteration ``i``'s distance is measured before its step).
@@ -52,21 +52,21 @@ def evolution_dashboard(snapshots: Sequence[Snapshot], class_names: Sequence[str
     mosaics = {s.step: snapshot_mosaic(s, c, per_class) for s in snapshots}
     steps = sorted(mosaics)
     distances: dict[int, float] = {}
-    for h in history or []:
-        distances[int(h["iteration"]) - 1] = float(h["mean_distance"])  # measured on the images after step i-1
+    for row in history or []:
+        distances[int(row["iteration"]) - 1] = float(row["mean_distance"])  # measured on the images after step i-1
     first = mosaics[steps[0]]
     h, w = first.shape
     rows = h / c
     fig = go.FigureWidget(go.Heatmap(z=first.flip(0).tolist(), colorscale="gray", zmin=0, zmax=1, showscale=False))
-    fig.update_layout(width=min(900, 90 + 6 * w), height=min(820, 80 + 6 * h), margin={"t": 40, "l": 110, "r": 10, "b": 10},
-                      title="noise start (iteration 0)")
+    fig.update_layout(width=min(900, 90 + 6 * w), height=min(820, 80 + 6 * h),
+                      margin={"t": 40, "l": 110, "r": 10, "b": 10}, title="noise start (iteration 0)")
     fig.update_xaxes(visible=False)
     fig.update_yaxes(tickvals=[h - rows * (k + 0.5) for k in range(c)], ticktext=list(class_names),
                      scaleanchor="x", constrain="domain")
     slider = widgets.SelectionSlider(options=steps, value=steps[0], description="iteration",
                                      continuous_update=True, layout=widgets.Layout(width="480px"))
     readout = widgets.HTML()
-    dash = EvolutionDashboard(slider, fig, readout, widgets.VBox([slider, fig, readout]), mosaics, distances)
+    dash = PseudoSampleDashboard(slider, fig, readout, widgets.VBox([slider, fig, readout]), mosaics, distances)
     slider.observe(lambda change: dash.redraw(change["new"]), names="value")
     dash.redraw(steps[0])
     return dash

@@ -1,8 +1,8 @@
 """Notebook 01: a temperature slider that redraws soft-label bars for a few images."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import ipywidgets as widgets
 import plotly.graph_objects as go
