@@ -35,7 +35,7 @@ test-fast: setup
 	$(BIN)/python -m pytest -m "not slow and not browser" tests -q
 
 lint: setup
-	$(BIN)/ruff check labkit tests
+	$(BIN)/ruff check labkit tests docs
 
 typecheck: setup
 	$(BIN)/mypy
