@@ -85,7 +85,10 @@ class MethodConfig:
         return cfg
 
     def check(self) -> None:
-        """Shared checks (ingredient names), then the subclass's :meth:`validate`."""
+        """Shared checks (the student recipe, ingredient names), then the subclass's :meth:`validate`."""
+        recipe = {name: getattr(self, name) for name in ("epochs", "batch_size", "lr") if hasattr(self, name)}
+        if recipe.get("epochs", 1) < 1 or recipe.get("batch_size", 1) < 1 or recipe.get("lr", 1.0) <= 0:
+            raise ConfigError(f"the student needs epochs >= 1, batch_size >= 1 and lr > 0; got {recipe}")
         if self.INGREDIENTS and hasattr(self, "ingredients"):
             chosen = tuple(self.ingredients)
             for name in chosen:

@@ -96,8 +96,6 @@ class DB3KDConfig(MethodConfig):
             raise UnknownNameError("DB3KD measure", self.measure, MEASURES)
         if self.tau <= 0 or not 0 <= self.alpha <= 1:
             raise ConfigError("DB3KD needs tau > 0 and 0 <= alpha <= 1")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ConfigError("epochs and batch_size must be >= 1 and lr > 0")
         if any(s is not None and s < 1 for s in (self.train_size, self.soft_size)):
             raise ConfigError("train_size and soft_size must be >= 1 (or None for all)")
         if self.uses(TRUE_LABELS) and self.uses(SOFT_LABELS) and (
@@ -158,7 +156,6 @@ def distance_labels(box: BlackBox | None, x: torch.Tensor, y_true: torch.Tensor,
     Returns ``distance (N, C)``, ``soft (N, C)``, ``teacher_label (N,)`` (the true label for SD,
     which asks nothing) and ``queries (N,)`` per sample, label query included.
     """
-    n = x.shape[0]
     if cfg.measure == "sd":
         res = boundary.sample_distance(x, x, y_true, num_classes, cfg.sd_samples, seed=seed)
         y0 = y_true
@@ -168,7 +165,7 @@ def distance_labels(box: BlackBox | None, x: torch.Tensor, y_true: torch.Tensor,
             raise InvalidQueryError("DB3KD's BD and MBD need a decision box (BlackBox(model, access='decision')).")
         bd_q, so_q = pair_budgets(cfg.queries_per_sample, num_classes, cfg.measure, cfg.bd_share)
         with box.phase(LABEL_PHASE):
-            y0 = torch.cat([box(x[i:i + 8192]) for i in range(0, n, 8192)])
+            y0 = box(x)  # one call; the box chunks by memory
         with box.phase(search_phase(cfg.measure)):
             if cfg.measure == "bd":
                 res = boundary.boundary_distance(box, x, y0, x, y0, num_classes, cfg.n_directions,

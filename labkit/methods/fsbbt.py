@@ -219,13 +219,6 @@ class FSBBTConfig(MethodConfig):
             raise FewShotConfigError("holdout_fraction must lie in (0, 0.5)")
         if not 0.0 <= self.online_mixup <= 1.0 or not 0.0 <= self.ood_fraction <= 1.0:
             raise FewShotConfigError("online_mixup and ood_fraction are shares in [0, 1]")
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise FewShotConfigError("epochs and batch_size must be >= 1 and lr > 0")
-
-
-def query_in_batches(box: BlackBox, x: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
-    """The box's answers for ``x``, sent in chunks of ``chunk`` images (each image counted once)."""
-    return torch.cat([box(x[i:i + chunk]) for i in range(0, x.shape[0], chunk)])
 
 
 def label_counts(probs: torch.Tensor, num_classes: int) -> list[int]:
@@ -264,7 +257,7 @@ def make_cvae_part(box: BlackBox, x_few: torch.Tensor, p_few: torch.Tensor, coun
     y = balanced_classes(count, ctx.info.num_classes, device=dev)
     x = cvae.generate(z, y)
     with box.phase("cvae"):
-        p = query_in_batches(box, x)
+        p = box(x)
     return CVAEPart(cvae, trained.history, x, p, z, is_ood, y)
 
 
@@ -307,14 +300,14 @@ class FSBBT(DistillationMethod[FSBBTConfig]):
             idx, how = torch.randperm(pool.shape[0], generator=gen)[:cfg.shots], "random (no balanced subset given)"
         x_few = pool[idx.to(pool.device)].to(dev)
         with box.phase("few-shot"):
-            p_few = query_in_batches(box, x_few)
+            p_few = box(x_few)
 
         # MixUp
         mixup = make_mixup_set(x_few, cfg.nomixup if cfg.uses("mixup") else 0, gen, cfg.mixup_low, cfg.mixup_high)
         p_mix = p_few[:0]
         if mixup.kept:
             with box.phase("mixup"):
-                p_mix = query_in_batches(box, mixup.images)
+                p_mix = box(mixup.images)
 
         # CVAE: as many images as the synthetic budget has left, unless cvae_count says otherwise
         n_cvae = 0 if not cfg.uses("cvae") else cfg.nomixup - mixup.kept if cfg.cvae_count is None else cfg.cvae_count

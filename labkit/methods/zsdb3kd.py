@@ -108,10 +108,10 @@ class ZSDB3KDConfig(MethodConfig):
         if "pseudo-samples" not in self.ingredients:
             raise ConfigError("ZSDB3KD always builds its pseudo-samples: every other ingredient (paths, noise-bank "
                               "soft labels, mixups) is made from them; add 'pseudo-samples' to the ingredients")
-        if min(self.per_class, self.epochs, self.batch_size, self.init_batch, self.max_init_draws) < 1:
-            raise ConfigError("per_class, epochs, batch_size, init_batch and max_init_draws must be >= 1")
-        if self.iterations < 0 or self.lr <= 0 or self.tau <= 0 or not 0 <= self.alpha <= 1:
-            raise ConfigError("ZSDB3KD needs iterations >= 0, lr > 0, tau > 0 and 0 <= alpha <= 1")
+        if min(self.per_class, self.init_batch, self.max_init_draws) < 1:
+            raise ConfigError("per_class, init_batch and max_init_draws must be >= 1")
+        if self.iterations < 0 or self.tau <= 0 or not 0 <= self.alpha <= 1:
+            raise ConfigError("ZSDB3KD needs iterations >= 0, tau > 0 and 0 <= alpha <= 1")
         if not 0 < self.holdout_fraction < 1:
             raise ConfigError("holdout_fraction must lie in (0, 1)")
         if self.noise not in NOISE_FAMILIES:

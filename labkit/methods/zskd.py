@@ -95,10 +95,6 @@ class ZSKDConfig(MethodConfig):
     holdout_fraction: float = option(0.1, help="share of impressions kept aside (teacher-labelled) to select the epoch")
     snapshots: int = option(12, help="snapshots of the optimisation kept for the evolution plot", cli=False)
 
-    def __post_init__(self) -> None:
-        for key in ("betas", "copy_box", "copy_blur"):  # the CLI and callers may hand lists
-            object.__setattr__(self, key, tuple(float(v) for v in getattr(self, key)))
-
     @classmethod
     def profile_values(cls, profile: str, dataset: str | None = None) -> dict[str, Any]:
         """The profile's table; the paper profile takes the data set's impressions count (24k MNIST, 40k CIFAR-10)."""
@@ -111,10 +107,10 @@ class ZSKDConfig(MethodConfig):
         """Raise :class:`~labkit.errors.ConfigError` with advice for settings that cannot work."""
         if self.impressions < 2:
             raise ConfigError("ZSKD needs at least 2 impressions (some are held out for model selection)")
-        if min(self.iterations, self.craft_batch, self.epochs, self.batch_size) < 1:
-            raise ConfigError("iterations, craft_batch, epochs and batch_size must all be >= 1")
-        if not self.betas or min(self.lr, self.craft_lr, self.tau, *self.betas) <= 0:
-            raise ConfigError(f"lr, craft_lr, tau and the betas must be > 0 (betas not empty), got betas {self.betas}")
+        if min(self.iterations, self.craft_batch) < 1:
+            raise ConfigError("iterations and craft_batch must be >= 1")
+        if not self.betas or min(self.craft_lr, self.tau, *self.betas) <= 0:
+            raise ConfigError(f"craft_lr, tau and the betas must be > 0 (betas not empty), got betas {self.betas}")
         if self.parametrisation not in ("clamp", "sigmoid"):
             raise ConfigError(f"parametrisation must be 'clamp' or 'sigmoid', got {self.parametrisation!r}")
         if not 0 < self.holdout_fraction < 1:
@@ -325,7 +321,7 @@ class DataImpressionSynthesizer(Synthesizer):
 # --------------------------------------------------------------------------- the transfer set
 def relabelled_copies(box: BlackBox, images: torch.Tensor, copies: int, tau: float, *, seed: int = 0,
                       box_fraction: tuple[float, float] = (0.3, 1.0), blur: tuple[float, float] = (0.5, 1.5),
-                      batch_size: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """``copies`` :func:`~labkit.augment.border_blur_copies` of every impression, each labelled by the teacher's
     softmax at ``tau`` (one counted query per copy, phase ``"relabel copies"``). Returns ``(images, soft_labels)``."""
     c = int(box.num_classes or 0)
@@ -334,8 +330,7 @@ def relabelled_copies(box: BlackBox, images: torch.Tensor, copies: int, tau: flo
     gen = torch.Generator().manual_seed(seed * 1_000_003 + 17)
     xs = torch.cat([border_blur_copies(images, gen, box_fraction, blur) for _ in range(copies)])
     with torch.no_grad(), box.phase(COPY_PHASE):
-        soft = torch.cat([torch.softmax(box(xs[i:i + batch_size]).float() / tau, dim=1)
-                          for i in range(0, xs.shape[0], batch_size)])
+        soft = torch.softmax(box(xs).float() / tau, dim=1)  # one call; the box chunks by memory
     return xs, soft.to(xs.device)
 
 
