@@ -39,45 +39,120 @@ from .results import ResultRecord
 from .runner import run_method
 from .teachers import default_student_arch, default_teacher_arch, get_teacher
 
-__all__ = ["BENCH_ENTRIES", "BENCH_KEYS", "QUICK_ORDER", "BenchEntry", "BenchError", "get_entries", "load_or_run",
-           "load_saved_run", "parse_overrides", "run_bench", "run_path"]
+__all__ = ["BENCH_ENTRIES", "BENCH_KEYS", "LADDER_RUNGS", "QUICK_ORDER", "BenchEntry", "BenchError", "get_entries",
+           "load_or_run", "load_saved_run", "parse_overrides", "run_bench", "run_path"]
 
 
 @dataclass(frozen=True)
 class BenchEntry:
-    """One row of the leaderboard: a method, the options it runs with, and what it is expected to need."""
+    """One row of the leaderboard: a method, the options it runs with, and where it sits on its method's ladder."""
 
-    key: str  # row name, e.g. "db3kd-mbd"
+    key: str  # row name, e.g. "db3kd-paper"; "+x" names a lab addition x the row contains
     method: str  # registry name for run_method, e.g. "db3kd"
     title: str
     access: str  # the teacher access the method is built for (the record's own value wins)
     data_access: str  # labeled | unlabeled | none
     options: tuple[tuple[str, Any], ...] = ()
+    family: str = ""  # the ladder the row belongs to (one per paper), e.g. "zsdb3kd"
+    rung: str = "paper"  # paper | baseline | addition | combined (see LADDER_RUNGS)
+    note: str = ""  # one line: what the row's transfer set holds
 
     def option_dict(self) -> dict[str, Any]:
         """The options as a dict (for :func:`run_method`)."""
         return dict(self.options)
 
 
-#: Every entry of the lab's leaderboard, in the order the table shows them.
+#: The rungs of a method's ladder, in the order the leaderboard shows them.
+LADDER_RUNGS: dict[str, str] = {
+    "paper": "the paper's mechanism alone (sizes reduced to the profile)",
+    "baseline": "a baseline that isolates one ingredient (no paper's mechanism, or one part of it)",
+    "addition": "the paper's mechanism plus one lab addition",
+    "combined": "the lab's combined recipe (the profile's default ingredients)",
+}
+_SOFT_ONLY = ("distance-soft-labels",)
+_E = BenchEntry
+#: Every entry of the lab's leaderboard, ladder by ladder, in the order the table shows them.
 BENCH_ENTRIES: tuple[BenchEntry, ...] = (
-    BenchEntry("student", "student", "Student alone (CE on labels, no teacher)", "none", "labeled"),
-    BenchEntry("kd", "kd", "Plain KD (Hinton), all training data", "score", "labeled"),
-    BenchEntry("db3kd-bd", "db3kd", "DB3KD, boundary distance (BD)", "decision", "labeled", (("measure", "bd"),)),
-    BenchEntry("db3kd-mbd", "db3kd", "DB3KD, minimal boundary distance (MBD)", "decision", "labeled",
-               (("measure", "mbd"),)),
-    BenchEntry("zskd", "zskd", "ZSKD, Data Impressions (no data)", "white", "none"),
-    BenchEntry("zsdb3kd", "zsdb3kd", "ZSDB3KD, pseudo-samples (no data)", "decision", "none"),
-    BenchEntry("fsbbt", "fsbbt", "FS-BBT, few-shot + MixUp + CVAE", "score", "unlabeled"),
-    BenchEntry("mekd-soft", "mekd", "MEKD, soft responses", "score", "unlabeled", (("response", "soft"),)),
-    BenchEntry("mekd-hard", "mekd", "MEKD, hard responses", "decision", "unlabeled", (("response", "hard"),)),
-    BenchEntry("kd-edge", "kd-edge", "Plain KD on MEKD's 10% edge subset (same images, same student recipe)",
-               "score", "unlabeled"),
+    _E("student", "student", "Student alone (CE on labels, no teacher)", "none", "labeled", (), "reference", "paper",
+       "every labelled training image, cross-entropy on the true labels"),
+    _E("kd", "kd", "Plain KD (Hinton), all training data", "score", "labeled", (), "kd", "paper",
+       "all labelled training images, each answered once by the score box"),
+    # ---- DB3KD (labelled data, decision box)
+    _E("db3kd-paper", "db3kd", "DB3KD as published: every row soft-labelled by BD", "decision", "labeled",
+       (("variant", "paper"), ("measure", "bd")), "db3kd", "paper",
+       "distance-soft-labels only: every training image it uses gets a BD soft label (images sized for the profile)"),
+    _E("db3kd-soft-only", "db3kd", "DB3KD's soft-labelled images alone (BD)", "decision", "labeled",
+       (("measure", "bd"), ("ingredients", _SOFT_ONLY)), "db3kd", "baseline",
+       "distance-soft-labels only: the soft-labelled images of the combined rows, nothing else"),
+    _E("db3kd-true-labels-only", "db3kd", "DB3KD's true-label rows alone (CE, no teacher)", "none", "labeled",
+       (("ingredients", ("true-label-rows",)),), "db3kd", "baseline",
+       "true-label-rows only: the combined rows' images, cross-entropy on the true labels, no query"),
+    _E("db3kd-bd+true-labels", "db3kd", "DB3KD (BD) + true-label rows", "decision", "labeled",
+       (("measure", "bd"),), "db3kd", "combined",
+       "BD soft-labelled images + true-label rows (a lab addition: CE on the true labels of more images)"),
+    _E("db3kd-mbd+true-labels", "db3kd", "DB3KD (MBD) + true-label rows", "decision", "labeled",
+       (("measure", "mbd"),), "db3kd", "combined",
+       "MBD soft-labelled images + true-label rows (a lab addition: CE on the true labels of more images)"),
+    # ---- ZSKD (no data, white box)
+    _E("zskd-paper", "zskd", "ZSKD as published: Data Impressions only", "white", "none",
+       (("variant", "paper"),), "zskd", "paper",
+       "impressions only, β ∈ {1, 0.1} applied after the normalisation as the paper describes"),
+    _E("zskd-authors-code", "zskd", "ZSKD as the authors' code runs it: β cancels (all β = 1)", "white", "none",
+       (("variant", "paper"), ("beta_mode", "authors")), "zskd", "paper",
+       "impressions only, β scaled before the normalisation (the authors' code), so every impression has β = 1"),
+    _E("zskd-copies", "zskd", "ZSKD + relabelled dark-border/blur copies", "white", "none", (), "zskd", "combined",
+       "impressions + one relabelled dark-border/blur copy each (a lab addition tuned on the labelled validation "
+       "split)"),
+    # ---- ZSDB3KD (no data, decision box)
+    _E("zsdb3kd-paper", "zsdb3kd", "ZSDB3KD as published: the authors' noise, pseudo-samples only", "decision",
+       "none", (("variant", "paper"),), "zsdb3kd", "paper",
+       "pseudo-samples only, grown from the authors' noise, with their DB3 soft labels"),
+    _E("noise-kd", "noise-kd", "Naive KD on noise: teacher-labelled noise bank alone, hard labels", "decision",
+       "none", (), "zsdb3kd", "baseline",
+       "noise-bank only: the dead-leaves draws the combined row also draws, class-balanced, CE on class ids"),
+    _E("zsdb3kd+dead-leaves", "zsdb3kd", "ZSDB3KD + dead-leaves starting noise", "decision", "none",
+       (("variant", "paper"), ("noise", "dead-leaves")), "zsdb3kd", "addition",
+       "pseudo-samples only, grown from the lab's dead-leaves noise instead of the authors'"),
+    _E("zsdb3kd+bank", "zsdb3kd", "ZSDB3KD + dead-leaves noise + paths + noise bank", "decision", "none", (),
+       "zsdb3kd", "combined",
+       "pseudo-samples + their paths + a class-balanced bank of teacher-labelled dead-leaves noise (lab additions)"),
+    # ---- FS-BBT (a few unlabelled images, score box)
+    _E("fsbbt", "fsbbt", "FS-BBT, few-shot + MixUp + CVAE", "score", "unlabeled", (), "fsbbt", "paper",
+       "N few-shot images + their MixUps + CVAE samples, all answered by the score box (the paper's recipe)"),
+    # ---- MEKD (10% unlabelled edge data, score or decision box)
+    _E("mekd-soft-paper", "mekd", "MEKD as published, soft responses: generated images only", "score", "unlabeled",
+       (("variant", "paper"), ("response", "soft")), "mekd", "paper",
+       "generated images only; G trained with the authors' information term"),
+    _E("mekd-hard-paper", "mekd", "MEKD as published, hard responses: generated images only", "decision",
+       "unlabeled", (("variant", "paper"), ("response", "hard")), "mekd", "paper",
+       "generated images only; G trained with the authors' information term"),
+    _E("mekd-soft+imitation", "mekd", "MEKD (soft) + the lab's teacher-imitation information term", "score",
+       "unlabeled", (("response", "soft"), ("ingredients", ("generated",))), "mekd", "addition",
+       "generated images only; G trained with the lab's teacher-imitation term instead of the authors'"),
+    _E("mekd-hard+imitation", "mekd", "MEKD (hard) + the lab's teacher-imitation information term", "decision",
+       "unlabeled", (("response", "hard"), ("ingredients", ("generated",))), "mekd", "addition",
+       "generated images only; G trained with the lab's teacher-imitation term instead of the authors'"),
+    _E("kd-edge", "kd-edge", "Plain KD on MEKD's 10% edge subset (soft answers)", "score", "unlabeled", (), "mekd",
+       "baseline", "edge-images only: the edge subset answered by the score box, plain KD, MEKD's student recipe"),
+    _E("kd-edge-hard", "kd-edge", "Plain KD on MEKD's 10% edge subset (one-hot teacher answers)", "decision",
+       "unlabeled", (("response", "hard"),), "mekd", "baseline",
+       "edge-images only: the edge subset answered by the decision box, CE on the class ids"),
+    _E("mekd-soft+edge", "mekd", "MEKD (soft) + teacher-imitation + edge images", "score", "unlabeled",
+       (("response", "soft"),), "mekd", "combined",
+       "generated images + the edge images answered by the box (lab additions: edge images, teacher-imitation)"),
+    _E("mekd-hard+edge", "mekd", "MEKD (hard) + teacher-imitation + edge images", "decision", "unlabeled",
+       (("response", "hard"),), "mekd", "combined",
+       "generated images + the edge images answered by the box (lab additions: edge images, teacher-imitation)"),
 )
 BENCH_KEYS: tuple[str, ...] = tuple(e.key for e in BENCH_ENTRIES)
 #: A running order for a time-limited bench (notebook 08 in smoke): cheap runs first, one per access level early.
-QUICK_ORDER: tuple[str, ...] = ("fsbbt", "student", "kd-edge", "mekd-hard", "kd", "db3kd-mbd", "zskd", "mekd-soft",
-                                "zsdb3kd", "db3kd-bd")
+QUICK_ORDER: tuple[str, ...] = ("fsbbt", "student", "kd-edge", "mekd-hard+edge", "kd", "db3kd-mbd+true-labels",
+                                "zskd-copies", "noise-kd", "mekd-soft+edge", "zsdb3kd+bank", "db3kd-bd+true-labels",
+                                "zskd-paper", "zsdb3kd-paper", "mekd-soft-paper", "db3kd-paper", "kd-edge-hard",
+                                "db3kd-soft-only", "db3kd-true-labels-only", "zskd-authors-code",
+                                "zsdb3kd+dead-leaves", "mekd-hard-paper", "mekd-soft+imitation",
+                                "mekd-hard+imitation")
+assert sorted(QUICK_ORDER) == sorted(BENCH_KEYS)
 
 
 def get_entries(keys: Iterable[str] | None = None) -> list[BenchEntry]:
@@ -166,7 +241,7 @@ def run_bench(dataset: str = "fashion-mnist", profile: str | None = None, seeds:
               force: bool = False, overrides: dict[str, dict[str, Any]] | None = None,
               time_budget_s: float | None = None, device: torch.device | str | None = None, progress: bool = True,
               note: str = "", save: bool = True, jobs: int = 1, threads_per_job: int | None = None,
-              log: Callable[[str], None] | None = print) -> Leaderboard:
+              keep_others: bool = True, log: Callable[[str], None] | None = print) -> Leaderboard:
     """Run every entry for every seed (seed-major), saving each run as it finishes; return the :class:`Leaderboard`.
 
     Entries run in the order given; the leaderboard lists them in the lab's order (:data:`BENCH_KEYS`).
@@ -179,6 +254,8 @@ def run_bench(dataset: str = "fashion-mnist", profile: str | None = None, seeds:
     * ``jobs`` > 1 runs that many (entry, seed) runs at once in worker processes, each with
       ``threads_per_job`` torch threads (default: CPU cores / jobs); records are saved as each finishes.
     * ``save`` writes ``leaderboard.json`` / ``.md`` into ``out_dir`` (default :func:`labkit.paths.results_dir`).
+    * With ``entries`` (``--only``), the other rows keep the runs saved in ``out_dir`` (matching seeds and options),
+      so refreshing a few rows never drops the rest of the board; ``keep_others=False`` lists only ``entries``.
     """
     say = log or (lambda _msg: None)
     dataset = canonical_name(dataset)
@@ -254,6 +331,16 @@ def run_bench(dataset: str = "fashion-mnist", profile: str | None = None, seeds:
     finally:
         if bar is not None:
             bar.close()
+    if entries is not None and keep_others:  # the rows not asked for keep their saved runs (never re-run here)
+        for e in BENCH_ENTRIES:
+            if e.key in done:
+                continue
+            saved_runs = [r for r in (load_saved_run(run_path(out_dir, prof.name, dataset, e.key, seed), e.key,
+                                                     prof.name, dataset, seed, e.option_dict()) for seed in seeds)
+                          if r is not None]
+            if len(saved_runs) == len(seeds):  # a kept row has every seed asked for, or it is left out
+                chosen.append(e)
+                options[e.key], done[e.key], skipped[e.key] = e.option_dict(), saved_runs, []
     for key in done:
         done[key].sort(key=lambda r: r.seed)
     summaries = []

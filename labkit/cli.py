@@ -62,7 +62,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     names = list(cls.companions) + [cls.name]
     records = []
     for name in names:
-        opts = own if name == cls.name else {k: v for k, v in own.items() if k in ("epochs", "lr")}
+        shared = ("epochs", "lr", "response")  # a companion baseline follows the method's recipe and answers
+        opts = own if name == cls.name else {k: v for k, v in own.items() if k in shared and k in
+                                             get_method(name).config_class.field_names()}
         run = run_method(name, dataset=args.dataset, profile=args.profile, seed=args.seed, device=args.device,
                          teacher_arch=args.teacher_arch, student_arch=args.student_arch, budget=args.budget,
                          progress=not args.no_progress, **opts)

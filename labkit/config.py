@@ -44,6 +44,9 @@ class MethodConfig:
     INGREDIENTS: ClassVar[dict[str, str]] = {}
     #: how errors name this config, e.g. "DB3KD option"
     TITLE: ClassVar[str] = "option"
+    #: named recipes -> the values they set on top of the profile's (configs with a ``variant`` field);
+    #: ``"paper"`` is the paper's mechanism alone (every lab addition off), ``"lab"`` the profile as it is
+    VARIANTS: ClassVar[dict[str, dict[str, Any]]] = {}
 
     # ----------------------------------------------------------------------------- construction
     @classmethod
@@ -52,6 +55,13 @@ class MethodConfig:
         if profile not in cls.PROFILES:
             raise UnknownNameError(f"profile for {cls.TITLE}s", profile, list(cls.PROFILES))
         return dict(cls.PROFILES[profile])
+
+    @classmethod
+    def variant_values(cls, variant: str, profile: str) -> dict[str, Any]:
+        """What ``variant`` sets on top of ``profile``'s values (subclasses may size it per profile)."""
+        if variant not in cls.VARIANTS:
+            raise UnknownNameError(f"{cls.TITLE.split()[0]} variant", variant, list(cls.VARIANTS))
+        return dict(cls.VARIANTS[variant])
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -68,7 +78,11 @@ class MethodConfig:
             if value is not None and key not in valid:
                 raise UnknownNameError(cls.TITLE, key, valid)
         values = cls.profile_values(name, dataset)
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        variant = overrides.get("variant") or values.get("variant")
+        if cls.VARIANTS and variant is not None:  # the variant's recipe first, explicit overrides on top
+            values.update(cls.variant_values(str(variant).strip().lower(), name))
+            values["variant"] = str(variant).strip().lower()
+        values.update({k: v for k, v in overrides.items() if v is not None and k != "variant"})
         hints = typing.get_type_hints(cls)
         for key, value in values.items():  # lists from the CLI or JSON become the tuples the fields declare
             if isinstance(value, list) and _scalar_type(hints[key])[1]:

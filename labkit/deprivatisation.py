@@ -8,20 +8,22 @@ level and :func:`ask_within_mode` checks every answer, so hard mode never sees a
 (:mod:`labkit.generators`) learns to map a C-dimensional response vector z ~ N(0, I_C) to an
 image, emulating the inverse of the teacher T. Its discriminator D sees the *unlabeled* edge
 subset (:func:`edge_subset`: a seeded random share of the training images, no labels). A black
-box cannot be back-propagated through, so the information term goes through an auxiliary
-classifier:
+box cannot be back-propagated through, so the information term goes through D's second head,
+D_cls. Two versions (``deprivatisation``):
 
-* D's second head, D_cls, is trained to imitate the teacher's *answers* on every fresh batch
-  G(z) (queried every step): soft cross-entropy on probabilities, cross-entropy on class ids.
-  Only G's samples are sent to the teacher here, never the edge images.
-* G's loss is the non-saturating GAN loss plus λ·CE(D_cls(G(z)), argmax z), so z plays the
-  role of a logit vector of T. Because D_cls is refitted to T's answers at every step, G cannot
-  fool it for long with images T labels differently.
-* Every image sent to T is counted in the phase ``deprivatisation: G(z)``. The share of G(z) on
-  which T's top class equals argmax z (``teacher_agrees``) and, in soft mode, T's mean top
-  probability (``teacher_confidence``) are logged per epoch from those same queries.
+* ``"authors"`` (the paper's L_IM as the authors' code implements it): ŷ = the teacher's top class
+  on G(z) (its answer in hard mode, the argmax of its probabilities in soft mode); D and G both
+  minimise 0.5·CE(D_cls(G(z)), ŷ). Nothing ties z to a class.
+* ``"teacher-imitation"`` (a lab addition): D_cls is fitted to the teacher's *answers* on every
+  fresh G(z) (soft cross-entropy on probabilities, cross-entropy on class ids), and G minimises
+  λ·CE(D_cls(G(z)), argmax z) with λ = 1, so z plays the role of a logit vector of T.
 
-Settings: Adam 2e-4, β = (0.5, 0.999), batch 64 (the paper's), information weight λ = 1.
+In both, only G's samples are sent to the teacher (every step, a fresh batch), never the edge
+images, and every image sent is counted in the phase ``deprivatisation: G(z)``. The share of G(z)
+on which T's top class equals argmax z (``teacher_agrees``) and, in soft mode, T's mean top
+probability (``teacher_confidence``) are logged per epoch from those same queries.
+
+Settings: Adam 2e-4, β = (0.5, 0.999), batch 64 (the paper's).
 
 :class:`GeneratorSynthesizer` draws fresh z from a frozen G and has the box answer G(z)
 (phase ``distillation: G(z)``): MEKD's generated transfer images.
@@ -46,6 +48,10 @@ from .losses import check_finite
 from .synthesis import Snapshot, SynthesisResult, Synthesizer
 
 RESPONSES: tuple[str, ...] = ("soft", "hard")
+#: the generator's information term: the authors' (their code and paper) or the lab's teacher-imitation head
+DEPRIVATISATION_LOSSES: tuple[str, ...] = ("authors", "teacher-imitation")
+#: the information term's weight when the config leaves it open
+DEFAULT_INFO_WEIGHT: dict[str, float] = {"authors": 0.5, "teacher-imitation": 1.0}
 #: the box access each response mode is built on
 BOX_ACCESS: dict[str, str] = {"soft": "score", "hard": "decision"}
 
@@ -104,7 +110,9 @@ class GANSettings(Protocol):
     @property
     def beta2(self) -> float: ...
     @property
-    def info_weight(self) -> float: ...
+    def info_weight(self) -> float | None: ...
+    @property
+    def deprivatisation(self) -> str: ...
     @property
     def g_width(self) -> int: ...
     @property
@@ -143,6 +151,10 @@ def train_generator(box: BlackBox, edge_images: torch.Tensor, num_classes: int, 
     """
     response = check_response(response)
     require_box(box, response)
+    if cfg.deprivatisation not in DEPRIVATISATION_LOSSES:
+        raise UnknownNameError("MEKD deprivatisation loss", cfg.deprivatisation, DEPRIVATISATION_LOSSES)
+    authors = cfg.deprivatisation == "authors"
+    weight = DEFAULT_INFO_WEIGHT[cfg.deprivatisation] if cfg.info_weight is None else float(cfg.info_weight)
     device = device or box.device
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed + 1)
@@ -180,24 +192,27 @@ def train_generator(box: BlackBox, edge_images: torch.Tensor, num_classes: int, 
             fake = G(z)
             with box.phase("deprivatisation: G(z)"):
                 answers = ask_within_mode(box, fake.detach(), response)
-            # --- D: real/fake, and imitate the teacher's answers on the generated images
+            top = answers if response == "hard" else answers.argmax(1)
+            # --- D: real/fake, plus its class head on the generated images
             d_real, _ = D(real)
             d_fake, c_fake = D(fake.detach())
             d_loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
-                      + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
-                      + _aux_loss(c_fake, answers))
+                      + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+            if authors:  # L_IM = -ŷ_t·log D(G(z)), ŷ_t = the teacher's argmax: D and G both minimise it
+                d_loss = d_loss + weight * F.cross_entropy(c_fake, top)
+            else:  # the lab's: D's head imitates the teacher's answers (probabilities or ids)
+                d_loss = d_loss + _aux_loss(c_fake, answers)
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
-            # --- G: fool D, and be confidently "argmax z" to the teacher's imitator
+            # --- G: fool D, plus the information term through D's class head
             g_fake, g_cls = D(fake)
-            info_loss = F.cross_entropy(g_cls, z.argmax(1))
-            g_loss = F.binary_cross_entropy_with_logits(g_fake, torch.ones_like(g_fake)) + cfg.info_weight * info_loss
+            info_loss = F.cross_entropy(g_cls, top if authors else z.argmax(1))
+            g_loss = F.binary_cross_entropy_with_logits(g_fake, torch.ones_like(g_fake)) + weight * info_loss
             check_finite(g_loss, "generator loss")
             opt_g.zero_grad(set_to_none=True)
             g_loss.backward()
             opt_g.step()
-            top = answers if response == "hard" else answers.argmax(1)
             sums["d_loss"] += float(d_loss.detach()) * b
             sums["g_loss"] += float(g_loss.detach()) * b
             sums["info_loss"] += float(info_loss.detach()) * b

@@ -28,7 +28,7 @@ from . import paths
 from .data import canonical_name
 from .device import hardware_report, pick_device
 from .errors import LabkitError, UnknownNameError
-from .paper_figures import REPORTED_TEACHERS, note_for, primary_figure
+from .paper_figures import REPORTED_TEACHERS, newer_work, note_for, primary_figure
 from .profiles import get_profile
 from .results import ResultRecord
 
@@ -37,6 +37,18 @@ LEADERBOARD_JSON = "leaderboard.json"
 LEADERBOARD_MD = "leaderboard.md"
 ACCESS_ORDER = ("white", "score", "decision", "none")  # most to least the teacher reveals
 STATUSES = ("ok", "partial", "skipped")
+#: the rungs of a method's ladder, in display order (see labkit.bench.LADDER_RUNGS)
+LADDER_ORDER = ("paper", "baseline", "addition", "combined")
+#: section titles of the ladders
+FAMILY_TITLES: dict[str, str] = {
+    "reference": "Student alone (no teacher)",
+    "kd": "Plain KD (Hinton et al. 2015): score box, all labelled data",
+    "db3kd": "DB3KD (Wang, ICML 2021): decision box, labelled data",
+    "zskd": "ZSKD (Nayak et al., ICML 2019): white box, no data",
+    "zsdb3kd": "ZSDB3KD (Wang, ICML 2021): decision box, no data",
+    "fsbbt": "FS-BBT (Nguyen et al., ECCV 2022): score box, a few unlabelled images",
+    "mekd": "MEKD (Ma et al., CVPR 2024): score or decision box, 10% unlabelled edge data",
+}
 STAT_NAMES = ("student_acc", "agreement", "queries", "transfer_set_size", "wall_s", "elapsed_s")
 
 
@@ -57,6 +69,12 @@ class EntrySpec(Protocol):
     def access(self) -> str: ...
     @property
     def data_access(self) -> str: ...
+    @property
+    def family(self) -> str: ...
+    @property
+    def rung(self) -> str: ...
+    @property
+    def note(self) -> str: ...
     def option_dict(self) -> dict[str, Any]: ...
 
 
@@ -110,7 +128,10 @@ class EntrySummary:
     ingredients: dict[str, dict[str, float]] = field(default_factory=dict)
     reported: dict[str, Any] | None = None  # paper_figures.ReportedFigure.to_dict(), label "reported"
     reported_note: str = ""
-    note: str = ""
+    note: str = ""  # why a row is partial or skipped
+    family: str = ""  # the method's ladder, e.g. "zsdb3kd" (empty in files saved before ladders)
+    rung: str = ""  # paper | baseline | addition | combined
+    row_note: str = ""  # one line: what the row's transfer set holds
 
     @property
     def measured(self) -> bool:
@@ -167,7 +188,8 @@ def summarize_entry(entry: EntrySpec, records: Sequence[ResultRecord], dataset: 
         key=entry.key, method=entry.method, title=entry.title,
         options=dict(options if options is not None else entry.option_dict()),
         status=status or ("ok" if records else "skipped"), access=entry.access, data_access=entry.data_access,
-        reported=fig.to_dict() if fig else None, reported_note=note_for(entry.key, dataset), note=note)
+        reported=fig.to_dict() if fig else None, reported_note=note_for(entry.key, dataset), note=note,
+        family=getattr(entry, "family", ""), rung=getattr(entry, "rung", ""), row_note=getattr(entry, "note", ""))
     if records:
         summary.seeds = [r.seed for r in records]
         summary.access = records[0].access
@@ -225,6 +247,11 @@ def environment_info(device: torch.device | str | None = None, note: str = "") -
 
 
 # --------------------------------------------------------------------------------------------- the board
+
+
+def _opt(value: Any) -> str:
+    """An option value as the CLI would take it (``a,b`` for a list)."""
+    return ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def _fmt_pct(s: Stat | None) -> str:
@@ -338,9 +365,9 @@ class Leaderboard:
             "teacher. **Transfer set** = distinct training rows the student trained on, the selection holdout "
             "excluded; the same definition for every method (the notes list each row's ingredients).",
             "",
-            "| method | access | data | test acc. % (mean ± std) | paper, **reported** % | agreement % | queries | "
-            "transfer set | wall s (method) |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| method | ladder | access | data | test acc. % (mean ± std) | paper, **reported** % | agreement % | "
+            "queries | transfer set | wall s (method) |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for e in self.entries:
             rep = "—"
@@ -349,8 +376,8 @@ class Leaderboard:
                 mark = "" if e.reported.get("verified", True) else "†"
                 rep = f"{100 * acc:.2f}{mark} (reported)" if acc is not None else "—"
             name = e.key if e.status == "ok" else f"{e.key} ({e.status})"
-            lines.append(f"| {name} | {e.access} | {e.data_access} | {_fmt_pct(e.student_acc)} | {rep} | "
-                         f"{_fmt_pct(e.agreement)} | {_fmt_int(e.queries)} | {_fmt_int(e.transfer_set_size)} | "
+            lines.append(f"| {name} | {e.rung or '—'} | {e.access} | {e.data_access} | {_fmt_pct(e.student_acc)} | "
+                         f"{rep} | {_fmt_pct(e.agreement)} | {_fmt_int(e.queries)} | {_fmt_int(e.transfer_set_size)} | "
                          f"{_fmt_sec(e.wall_s)} |")
         lines += [
             "",
@@ -358,14 +385,17 @@ class Leaderboard:
             "papers; their teachers and sizes differ from the lab's), from the lab's method reference; not measured "
             "here. † = marked *unverified* in the reference (taken from secondary summaries).",
             "",
-            "## Notes per method",
-            "",
         ]
-        for e in self.entries:
-            extra = f" Status: {e.status}, {e.note}." if e.note else ""
-            opts = ", ".join(f"{k}={v}" for k, v in e.options.items())
-            lines.append(f"- **{e.key}** — {e.title}" + (f" (`{opts}`)" if opts else "") +
-                         f". Ingredients: {e.ingredients_note()}. Reported: {e.reported_note}{extra}")
+        later = newer_work(self.dataset)
+        if later:
+            lines += ["## Reported by later work (not measured here)", "",
+                      "Where the field went after the seed papers; every figure is *reported* by its source (teachers "
+                      "differ), none is measured by the lab.", ""]
+            lines += [f"- {f.setting}: **{f.short()}**" + (f", {f.queries}" if f.queries else "")
+                      + f". Source: {f.paper}." + (f" {f.note[0].upper()}{f.note[1:]}." if f.note else "")
+                      for f in later]
+            lines.append("")
+        lines += self.ladder_markdown()
         lines += [
             "",
             "## Where it ran",
@@ -381,6 +411,34 @@ class Leaderboard:
         if env.get("note"):
             lines.append(f"- note: {env['note']}")
         return "\n".join(lines)
+
+    def ladders(self) -> dict[str, list[EntrySummary]]:
+        """The rows per method family, each in ladder order (paper, baselines, additions, combined)."""
+        out: dict[str, list[EntrySummary]] = {}
+        for e in self.entries:
+            out.setdefault(e.family or e.key, []).append(e)
+        for rows in out.values():
+            rows.sort(key=lambda e: LADDER_ORDER.index(e.rung) if e.rung in LADDER_ORDER else len(LADDER_ORDER))
+        return out
+
+    def ladder_markdown(self) -> list[str]:
+        """One section per method: each row's accuracy, then its rows and queries per ingredient, one line each."""
+        lines = ["## The ladders: where each method's accuracy comes from", "",
+                 "Per method: the paper's mechanism alone (**paper**, sizes reduced to the profile), baselines that "
+                 "isolate one ingredient (**baseline**), the paper's mechanism plus one lab addition (**addition**), "
+                 "and the lab's combined recipe (**combined**). A `+x` in a row's name marks a lab addition x. "
+                 "Each line gives the row's transfer-set rows and teacher queries per ingredient (mean over seeds).",
+                 ""]
+        for family, rows in self.ladders().items():
+            lines += [f"### {FAMILY_TITLES.get(family, family)}", ""]
+            for e in rows:
+                extra = f" Status: {e.status}, {e.note}." if e.note else ""
+                opts = ", ".join(f"{k}={_opt(v)}" for k, v in e.options.items())
+                lines.append(f"- **{e.key}** ({e.rung or 'row'}, {_fmt_pct(e.student_acc)}%) — {e.row_note or e.title}"
+                             + (f" (`{opts}`)" if opts else "") + f". Ingredients: {e.ingredients_note()}. "
+                             f"Reported: {e.reported_note}{extra}")
+            lines.append("")
+        return lines
 
     def __repr__(self) -> str:
         done = sum(e.measured for e in self.entries)
@@ -497,17 +555,15 @@ class CostComparison:
         return f"{self.question} — {self.better} minus {self.worse}: {100 * self.acc_gap:+.2f} accuracy points{qr}."
 
 
-#: (question, entry with more, entry with less) pairs the notebook discusses.
+#: (question, entry with more, entry with less): pairs of rows that differ in one thing only.
 COST_PAIRS: tuple[tuple[str, str, str], ...] = (
-    ("interface: scores vs decisions, same data", "kd", "db3kd-bd"),
-    ("interface: scores vs decisions, same data", "kd", "db3kd-mbd"),
-    ("interface: scores vs decisions, same generator", "mekd-soft", "mekd-hard"),
-    ("interface: white-box vs decisions, no data", "zskd", "zsdb3kd"),
-    ("data: all labeled vs few unlabeled, scores", "kd", "fsbbt"),
-    ("data: few unlabeled vs none", "fsbbt", "zskd"),
-    ("data: labeled vs none, decisions", "db3kd-bd", "zsdb3kd"),
-    ("data: a teacher vs labels alone", "kd", "student"),
-    ("method: generative alignment vs plain KD, same edge subset", "mekd-soft", "kd-edge"),
+    ("interface: scores vs decisions, the same edge images and plain KD", "kd-edge", "kd-edge-hard"),
+    ("interface: scores vs decisions, MEKD as published", "mekd-soft-paper", "mekd-hard-paper"),
+    ("interface: scores vs decisions, the lab's combined MEKD", "mekd-soft+edge", "mekd-hard+edge"),
+    ("interface: white box vs decisions, no data, the papers' mechanisms", "zskd-paper", "zsdb3kd-paper"),
+    ("data: all labelled images vs a few unlabelled ones, a score box", "kd", "fsbbt"),
+    ("data: a teacher vs the labels alone", "kd", "student"),
+    ("method: generative alignment vs plain KD, both with the edge images", "mekd-soft+edge", "kd-edge"),
 )
 
 
@@ -522,6 +578,68 @@ def cost_comparisons(board: Leaderboard) -> list[CostComparison]:
             ratio = qb / qa if qa > 0 and qb > 0 else None
             gap = ea.student_acc.mean - eb.student_acc.mean  # type: ignore[union-attr]
             out.append(CostComparison(question, a, b, gap, ratio))
+    return out
+
+
+#: a ladder step gets an accuracy-per-decade rate only when it costs at least this many times the paper row's queries
+DECADE_MIN_RATIO = 2.0
+
+
+@dataclass
+class LadderStep:
+    """One rung of a method's ladder against the paper's mechanism alone: what it adds, at what query cost."""
+
+    family: str
+    paper: str  # the family's paper row
+    row: str
+    rung: str
+    acc_gap: float  # row − paper row, accuracy as a fraction
+    query_ratio: float | None  # row queries / paper-row queries (None if either is zero)
+
+    @property
+    def points_per_decade(self) -> float | None:
+        """Accuracy points per factor of ten in queries over the paper row; None unless the row costs at least
+        :data:`DECADE_MIN_RATIO` times the paper row's queries (near 1× the ratio divides by almost zero)."""
+        if self.query_ratio is None or self.query_ratio < DECADE_MIN_RATIO:
+            return None
+        return 100 * self.acc_gap / math.log10(self.query_ratio)
+
+    def sentence(self) -> str:
+        """One line for the notebook: the gap, the query ratio, and the per-decade rate where it means something."""
+        gap = f"{100 * self.acc_gap:+.2f} points over {self.paper}"
+        head = f"{self.row} ({self.rung}): {gap}"
+        r = self.query_ratio
+        if r is None:
+            return f"{head}; one of the two asks the teacher nothing."
+        per = self.points_per_decade
+        if per is not None:
+            return f"{head} at {r:.3g}× its queries: {per:+.2f} points per factor of ten in queries."
+        if abs(r - 1.0) < 0.005:
+            return f"{head} at the same number of queries."
+        if r >= 1.0:
+            return (f"{head} for {100 * (r - 1):.0f}% more queries (under a third of a factor of ten: the change "
+                    "is a matter of ingredients, not of query budget).")
+        better = " — better and cheaper" if self.acc_gap > 0 else ""
+        return f"{head} with {r:.2f}× its queries{better}."
+
+
+def ladder_steps(board: Leaderboard) -> list[LadderStep]:
+    """Every measured row against its family's measured paper row: the first ``paper`` rung with the row's access
+    level (MEKD's hard rows against ``mekd-hard-paper``), else the family's first ``paper`` rung."""
+    out = []
+    for family, rows in board.ladders().items():
+        papers = [e for e in rows if e.rung == "paper" and e.measured]
+        if not papers:
+            continue
+        for e in rows:
+            same_access = [p for p in papers if p.access == e.access]
+            base = same_access[0] if same_access else papers[0]
+            if e is base or not e.measured:
+                continue
+            qa, qb = base.queries.mean, e.queries.mean  # type: ignore[union-attr]
+            ratio = qb / qa if qa > 0 and qb > 0 else None
+            out.append(LadderStep(family, base.key, e.key, e.rung,
+                                  e.student_acc.mean - base.student_acc.mean, ratio))  # type: ignore[union-attr]
     return out
 
 

@@ -107,14 +107,23 @@ def test_a_failing_run_names_its_entry(tmp_path: Path) -> None:
 
 
 def test_entries_and_overrides() -> None:
-    assert bench.BENCH_KEYS == ("student", "kd", "db3kd-bd", "db3kd-mbd", "zskd", "zsdb3kd", "fsbbt", "mekd-soft",
-                                "mekd-hard", "kd-edge")
+    paper_rows = {"kd", "db3kd-paper", "zskd-paper", "zsdb3kd-paper", "fsbbt", "mekd-soft-paper", "mekd-hard-paper"}
+    baselines = {"noise-kd", "kd-edge-hard", "zskd-copies", "db3kd-soft-only"}  # zskd-copies is ZSKD's combined row
+    combined = {"zsdb3kd+bank", "db3kd-bd+true-labels", "db3kd-mbd+true-labels", "mekd-soft+edge",
+                "mekd-hard+edge"}
+    assert paper_rows | baselines | combined <= set(bench.BENCH_KEYS)
     assert sorted(bench.QUICK_ORDER) == sorted(bench.BENCH_KEYS)
-    assert bench.get_entries(["mekd_hard"])[0].option_dict() == {"response": "hard"}
+    for e in bench.BENCH_ENTRIES:
+        assert e.rung in bench.LADDER_RUNGS and e.family and e.note, e.key
+        assert "+" not in e.key or e.rung in ("addition", "combined"), e.key  # a '+' names a lab addition
+        if e.key.endswith("-paper"):
+            assert e.rung == "paper" and e.option_dict().get("variant") == "paper", e.key
+    assert bench.get_entries(["mekd_hard+edge"])[0].option_dict() == {"response": "hard"}
     with pytest.raises(UnknownNameError, match="bench entry"):
         bench.get_entries(["dfme"])
-    got = bench.parse_overrides(["db3kd-bd.queries-per-sample=500", "kd.tau=2.5", "mekd-soft.response=soft"])
-    assert got == {"db3kd-bd": {"queries_per_sample": 500}, "kd": {"tau": 2.5}, "mekd-soft": {"response": "soft"}}
+    got = bench.parse_overrides(["db3kd-paper.queries-per-sample=500", "kd.tau=2.5", "mekd-soft+edge.response=soft"])
+    assert got == {"db3kd-paper": {"queries_per_sample": 500}, "kd": {"tau": 2.5},
+                   "mekd-soft+edge": {"response": "soft"}}
     with pytest.raises(bench.BenchError, match="ENTRY.OPTION=VALUE"):
         bench.parse_overrides(["queries500"])
     with pytest.raises(UnknownNameError):
@@ -143,3 +152,20 @@ def test_parallel_jobs_save_every_run(tmp_path: Path) -> None:
         rec = json.loads(bench.run_path(tmp_path, "smoke", DATA, key, 0).read_text())
         assert rec["extras"]["bench"]["torch_threads"] == 1
     assert board.entry("kd").queries.mean == 200
+
+
+def test_only_some_rows_keeps_the_others_saved_runs(bench_dir: Path, tmp_path: Path) -> None:
+    """Refreshing a few rows (``--only``) must not drop the rest of a committed board."""
+    for seed in SEEDS:  # a saved kd run made with the entry's own options (as the committed board's are)
+        rec = json.loads(bench.run_path(bench_dir, "smoke", DATA, "kd", seed).read_text())
+        rec["extras"]["bench"]["options"] = {}
+        path = bench.run_path(tmp_path, "smoke", DATA, "kd", seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(rec))
+    board = bench.run_bench(DATA, "smoke", SEEDS, entries=["student"], out_dir=tmp_path, device="cpu",
+                            progress=False, overrides={"student": dict(TINY)}, log=None)
+    assert [e.key for e in board.entries] == ["student", "kd"]
+    assert board.entry("kd").seeds == SEEDS and board.entry("kd").status == "ok"
+    only = bench.run_bench(DATA, "smoke", SEEDS, entries=["student"], out_dir=tmp_path, device="cpu",
+                           progress=False, overrides={"student": dict(TINY)}, keep_others=False, save=False, log=None)
+    assert [e.key for e in only.entries] == ["student"]

@@ -19,7 +19,7 @@ from labkit.profiles import get_profile
 def test_config_per_profile_and_bad_options() -> None:
     smoke, laptop, paper = (DB3KDConfig.for_profile(get_profile(p)) for p in ("smoke", "laptop", "paper"))
     assert (smoke.queries_per_sample, laptop.queries_per_sample, paper.queries_per_sample) == (60, 100, 2000)
-    assert (smoke.train_size, smoke.soft_size, laptop.train_size, laptop.soft_size) == (1000, 300, 30000, 2000)
+    assert (smoke.train_size, smoke.soft_size, laptop.train_size, laptop.soft_size) == (1000, 300, None, 2000)
     assert paper.train_size is None and paper.soft_size is None
     assert paper.measure == "mbd" and laptop.measure == "bd"
     assert smoke.ingredients == laptop.ingredients == ("distance-soft-labels", "true-label-rows")

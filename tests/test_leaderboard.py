@@ -14,7 +14,7 @@ import pytest
 
 from labkit import leaderboard as lb
 from labkit.bench import BenchEntry, get_entries
-from labkit.paper_figures import REPORTED, primary_figure
+from labkit.paper_figures import REPORTED, newer_work, primary_figure
 from labkit.paths import REPO_ROOT
 from labkit.results import ResultRecord
 
@@ -51,8 +51,11 @@ def board() -> lb.Leaderboard:
                             {"labelled-data": {"rows": 400, "holdout_rows": 0, "queries": 0}}) for s in (0, 1)],
         "kd": [_record("kd", "score", s, 0.80 + 0.02 * s, 400, 400,
                        {"labelled-data": {"rows": 400, "holdout_rows": 0, "queries": 400}}) for s in (0, 1)],
-        "db3kd-bd": [_record("db3kd", "decision", s, 0.75, q["distance-soft-labels"]["queries"], 110, q)
-                     for s, q in enumerate(db3kd_ings)],
+        "db3kd-paper": [_record("db3kd", "decision", s, 0.70, 1000, 100,
+                                {"distance-soft-labels": {"rows": 100, "holdout_rows": 0, "queries": 1000}})
+                        for s in (0, 1)],
+        "db3kd-bd+true-labels": [_record("db3kd", "decision", s, 0.75, q["distance-soft-labels"]["queries"], 110, q)
+                                 for s, q in enumerate(db3kd_ings)],
     }
     return _board(records)
 
@@ -62,7 +65,7 @@ def test_rows_aggregate_seeds_and_ingredients(board: lb.Leaderboard) -> None:
     assert kd.status == "ok" and kd.seeds == [0, 1] and kd.measured
     assert kd.student_acc.mean == pytest.approx(0.81) and kd.student_acc.std == pytest.approx(0.02 / math.sqrt(2))
     assert kd.elapsed_s.values == [2.0, 3.0] and kd.wall_s.values == [1.0, 2.0]
-    db = board.entry("db3kd-bd")
+    db = board.entry("db3kd-bd+true-labels")
     assert list(db.ingredients) == ["distance-soft-labels", "true-label-rows"]
     assert db.ingredients["distance-soft-labels"] == {"rows": 90, "holdout_rows": 10, "queries": 10000}
     assert db.ingredients_note() == ("distance-soft-labels (90 rows + 10 holdout, 10,000 queries); "
@@ -72,11 +75,11 @@ def test_rows_aggregate_seeds_and_ingredients(board: lb.Leaderboard) -> None:
 
 def test_markdown_shows_the_table_ingredients_and_the_transfer_set_definition(board: lb.Leaderboard) -> None:
     md = board.to_markdown()
-    assert "| student |" in md and "| kd |" in md and "| db3kd-bd |" in md and "**reported**" in md
+    assert "| student |" in md and "| kd |" in md and "| db3kd-bd+true-labels |" in md and "**reported**" in md
     assert "distinct training rows" in md and "holdout excluded" in md and "same definition for every method" in md
     notes = {line.split("**")[1]: line for line in md.splitlines() if line.startswith("- **")}
     assert "Ingredients: labelled-data (400 rows, 400 queries)" in notes["kd"]
-    assert "true-label-rows (20 rows, 0 queries)" in notes["db3kd-bd"]
+    assert "true-label-rows (20 rows, 0 queries)" in notes["db3kd-bd+true-labels"]
     assert "| 81.00 ± 1.41 |" in md  # kd's accuracy, mean ± std in percent
 
 
@@ -85,7 +88,8 @@ def test_round_trip_and_schema(board: lb.Leaderboard, tmp_path: Path) -> None:
     doc = json.loads(jpath.read_text())
     assert lb.validate_leaderboard(doc) == []
     again = lb.Leaderboard.load(jpath)
-    assert again.to_dict() == doc and again.entry("db3kd-bd").ingredients == board.entry("db3kd-bd").ingredients
+    key = "db3kd-bd+true-labels"
+    assert again.to_dict() == doc and again.entry(key).ingredients == board.entry(key).ingredients
     assert mpath.read_text().strip() == board.to_markdown()
     assert [r.method for r in again.records()].count("kd") == 2
     assert lb.saved_leaderboard(DATA, "smoke", tmp_path) is not None
@@ -143,11 +147,17 @@ def test_old_runs_without_ingredients_render() -> None:
 def test_reported_figures_are_labelled() -> None:
     assert all(f.label == "reported" for f in REPORTED)
     assert all(0.0 < f.student_acc <= 1.0 for f in REPORTED if f.student_acc is not None)
-    zskd = primary_figure("zskd", "fashion-mnist")
-    assert zskd is not None and zskd.verified and "reported" in zskd.short()
-    mbd = primary_figure("db3kd-mbd", "mnist")
+    zskd = primary_figure("zskd-paper", "fashion-mnist")
+    assert zskd is not None and zskd.verified and "reported" in zskd.short() and "authors' code" in zskd.note
+    mbd = primary_figure("db3kd-paper", "mnist")
     assert mbd is not None and not mbd.verified and "unverified" in mbd.short()
-    assert primary_figure("mekd-soft", "fashion-mnist") is None
+    assert primary_figure("mekd-soft-paper", "fashion-mnist") is None
+    assert primary_figure("zsdb3kd+bank", "fashion-mnist") is None  # a figure credited to a paper: paper rows only
+    later = {f.entry: f for f in newer_work("fashion-mnist")}
+    assert set(later) == {"zsdb3kd", "ideal", "dip-kd", "divbfkd"}
+    assert all(f.label == "reported" and f.paper for f in later.values())
+    assert later["dip-kd"].student_acc == pytest.approx(0.8398) and later["dip-kd"].queries_approx == 50_000
+    assert not later["zsdb3kd"].verified and "secondary" in later["zsdb3kd"].note
     # a leaderboard row on Fashion-MNIST carries the reported figure beside the measurement, labelled
     row = lb.summarize_entry(get_entries(["fsbbt"])[0], [], "fashion-mnist")
     assert row.reported["label"] == "reported"
@@ -176,15 +186,29 @@ def test_pareto_front_and_exercise_check() -> None:
     assert not wrong.passed and wrong.attempted and wrong.messages
 
 
-def test_cost_comparisons_and_accuracy_per_decade(board: lb.Leaderboard) -> None:
+def test_cost_comparisons_ladder_steps_and_accuracy_per_decade(board: lb.Leaderboard) -> None:
     pairs = {(c.better, c.worse): c for c in lb.cost_comparisons(board)}
-    assert set(pairs) == {("kd", "db3kd-bd"), ("kd", "student")}
-    assert pairs["kd", "db3kd-bd"].acc_gap == pytest.approx(0.06)
-    assert pairs["kd", "db3kd-bd"].query_ratio == pytest.approx(10000 / 400)
+    assert set(pairs) == {("kd", "student")}  # DB3KD vs KD is no pair: their data and recipes differ
     assert pairs["kd", "student"].query_ratio is None and "accuracy points" in pairs["kd", "student"].sentence()
+    steps = lb.ladder_steps(board)
+    assert [(s.paper, s.row) for s in steps] == [("db3kd-paper", "db3kd-bd+true-labels")]
+    step = steps[0]
+    assert step.acc_gap == pytest.approx(0.05) and step.query_ratio == pytest.approx(10.0)
+    assert step.points_per_decade == pytest.approx(5.0)  # 5 points for one factor of ten
+    assert "per factor of ten" in step.sentence()
+    ladders = board.ladders()
+    assert [e.key for e in ladders["db3kd"]] == ["db3kd-paper", "db3kd-bd+true-labels"]
     got = lb.accuracy_per_decade(board)
-    assert set(got) == {"kd", "db3kd-bd"}  # the student alone sends no queries
+    assert set(got) == {"kd", "db3kd-paper", "db3kd-bd+true-labels"}  # the student alone sends no queries
     assert got["kd"] == pytest.approx((0.81 - 0.71) / math.log10(400))
+
+
+def test_markdown_shows_one_ladder_per_method(board: lb.Leaderboard) -> None:
+    md = board.to_markdown()
+    assert "## The ladders" in md and "### DB3KD" in md
+    section = md.split("### DB3KD")[1]
+    assert section.index("**db3kd-paper** (paper") < section.index("**db3kd-bd+true-labels** (combined")
+    assert "| db3kd-paper | paper |" in md
 
 
 def test_figures_show_every_measured_method(board: lb.Leaderboard) -> None:
@@ -193,11 +217,11 @@ def test_figures_show_every_measured_method(board: lb.Leaderboard) -> None:
     fig = accuracy_vs_queries(board)
     assert isinstance(fig, go.Figure) and fig.layout.xaxis.type == "log"
     names = {t.name for t in fig.data}
-    assert {"kd", "db3kd-bd", "Pareto front"} <= names  # querying methods are points; the front joins them
+    assert {"kd", "db3kd-bd+true-labels", "Pareto front"} <= names  # querying methods are points; the front joins them
     assert any("student" in (a.text or "") for a in fig.layout.annotations)  # 0 queries: a reference line
     bars = accuracy_by_access(board)
     bar_keys = [k for t in bars.data if isinstance(t, go.Bar) for k in t.x[1]]
-    assert sorted(bar_keys) == ["db3kd-bd", "kd", "student"]
+    assert sorted(bar_keys) == ["db3kd-bd+true-labels", "db3kd-paper", "kd", "student"]
 
 
 def test_plots_and_exercise_do_not_import_the_runner() -> None:

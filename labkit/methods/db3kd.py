@@ -36,7 +36,7 @@ profile sizes are in ``docs/methods/db3kd.md``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -63,11 +63,17 @@ class DB3KDConfig(MethodConfig):
     PROFILES = {
         "smoke": {"measure": "bd", "queries_per_sample": 60, "train_size": 1000, "soft_size": 300,
                   "epochs": 2, "batch_size": 128, "lr": 2e-3, "ingredients": (SOFT_LABELS, TRUE_LABELS)},
-        "laptop": {"measure": "bd", "queries_per_sample": 100, "train_size": 30000, "soft_size": 2000,
+        # train_size None (all 55,000): picked on the validation split over 15k / 30k / all, docs/selection.md
+        "laptop": {"measure": "bd", "queries_per_sample": 100, "train_size": None, "soft_size": 2000,
                    "epochs": 12, "batch_size": 128, "lr": 2e-3, "ingredients": (SOFT_LABELS, TRUE_LABELS)},
         "paper": {"measure": "mbd", "queries_per_sample": 2000, "train_size": None, "soft_size": None,
-                  "epochs": 40, "batch_size": 256, "lr": 1e-3, "ingredients": (SOFT_LABELS,)},
+                  "epochs": 40, "batch_size": 256, "lr": 1e-3, "ingredients": (SOFT_LABELS,), "variant": "paper"},
     }
+    #: the paper's mechanism: every training row carries a distance soft label (no true-label rows)
+    VARIANTS = {"lab": {}, "paper": {"ingredients": (SOFT_LABELS,), "soft_size": None}}
+    #: rows soft-labelled by the paper variant per profile, sized by compute (not by accuracy): smoke and laptop
+    #: keep the profile's per-image budget and take as many images as one run can afford on two CPU cores
+    PAPER_VARIANT_ROWS: ClassVar[dict[str, int | None]] = {"smoke": 300, "laptop": 10_000, "paper": None}
     INGREDIENTS = {
         SOFT_LABELS: "soft_size training images with soft labels from boundary distances (the paper's transfer set)",
         TRUE_LABELS: "the other train_size - soft_size images, CE on the true label only (a lab addition)",
@@ -82,6 +88,8 @@ class DB3KDConfig(MethodConfig):
     train_size: int | None = option(None, help="training samples used (None: all the runner gives)")
     soft_size: int | None = option(None, help="of those, how many get distance soft labels (None: all)")
     ingredients: tuple[str, ...] = option((SOFT_LABELS, TRUE_LABELS), help="parts of the transfer set")
+    variant: str = option("lab", choices=tuple(VARIANTS), help="paper: every training row gets a distance soft "
+                          "label (train_size rows sized for the profile, no true-label rows); lab: the profile as is")
     tau: float = option(20.0, help="soft-label and student temperature (authors: 20)")
     alpha: float = option(0.5, help="weight of CE on the true label for soft-labelled samples")
     n_directions: int = option(40, help="BD: most rays per (sample, class); the budget usually stops earlier")
@@ -89,6 +97,14 @@ class DB3KDConfig(MethodConfig):
     bd_share: float = option(0.3, help="MBD: share of each pair's budget spent on BD before Sign-OPT")
     n_probes: int = option(20, help="MBD: Sign-OPT probes per gradient estimate")
     rtol: float = option(boundary.DEFAULT_RTOL, help="relative bisection tolerance")
+
+    @classmethod
+    def variant_values(cls, variant: str, profile: str) -> dict[str, Any]:
+        """The paper variant soft-labels every row: ``PAPER_VARIANT_ROWS[profile]`` of them."""
+        values = super().variant_values(variant, profile)
+        if variant == "paper":
+            values["train_size"] = cls.PAPER_VARIANT_ROWS.get(profile)
+        return values
 
     def validate(self) -> None:
         """Known measure, τ > 0, α in [0, 1], sizes ≥ 1, and true-label rows only where some rows are left."""
@@ -201,12 +217,20 @@ class DB3KD(DistillationMethod[DB3KDConfig]):
     summary = "DB3KD: decision-based black-box KD with data (boundary distances -> soft labels)"
     config_class = DB3KDConfig
 
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        chosen = self.options.get("ingredients")
+        if isinstance(chosen, str):
+            chosen = chosen.split(",")
+        if chosen is not None and SOFT_LABELS not in [str(c).strip().lower() for c in chosen]:
+            self.access = "none"  # true-label rows alone never ask the teacher: the runner builds no box
+
     def distill(self, box: BlackBox | None, data: MethodData, ctx: RunContext) -> TransferSet:
         """Soft-label ``soft_size`` training images through the decision box; the rest keep their true labels."""
         if data.train is None or data.val is None:
             raise ConfigError("DB3KD needs labeled training data (data_access='labeled')")
         cfg = self.config(ctx)
-        if cfg.measure != "sd" and (box is None or box.access != "decision"):
+        if cfg.uses(SOFT_LABELS) and cfg.measure != "sd" and (box is None or box.access != "decision"):
             raise InvalidQueryError("DB3KD is decision-based: give it BlackBox(model, access='decision').")
         train = data.train
         gen = torch.Generator().manual_seed(ctx.seed)

@@ -5,8 +5,11 @@ Two phases, both through the :class:`~labkit.blackbox.BlackBox` only.
 **1. Deprivatisation** (:func:`labkit.deprivatisation.train_generator`). A generator G learns
 to map a C-dimensional response vector z ~ N(0, I_C) to an image, emulating the inverse of the
 teacher T; its discriminator sees an *unlabeled* edge subset (a seeded random 10% of the
-training images) and imitates the teacher's answers on G(z), which pushes G towards images T
-labels argmax z. Only G's samples are sent to T in this phase.
+training images). The information term goes through D's class head, in one of two forms
+(``deprivatisation``): ``"authors"`` (the paper's L_IM as their code has it: D's head and G both
+minimise 0.5·CE(D_cls(G(z)), T's top class on G(z))) or ``"teacher-imitation"`` (a lab addition:
+D's head imitates T's answers and G minimises CE(D_cls(G(z)), argmax z)). Only G's samples are
+sent to T in this phase.
 
 **2. Distillation** (:class:`GenerativeAlignmentLoss`, registered as ``"mekd-alignment"``).
 G is frozen. Fresh z give x′ = G(z) and the box answers r_T = T(x′): probabilities in soft
@@ -29,9 +32,13 @@ Ingredients of the transfer set:
   the same loss; a teacher-labelled 10% of them then selects the epoch instead. This gives up
   the paper's "edge images never leave the device" for accuracy.
 
-The companion ``kd-edge`` is plain KD (loss ``"kd"``, score box) on the very same edge subset
-with MEKD's student recipe: the like-for-like baseline. What was measured with which settings
-is in ``docs/methods/mekd.md``.
+``variant="paper"`` (and the paper profile) is the paper's mechanism alone: ``generated`` only,
+the authors' information term. The smoke and laptop profiles add both lab additions.
+
+The companion ``kd-edge`` is plain KD (score box, loss ``"kd"``; or, with ``response="hard"``, a
+decision box and cross-entropy on the class ids) on the very same edge subset with MEKD's student
+recipe: the like-for-like baselines. What was measured with which settings, and how the laptop
+student recipe was chosen, is in ``docs/methods/mekd.md`` and ``docs/selection.md``.
 """
 from __future__ import annotations
 
@@ -46,6 +53,7 @@ from ..blackbox import BlackBox
 from ..config import MethodConfig, option
 from ..deprivatisation import (
     BOX_ACCESS,
+    DEPRIVATISATION_LOSSES,
     RESPONSES,
     GeneratorSynthesizer,
     ask_within_mode,
@@ -54,9 +62,9 @@ from ..deprivatisation import (
     require_box,
     train_generator,
 )
-from ..errors import AccessDenied, ConfigError
+from ..errors import AccessDenied, ConfigError, UnknownNameError
 from ..generators import freeze
-from ..losses import KDLoss, register_loss
+from ..losses import KDLoss, build_loss, register_loss
 from ..train import FitResult, split_holdout
 from ..transfer import Ingredient, TrainRecipe, TransferSet
 from .base import DistillationMethod, MethodData, RunContext, register_method
@@ -69,7 +77,8 @@ MEKD_PROFILES: dict[str, dict[str, Any]] = {
                "batch_size": 128, "lr": 5e-3, "g_width": 32, "d_width": 16, "gan_batch": 128,
                "ingredients": ("generated", "edge-images")},
     "paper": {"edge_fraction": 0.1, "gan_epochs": 40, "epochs": 40, "transfer_size": 60000, "holdout_size": 5000,
-              "batch_size": 256, "lr": 1e-3, "g_width": 128, "d_width": 64, "ingredients": ("generated",)},
+              "batch_size": 256, "lr": 1e-3, "g_width": 128, "d_width": 64, "ingredients": ("generated",),
+              "variant": "paper"},
 }
 GAN_PHASES = ("deprivatisation: G(z)", "distillation: G(z)")
 
@@ -80,6 +89,8 @@ class MEKDConfig(MethodConfig):
 
     PROFILES = MEKD_PROFILES
     TITLE = "MEKD option"
+    #: the paper's mechanism: generated images only, the authors' information term
+    VARIANTS = {"lab": {}, "paper": {"ingredients": ("generated",), "deprivatisation": "authors"}}
     INGREDIENTS = {
         "generated": "G's samples answered by the box, and the GAN training's queries (the paper's)",
         "edge-images": "the edge subset answered by the box and mixed in; 10% of it selects the epoch (lab addition)",
@@ -101,7 +112,14 @@ class MEKDConfig(MethodConfig):
     gan_lr: float = option(2e-4, help="GAN learning rate (Adam)")
     beta1: float = option(0.5, help="GAN Adam beta1")
     beta2: float = option(0.999, help="GAN Adam beta2")
-    info_weight: float = option(1.0, help="weight λ of the information term in G's loss")
+    deprivatisation: str = option("teacher-imitation", choices=DEPRIVATISATION_LOSSES,
+                                  help="G's information term: authors (0.5·CE(D_cls(G(z)), teacher's top class), "
+                                       "their code) or teacher-imitation (D_cls imitates the teacher's answers, "
+                                       "G minimises CE(D_cls(G(z)), argmax z); a lab addition)")
+    info_weight: float | None = option(None, help="weight λ of the information term in G's loss (None: 0.5 for "
+                                       "authors, 1.0 for teacher-imitation)")
+    variant: str = option("lab", choices=("lab", "paper"), help="paper: generated images only, the authors' "
+                          "information term; lab: the profile as is")
     tau: float = option(5.0, help="temperature τ of the KL term")
     tau_g: float = option(5.0, help="temperature τ_g of the responses fed to G in the alignment term")
     w_f: float = option(1.0, help="weight of the generative alignment term")
@@ -112,6 +130,10 @@ class MEKDConfig(MethodConfig):
     def validate(self) -> None:
         """The response mode must be known, 'generated' on, sizes positive, temperatures > 0."""
         check_response(self.response)
+        if self.deprivatisation not in DEPRIVATISATION_LOSSES:
+            raise UnknownNameError("MEKD deprivatisation loss", self.deprivatisation, DEPRIVATISATION_LOSSES)
+        if self.info_weight is not None and self.info_weight < 0:
+            raise ConfigError(f"info_weight must be >= 0 (or None for the loss's default), got {self.info_weight}")
         if not self.uses("generated"):
             raise ConfigError("MEKD cannot leave out 'generated': its loss runs through the generator G that the "
                               "GAN training builds. For the edge images alone, run kd-edge.")
@@ -304,18 +326,21 @@ class EdgeKDConfig(MethodConfig):
 
     PROFILES = {p: {k: v[k] for k in ("edge_fraction", "epochs", "batch_size", "lr")} for p, v in MEKD_PROFILES.items()}
     TITLE = "kd-edge option"
-    INGREDIENTS = {"edge-images": "MEKD's edge subset answered by the score box; 10% of it selects the epoch"}
+    INGREDIENTS = {"edge-images": "MEKD's edge subset answered by the box; 10% of it selects the epoch"}
 
     edge_fraction: float = option(help="share of the unlabeled training images the edge side holds")
     epochs: int = option(help="student epochs (MEKD's, for a like-for-like baseline)")
     batch_size: int = option(help="student batch size (MEKD's)")
     lr: float = option(help="student learning rate (MEKD's)")
+    response: str = option("soft", choices=RESPONSES, help="soft: KD on the score box's probabilities (loss kd); "
+                           "hard: cross-entropy on the decision box's class ids (one-hot teacher answers)")
     ingredients: tuple[str, ...] = option(("edge-images",), help="parts of the transfer set to build")
-    tau: float = option(4.0, help="KD temperature")
+    tau: float = option(4.0, help="KD temperature (soft responses)")
     holdout_fraction: float = option(0.1, help="teacher-labelled share of the edge subset held out for selection")
 
     def validate(self) -> None:
-        """Sizes positive, fractions in range, τ > 0."""
+        """Sizes positive, fractions in range, τ > 0, a known response mode."""
+        check_response(self.response)
         if not 0 < self.edge_fraction <= 1 or not 0 < self.holdout_fraction < 1:
             raise ConfigError("edge_fraction must lie in (0, 1] and holdout_fraction in (0, 1)")
         if self.tau <= 0:
@@ -324,25 +349,43 @@ class EdgeKDConfig(MethodConfig):
 
 @register_method
 class EdgeKD(DistillationMethod[EdgeKDConfig]):
-    """Plain KD (score box, loss ``"kd"``) on MEKD's unlabeled 10% edge subset: the baseline."""
+    """Plain KD on MEKD's unlabeled 10% edge subset: the baseline (soft: score box, loss ``"kd"``;
+    hard: decision box, cross-entropy on the teacher's class ids)."""
 
     name = "kd-edge"
     access = "score"
     data_access = "unlabeled"
-    summary = "plain KD from teacher probabilities on the same unlabeled 10% edge subset MEKD uses"
+    summary = "plain KD from teacher probabilities (or, --response hard, class ids) on MEKD's unlabeled 10% edge subset"
     config_class = EdgeKDConfig
 
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.response = check_response(str(self.options.get("response", "soft")))
+        self.options["response"] = self.response
+        self.access = BOX_ACCESS[self.response]  # the runner builds a decision box for hard answers
+
+    @property
+    def label(self) -> str:
+        """``kd-edge`` (soft) or ``kd-edge-hard``."""
+        return self.name if self.response == "soft" else f"{self.name}-hard"
+
     def distill(self, box: BlackBox | None, data: MethodData, ctx: RunContext) -> TransferSet:
-        """The edge subset answered by the score box; a teacher-labelled 10% of it selects the epoch."""
-        box = require_box(box, "soft")
+        """The edge subset answered by the box; a teacher-labelled 10% of it selects the epoch."""
+        box = require_box(box, self.response)
         cfg = self.config(ctx)
         edge = edge_subset(data.unlabeled, cfg.edge_fraction, ctx.seed)
         with box.phase("label edge subset"):
-            probs = box(edge)
+            answers = ask_within_mode(box, edge, self.response)
         keep, hold = split_holdout(edge.shape[0], cfg.holdout_fraction, ctx.seed, device=edge.device)
-        return TransferSet(edge[keep], (probs[keep],), "probabilities", KDLoss(tau=cfg.tau, from_probabilities=True),
-                           TrainRecipe(cfg.epochs, cfg.batch_size, cfg.lr, desc="plain KD on the edge subset"),
+        if self.response == "hard":
+            kind, loss, hold_y = "class-ids", build_loss("ce"), answers[hold]
+        else:
+            kind, loss, hold_y = "probabilities", KDLoss(tau=cfg.tau, from_probabilities=True), answers[hold].argmax(1)
+        return TransferSet(edge[keep], (answers[keep],), kind, loss,
+                           TrainRecipe(cfg.epochs, cfg.batch_size, cfg.lr, desc=f"plain KD on the edge subset "
+                                       f"({self.response} answers)"),
                            [Ingredient("edge-images", phases=("label edge subset",), holdout_rows=int(hold.numel()))],
-                           holdout=(edge[hold], probs[hold].argmax(1)),
+                           holdout=(edge[hold], hold_y),
                            selection=f"teacher-labelled holdout ({cfg.holdout_fraction:.0%}) of the edge subset",
-                           extras={"config": cfg.as_dict(), "edge_subset_size": int(edge.shape[0])})
+                           extras={"config": cfg.as_dict(), "edge_subset_size": int(edge.shape[0]),
+                                   "response": self.response})

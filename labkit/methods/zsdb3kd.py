@@ -15,9 +15,11 @@ The epoch is selected on a teacher-labelled holdout of the pseudo-samples (every
 class is verified by the step's check query). The lab's additions (ingredients, off in the paper
 profile): ``pseudo-sample-paths`` (each pseudo-sample's earlier states join the training set with
 its soft label), ``noise-bank`` (a class-balanced draw of the teacher-labelled noise draws, at no extra
-query) and ``mixup`` (part of every batch replaced by mixups relabelled by one query each). The
-paper profile uses the authors' noise; smoke and laptop start from dead-leaves noise. Measurements:
-``docs/methods/zsdb3kd.md``.
+query) and ``mixup`` (part of every batch replaced by mixups relabelled by one query each); and the
+starting noise, ``noise="dead-leaves"`` instead of the authors' i.i.d. pixels (smoke and laptop).
+``variant="paper"`` (and the paper profile) switches all of them off: the authors' noise, pseudo-samples
+only. ``noise-kd`` (:mod:`labkit.methods.noise_kd`) trains on the noise bank alone, the floor the
+search has to beat. Measurements: ``docs/methods/zsdb3kd.md``.
 
 With ``curve_points > 0``, :meth:`ZSDB3KD.after_training` also trains students on the images of a few
 earlier iterations (queries under the phase ``"accuracy curve"``) for notebook 05's accuracy curve.
@@ -25,7 +27,7 @@ earlier iterations (queries under the phase ``"accuracy curve"``) for notebook 0
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -56,7 +58,8 @@ _PROFILES: dict[str, dict[str, Any]] = {
     "paper": dict(ingredients=("pseudo-samples",), per_class=3000, iterations=40, n_directions=20, warm_directions=19,
                   signopt_queries=5000, label_directions=200, n_probes=20, epochs=40, batch_size=256, lr=1e-3,
                   snapshot_every=5, snapshot_per_class=6, init_batch=65536, max_init_draws=200_000_000,
-                  min_init_draws=200_000, bank_per_class=6000, pseudo_repeat=1, curve_points=4, noise="authors"),
+                  min_init_draws=200_000, bank_per_class=6000, pseudo_repeat=1, curve_points=4, noise="authors",
+                  variant="paper"),
 }
 
 
@@ -66,6 +69,12 @@ class ZSDB3KDConfig(MethodConfig):
 
     PROFILES = _PROFILES
     TITLE = "ZSDB3KD option"
+    #: the paper's mechanism: the authors' noise, pseudo-samples with their DB3 soft labels only
+    VARIANTS = {"lab": {}, "paper": {"ingredients": ("pseudo-samples",), "noise": "authors"}}
+    #: the paper variant's student recipe where the profile's (sized for the lab's 45k-row transfer set) would
+    #: train 400 pseudo-samples for a handful of steps: picked on the pseudo-samples' teacher-labelled holdout
+    #: among (4, 256), (40, 256), (40, 32), (100, 32) epochs and batch size, seeds 0-2 (docs/selection.md)
+    PAPER_VARIANT_STUDENT: ClassVar[dict[str, dict[str, Any]]] = {"laptop": {"epochs": 100, "batch_size": 32}}
     INGREDIENTS = {
         "pseudo-samples": "the paper's: noise pushed away from its nearest boundary, DB3 distance soft labels",
         "pseudo-sample-paths": "lab: every training pseudo-sample's earlier states (label verified by each step), "
@@ -102,6 +111,16 @@ class ZSDB3KDConfig(MethodConfig):
     tau: float = option(20.0, help="soft-label temperature (and the KL's)")
     alpha: float = option(0.5, help="weight of the hard-label CE term")
     holdout_fraction: float = option(0.1, help="pseudo-samples kept aside (teacher-labelled) to select the epoch")
+    variant: str = option("lab", choices=("lab", "paper"), help="paper: the authors' noise and the pseudo-samples "
+                          "alone (every lab ingredient off); lab: the profile as is")
+
+    @classmethod
+    def variant_values(cls, variant: str, profile: str) -> dict[str, Any]:
+        """The paper variant also trains its (small) transfer set with :attr:`PAPER_VARIANT_STUDENT`'s recipe."""
+        values = super().variant_values(variant, profile)
+        if variant == "paper":
+            values.update(cls.PAPER_VARIANT_STUDENT.get(profile, {}))
+        return values
 
     def validate(self) -> None:
         """Pseudo-samples are always built; sizes must be positive; the noise family must exist."""

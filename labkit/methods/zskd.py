@@ -10,8 +10,11 @@ same τ. Augmentation is allowed when the teacher relabels the augmented images.
 
 **The lab's differences.**
 
-* β is applied *after* the row normalisation (:func:`dirichlet_concentration`); the authors' public code
-  scales first, and min-max normalisation cancels any positive scale, so there every β gives the same targets.
+* β: ``beta_mode="paper"`` (default) applies β *after* the row normalisation, as the paper describes;
+  ``"authors"`` scales first, as the authors' public code does, and min-max normalisation cancels any positive
+  scale, so every impression gets β = 1. The paper's 79.62% was made with that code
+  (:func:`dirichlet_concentration`).
+* ``student_tau`` (default ``None``: τ, the paper's) re-tempers the teacher's answers for the student's KL.
 * Each impression's crafting loss is summed over the batch, so an impression's optimisation does not depend
   on ``craft_batch``. Pixels stay in [0, 1] by clamping after every Adam step (``parametrisation="clamp"``;
   ``"sigmoid"`` optimises ``z`` with ``x = sigmoid(z)``).
@@ -19,12 +22,14 @@ same τ. Augmentation is allowed when the teacher relabels the augmented images.
   and laptop profiles, ``relabelled-copies`` (phase ``"relabel copies"``): ``copies`` copies of every
   impression, black outside a random centred box and blurred (:func:`~labkit.augment.border_blur_copies`),
   each labelled by the teacher at τ (one counted query per copy): the paper's relabelled augmentation.
-  The paper profile keeps the impressions only. Smoke and laptop craft far fewer impressions with far
-  fewer steps at craft lr 0.1.
+  The copies are a lab addition: their recipe is a real-image prior tuned on the labelled validation split.
+  ``variant="paper"`` (and the paper profile) keeps the impressions only. Smoke and laptop craft far fewer
+  impressions with far fewer steps at craft lr 0.1 (a size reduction: fewer, larger steps).
 * Selection: a ``holdout_fraction`` share of the impressions, labelled with the teacher's top-1 class,
   selects the epoch; copies of held-out impressions stay in the holdout.
 
-The experiments behind the laptop profile are in ``docs/methods/zskd.md``.
+The experiments behind the laptop profile are in ``docs/methods/zskd.md``; how each setting was chosen is in
+``docs/selection.md``.
 """
 from __future__ import annotations
 
@@ -39,7 +44,7 @@ from tqdm.auto import tqdm
 from ..augment import border_blur_copies
 from ..blackbox import BlackBox
 from ..config import MethodConfig, option
-from ..errors import AccessDenied, ConfigError
+from ..errors import AccessDenied, ConfigError, UnknownNameError
 from ..losses import SoftLabelKD
 from ..synthesis import Snapshot, SynthesisResult, Synthesizer
 from ..train import split_holdout
@@ -52,18 +57,21 @@ CONCENTRATION_FLOOR = 1e-3
 #: The paper's number of Data Impressions per data set (METHODS.md §4).
 PAPER_IMPRESSIONS = {"mnist": 24_000, "fashion-mnist": 48_000, "cifar10": 40_000}
 IMPRESSIONS = "impressions"
+#: where β enters the Dirichlet concentration (see :func:`dirichlet_concentration`)
+BETA_MODES = ("paper", "authors")
 COPIES = "relabelled-copies"
 CRAFT_PHASES, COPY_PHASE = ("craft impressions", "label impressions"), "relabel copies"  # the ingredients' phases
 
 _PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {"ingredients": (IMPRESSIONS, COPIES), "impressions": 300, "iterations": 20, "craft_batch": 300,
-              "epochs": 6, "batch_size": 32},
-    # 9000 x 16 steps (not 6000 x 25: same crafting cost) plus one copy each, student lr 1e-2: docs/methods/zskd.md
+              "epochs": 6, "batch_size": 32, "student_tau": 4.0},
+    # 9000 x 16 steps (not 6000 x 25: same crafting cost) plus one copy each, student lr 1e-2 (validation split);
+    # student_tau 4 (teacher-labelled holdout, seeds 0-2): docs/methods/zskd.md and docs/selection.md
     "laptop": {"ingredients": (IMPRESSIONS, COPIES), "impressions": 9000, "iterations": 16, "craft_batch": 3000,
-               "epochs": 15, "batch_size": 128, "lr": 1e-2},
+               "epochs": 15, "batch_size": 128, "lr": 1e-2, "student_tau": 4.0},
     # the paper: 48k impressions for Fashion-MNIST (profile_values picks the data set's count), 1500 steps at 0.01
     "paper": {"ingredients": (IMPRESSIONS,), "impressions": PAPER_IMPRESSIONS["fashion-mnist"], "iterations": 1500,
-              "craft_batch": 8000, "epochs": 40, "batch_size": 256, "craft_lr": 0.01},
+              "craft_batch": 8000, "epochs": 40, "batch_size": 256, "craft_lr": 0.01, "variant": "paper"},
 }
 
 
@@ -74,6 +82,8 @@ class ZSKDConfig(MethodConfig):
 
     PROFILES = _PROFILES
     TITLE = "ZSKD option"
+    #: the paper's mechanism: impressions only, β after the normalisation, the student at the crafting τ
+    VARIANTS = {"lab": {}, "paper": {"ingredients": (IMPRESSIONS,), "beta_mode": "paper", "student_tau": None}}
     INGREDIENTS = {IMPRESSIONS: "Data Impressions crafted from Dirichlet targets, labelled by the teacher at tau",
                    COPIES: "dark-border + blur copies of every impression, each relabelled by the teacher at tau"}
 
@@ -87,6 +97,13 @@ class ZSKDConfig(MethodConfig):
     lr: float = option(5e-3, help="student learning rate (Adam, one-cycle)")
     tau: float = option(20.0, help="temperature for crafting, labelling and the student's KL")
     betas: tuple[float, ...] = option((1.0, 0.1), help="Dirichlet scales, an equal share of impressions each")
+    beta_mode: str = option("paper", choices=BETA_MODES, help="paper: β scales the row-normalised similarity, as "
+                            "the paper describes; authors: β scales before the normalisation, as the authors' code "
+                            "does, so it cancels (every impression effectively β = 1)")
+    student_tau: float | None = option(None, help="temperature of the student's KL and of its targets (re-tempered "
+                                       "from the teacher's answers at tau); None: tau, as in the paper")
+    variant: str = option("lab", choices=("lab", "paper"), help="paper: impressions only, the paper's β and τ; "
+                          "lab: the profile as is")
     parametrisation: str = option("clamp", choices=("clamp", "sigmoid"),
                                   help="keep pixels in [0,1] by clamping after each Adam step, or via a sigmoid")
     copies: int = option(1, help="relabelled dark-border/blur copies per impression (ingredient relabelled-copies)")
@@ -113,6 +130,10 @@ class ZSKDConfig(MethodConfig):
             raise ConfigError(f"craft_lr, tau and the betas must be > 0 (betas not empty), got betas {self.betas}")
         if self.parametrisation not in ("clamp", "sigmoid"):
             raise ConfigError(f"parametrisation must be 'clamp' or 'sigmoid', got {self.parametrisation!r}")
+        if self.beta_mode not in BETA_MODES:
+            raise UnknownNameError("ZSKD beta_mode", self.beta_mode, BETA_MODES)
+        if self.student_tau is not None and self.student_tau <= 0:
+            raise ConfigError(f"student_tau must be > 0 (or None for tau), got {self.student_tau}")
         if not 0 < self.holdout_fraction < 1:
             raise ConfigError("holdout_fraction must lie strictly between 0 and 1")
         if self.uses(COPIES) and self.copies < 1:
@@ -171,15 +192,24 @@ def teacher_class_similarity(box: BlackBox) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- Dirichlet targets
-def dirichlet_concentration(similarity: torch.Tensor, classes: torch.Tensor, betas: torch.Tensor) -> torch.Tensor:
-    """Concentration ``β·C_k`` per impression, with β applied AFTER the row normalisation.
+def dirichlet_concentration(similarity: torch.Tensor, classes: torch.Tensor, betas: torch.Tensor,
+                            beta_mode: str = "paper") -> torch.Tensor:
+    """Concentration per impression from the row-normalised C×C ``similarity``, ``classes`` (N,) and β (N,).
 
-    ``similarity`` is the row-normalised C×C matrix, ``classes`` (N,) the class of each
-    impression and ``betas`` (N,) its β. Entries are floored at :data:`CONCENTRATION_FLOOR`·β
-    because a Dirichlet needs positive concentrations.
+    ``beta_mode="paper"`` (the paper's description): ``β·C_k``, β applied *after* the row normalisation.
+    ``"authors"`` (the authors' public code): β scales the row first and the min-max normalisation follows;
+    a min-max normalisation cancels any positive scale, so every β gives ``C_k`` (effectively β = 1).
+    Entries are floored at :data:`CONCENTRATION_FLOOR` (times β in paper mode): a Dirichlet needs them > 0.
     """
-    rows = similarity.to(classes.device).float()[classes].clamp_min(CONCENTRATION_FLOOR)
-    return betas.to(rows).view(-1, 1) * rows
+    if beta_mode not in BETA_MODES:
+        raise UnknownNameError("ZSKD beta_mode", beta_mode, BETA_MODES)
+    rows = similarity.to(classes.device).float()[classes]
+    b = betas.to(rows).view(-1, 1)
+    if beta_mode == "authors":
+        scaled = b * rows
+        lo, hi = scaled.min(1, keepdim=True).values, scaled.max(1, keepdim=True).values
+        return ((scaled - lo) / (hi - lo).clamp_min(1e-12)).clamp_min(CONCENTRATION_FLOOR)
+    return b * rows.clamp_min(CONCENTRATION_FLOOR)
 
 
 def sample_dirichlet(concentration: torch.Tensor, seed: int = 0) -> torch.Tensor:
@@ -214,9 +244,9 @@ def impression_plan(n: int, num_classes: int, betas: tuple[float, ...] = (1.0, 0
 
 
 def dirichlet_targets(similarity: torch.Tensor, classes: torch.Tensor, betas: torch.Tensor,
-                      seed: int = 0) -> torch.Tensor:
-    """Sampled targets ``y ~ Dir(β·C_k)`` for every impression (N×C, rows sum to 1)."""
-    return sample_dirichlet(dirichlet_concentration(similarity, classes, betas), seed)
+                      seed: int = 0, beta_mode: str = "paper") -> torch.Tensor:
+    """Sampled targets ``y ~ Dir(concentration)`` for every impression (N×C, rows sum to 1)."""
+    return sample_dirichlet(dirichlet_concentration(similarity, classes, betas, beta_mode), seed)
 
 
 def impression_loss(logits: torch.Tensor, targets: torch.Tensor, tau: float) -> torch.Tensor:
@@ -238,7 +268,8 @@ class DataImpressionSynthesizer(Synthesizer):
 
     def __init__(self, box: BlackBox, *, iterations: int = 1500, lr: float = 0.01, batch_size: int = 4096,
                  tau: float = 20.0, betas: tuple[float, ...] = (1.0, 0.1), parametrisation: str = "clamp",
-                 snapshots: int = 12, similarity: torch.Tensor | None = None, seed: int = 0) -> None:
+                 snapshots: int = 12, similarity: torch.Tensor | None = None, seed: int = 0,
+                 beta_mode: str = "paper") -> None:
         super().__init__(require_white_box(box), seed)
         if box.input_shape is None or box.num_classes is None:
             raise ValueError("the box must know its input_shape and num_classes to craft impressions "
@@ -248,6 +279,7 @@ class DataImpressionSynthesizer(Synthesizer):
         self.iterations, self.lr, self.batch_size, self.tau = int(iterations), float(lr), int(batch_size), float(tau)
         self.input_shape, self.num_classes = tuple(box.input_shape), int(box.num_classes)
         self.betas, self.parametrisation, self.n_snapshots = tuple(betas), parametrisation, int(snapshots)
+        self.beta_mode = beta_mode
         self.similarity = (similarity if similarity is not None else teacher_class_similarity(box)).to(box.device)
         self._made = 0  # impressions made so far (offsets the plan and the seeds across calls)
 
@@ -264,7 +296,8 @@ class DataImpressionSynthesizer(Synthesizer):
         box, dev, c = self.box, self.box.device, self.num_classes
         plan_classes, plan_betas = impression_plan(self._made + n, c, self.betas, device=dev)
         classes, betas = plan_classes[self._made:], plan_betas[self._made:]
-        targets = dirichlet_targets(self.similarity, classes, betas, seed=self.seed * 1_000_003 + self._made)
+        targets = dirichlet_targets(self.similarity, classes, betas, seed=self.seed * 1_000_003 + self._made,
+                                    beta_mode=self.beta_mode)
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self._made + 1)
         images = torch.rand((n, *self.input_shape), generator=gen).to(dev)
         loss_sum = torch.zeros(self.iterations + 1, device=dev)
@@ -358,7 +391,10 @@ def impression_transfer_set(box: BlackBox, images: torch.Tensor, soft_labels: to
         source = torch.cat([source, torch.ones(n_copies, dtype=torch.long, device=images.device)])
     selection = f"teacher-labelled holdout of {int(hold.numel())} impressions" + (
         f" and their {cfg.copies} relabelled copies each" if cfg.uses(COPIES) else "")
-    return TransferSet(x_train, (p_train,), "probabilities", SoftLabelKD(tau=cfg.tau),
+    student_tau = cfg.tau if cfg.student_tau is None else cfg.student_tau
+    if student_tau != cfg.tau:  # softmax(z/τ) re-tempered to softmax(z/τ_s): exact, no new query
+        p_train = torch.softmax(torch.log(p_train.clamp_min(1e-30)) * (cfg.tau / student_tau), dim=1)
+    return TransferSet(x_train, (p_train,), "probabilities", SoftLabelKD(tau=student_tau),
                        TrainRecipe(cfg.epochs, cfg.batch_size, cfg.lr, desc=desc), ingredients, source=source,
                        holdout=(x_hold, p_hold.argmax(1)), selection=selection)
 
@@ -382,7 +418,8 @@ class ZSKD(DistillationMethod[ZSKDConfig]):
         similarity = teacher_class_similarity(box)
         synth = DataImpressionSynthesizer(box, iterations=cfg.iterations, lr=cfg.craft_lr, batch_size=cfg.craft_batch,
                                           tau=cfg.tau, betas=cfg.betas, parametrisation=cfg.parametrisation,
-                                          snapshots=cfg.snapshots, similarity=similarity, seed=ctx.seed)
+                                          snapshots=cfg.snapshots, similarity=similarity, seed=ctx.seed,
+                                          beta_mode=cfg.beta_mode)
         result = synth.synthesize(cfg.impressions, progress=ctx.progress)
         transfer = impression_transfer_set(box, result.images, result.targets, cfg, seed=ctx.seed)
         losses = torch.as_tensor(result.extras["loss_history"])

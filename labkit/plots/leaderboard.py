@@ -135,3 +135,52 @@ def accuracy_by_access(board: Leaderboard, show_reported: bool = True) -> go.Fig
     fig.update_layout(title=f"Accuracy by the teacher's access level — {board.dataset}, profile {board.profile}",
                       barmode="group", height=440, margin={"t": 60, "l": 60, "r": 20, "b": 80})
     return fig
+
+
+#: One colour per rung of a method's ladder.
+RUNG_COLORS: dict[str, str] = {"paper": "#4c72b0", "baseline": "#7f7f7f", "addition": "#dd8452",
+                               "combined": "#c44e52"}
+
+
+def ladder_figure(board: Leaderboard, family: str, own: dict[str, float] | None = None,
+                  own_label: str = "your run") -> go.Figure:
+    """One method's ladder: test accuracy (± std over seeds) of the paper's mechanism alone, each baseline and
+    addition, and the combined row, as horizontal bars in ladder order; ``own`` maps row keys to the learner's own
+    accuracy (a fraction), drawn as a black diamond on that row. Queries per row are in the hover text."""
+    ladders = board.ladders()
+    if family not in ladders:
+        from ..errors import UnknownNameError
+
+        raise UnknownNameError("leaderboard ladder", family, list(ladders))
+    rows = [e for e in ladders[family] if e.measured]
+    labels = [e.key for e in rows][::-1]  # the paper row on top
+    fig = go.Figure()
+    for rung, color in RUNG_COLORS.items():
+        group = [e for e in rows if e.rung == rung]
+        if not group:
+            continue
+        fig.add_trace(go.Bar(
+            y=[e.key for e in group], x=[_pct(_mean(e.student_acc)) for e in group], orientation="h",
+            name=rung, marker_color=color,
+            error_x={"type": "data", "array": [_std_pct(e) for e in group], "visible": True},
+            text=[f"{_pct(_mean(e.student_acc)):.1f}%" for e in group], textposition="inside",
+            insidetextanchor="start",
+            customdata=[[f"{_mean(e.queries):,.0f}", e.row_note or e.title] for e in group],
+            hovertemplate="%{y}: %{x:.2f}%<br>%{customdata[0]} queries<br>%{customdata[1]}<extra></extra>"))
+    if own:
+        keys = [k for k in own if k in labels]
+        if keys:
+            fig.add_trace(go.Scatter(y=keys, x=[_pct(own[k]) for k in keys], mode="markers", name=own_label,
+                                     marker={"symbol": "diamond", "size": 14, "color": "black"},
+                                     hovertemplate="%{y}: " + own_label + " %{x:.2f}%<extra></extra>"))
+    teacher_acc = board.teacher.get("test_acc")
+    if teacher_acc is not None:
+        fig.add_vline(x=_pct(float(teacher_acc)), line_dash="dot", line_color="black",
+                      annotation_text="teacher", annotation_position="top")
+    fig.update_yaxes(categoryorder="array", categoryarray=labels)
+    fig.update_xaxes(title_text="student test accuracy (%)", range=[0, 100])
+    fig.update_layout(title=f"Where the accuracy comes from: the {family} ladder ({board.profile} profile, seeds "
+                            f"{', '.join(map(str, board.seeds))})",
+                      height=140 + 48 * len(rows), margin={"t": 60, "l": 170, "r": 20, "b": 50},
+                      legend={"orientation": "h", "y": -0.25})
+    return fig
