@@ -39,7 +39,8 @@ from .results import ResultRecord
 from .runner import run_method
 from .teachers import default_student_arch, default_teacher_arch, get_teacher
 
-__all__ = ["BENCH_ENTRIES", "BENCH_KEYS", "LADDER_RUNGS", "QUICK_ORDER", "BenchEntry", "BenchError", "get_entries",
+__all__ = ["BENCH_ENTRIES", "BENCH_KEYS", "LADDER_RUNGS", "QUICK_ORDER", "BenchEntry", "BenchError", "board_dir",
+           "get_entries",
            "load_or_run", "load_saved_run", "parse_overrides", "run_bench", "run_path"]
 
 
@@ -169,6 +170,21 @@ def get_entries(keys: Iterable[str] | None = None) -> list[BenchEntry]:
 # ------------------------------------------------------------------------------------------- running
 
 
+def board_dir(out_dir: str | Path, profile: str, dataset: str) -> Path:
+    """Where a bench writes its leaderboard: ``out_dir``, unless that already holds the board of another profile or
+    data set (the committed laptop board in ``results/``); then ``<out_dir>/<profile>/<dataset>/``, beside the runs."""
+    out_dir = Path(out_dir)
+    existing = out_dir / LEADERBOARD_JSON
+    if existing.exists():
+        try:
+            doc = json.loads(existing.read_text())
+        except json.JSONDecodeError:
+            return out_dir  # a broken file is replaced
+        if isinstance(doc, dict) and (doc.get("profile"), doc.get("dataset")) != (profile, dataset):
+            return out_dir / profile / dataset
+    return out_dir
+
+
 def run_path(out_dir: str | Path, profile: str, dataset: str, key: str, seed: int) -> Path:
     """Where one (entry, seed) record is saved: ``<out_dir>/<profile>/<dataset>/<key>-seed<seed>.json``."""
     return Path(out_dir) / profile / dataset / f"{key}-seed{seed}.json"
@@ -253,7 +269,8 @@ def run_bench(dataset: str = "fashion-mnist", profile: str | None = None, seeds:
       e.g. ``train_limit`` or ``budget``).
     * ``jobs`` > 1 runs that many (entry, seed) runs at once in worker processes, each with
       ``threads_per_job`` torch threads (default: CPU cores / jobs); records are saved as each finishes.
-    * ``save`` writes ``leaderboard.json`` / ``.md`` into ``out_dir`` (default :func:`labkit.paths.results_dir`).
+    * ``save`` writes ``leaderboard.json`` / ``.md`` into ``out_dir`` (default :func:`labkit.paths.results_dir`), or
+      beside the runs where ``out_dir`` holds another profile's board (:func:`board_dir`).
     * With ``entries`` (``--only``), the other rows keep the runs saved in ``out_dir`` (matching seeds and options),
       so refreshing a few rows never drops the rest of the board; ``keep_others=False`` lists only ``entries``.
     """
@@ -366,7 +383,7 @@ def run_bench(dataset: str = "fashion-mnist", profile: str | None = None, seeds:
     )
     board.teacher.setdefault("arch", default_teacher_arch(dataset))
     if save:
-        jpath, mpath = board.save(out_dir)
+        jpath, mpath = board.save(board_dir(out_dir, prof.name, dataset))
         say(f"[bench] wrote {jpath} and {mpath}")
     return board
 

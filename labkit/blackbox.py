@@ -120,6 +120,19 @@ class BlackBox:
         return self._queries
 
     @property
+    def calls(self) -> int:
+        """Calls answered so far (one call may hold any number of images)."""
+        return len(self._log)
+
+    @property
+    def calls_by_phase(self) -> dict[str, int]:
+        """Calls per phase name."""
+        out: dict[str, int] = {}
+        for event in self._log:
+            out[event.phase] = out.get(event.phase, 0) + 1
+        return out
+
+    @property
     def budget(self) -> int | None:
         """The query budget (None: unlimited)."""
         return self._budget

@@ -130,7 +130,7 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--only", nargs="+", default=None, metavar="ENTRY", help=f"entries to run: {', '.join(BENCH_KEYS)}")
     p.add_argument("--force", action="store_true", help="re-run entries even if a matching saved run exists")
     p.add_argument("--set", action="append", metavar="ENTRY.OPTION=VALUE",
-                   help="override one option of one entry, e.g. --set db3kd-bd.queries-per-sample=500 (repeatable)")
+                   help="override one option of one entry, e.g. --set db3kd-paper.queries-per-sample=500 (repeatable)")
     p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
                    help="skip the remaining runs once this many seconds have passed (default: run everything)")
     p.add_argument("--note", default=None, help="a note stored with the machine info, e.g. 'shared 2-core CPU'")
@@ -140,6 +140,15 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
                    help="runs at once in worker processes (default 1); e.g. --jobs 2 --threads 1 on 2 cores")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=_cmd_bench)
+
+
+def _cmd_paper_table(args: argparse.Namespace) -> int:
+    from .paper_table import write_paper_table
+
+    out = write_paper_table(args.dataset, args.out_dir, note=args.note or "")
+    print(out.read_text())
+    print(f"wrote {out}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,6 +205,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("methods", help="list the methods")
     p.set_defaults(func=_cmd_methods)
     _add_bench_parser(sub)
+    p = sub.add_parser("paper-table", help="the paper-profile records beside the papers' figures",
+                       description="Read <out-dir>/paper/<dataset>/*.json (paper-profile bench runs) and write "
+                                   "<out-dir>/paper/leaderboard.md: each measured row beside the paper's reported "
+                                   "figure and the gap, then the rows not measured yet and why.")
+    p.add_argument("--dataset", default="fashion-mnist", help="data set (default fashion-mnist)")
+    p.add_argument("--out-dir", default=None, help="the results folder (default: $LABKIT_RESULTS or results/)")
+    p.add_argument("--note", default=None, help="a line under the title, e.g. where and how the runs were made")
+    p.set_defaults(func=_cmd_paper_table)
     return parser
 
 

@@ -292,8 +292,13 @@ def make_toy2d(family: str, n: int, num_classes: int = 3, noise: float = 0.08,
 
 
 def _parse_toy(name: str) -> tuple[str, int]:
+    """``toy2d-<family>-<classes>`` → (family, classes); the class count must be a whole number."""
     parts = name.split("-")
     family = parts[1] if len(parts) > 1 else "blobs"
+    if len(parts) > 2 and not parts[2].isdigit():
+        raise UnknownNameError("dataset", name, list(DATASETS),
+                               hint=f"A toy data set is toy2d-<family>-<classes> with the class count in digits, "
+                                    f"e.g. toy2d-{family}-3; {parts[2]!r} is not a number.")
     k = int(parts[2]) if len(parts) > 2 else 3
     return family, k
 

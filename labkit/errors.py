@@ -9,11 +9,10 @@ class LabkitError(Exception):
 class UnknownNameError(LabkitError, ValueError):
     """An unknown dataset, model, method, loss or profile name."""
 
-    def __init__(self, kind: str, name: str, valid: list[str] | tuple[str, ...]) -> None:
+    def __init__(self, kind: str, name: str, valid: list[str] | tuple[str, ...], hint: str = "") -> None:
         self.kind, self.name, self.valid = kind, name, sorted(valid)
-        super().__init__(
-            f"Unknown {kind} {name!r}. Valid {plural(kind)} are: {', '.join(self.valid)}."
-        )
+        tail = f" {hint}" if hint else ""
+        super().__init__(f"Unknown {kind} {name!r}. Valid {plural(kind)} are: {', '.join(self.valid)}.{tail}")
 
 
 def plural(noun: str) -> str:

@@ -58,10 +58,17 @@ def get_profile(name: str | Profile | None = None) -> Profile:
     """Return the named profile (default: :func:`default_profile_name`); unknown names list the valid ones."""
     if isinstance(name, Profile):
         return name
-    name = (name or default_profile_name()).strip().lower()
-    if name not in PROFILES:
-        raise UnknownNameError("profile", name, list(PROFILES))
-    return PROFILES[name]
+    if name is not None and not isinstance(name, str):
+        raise UnknownNameError("profile", repr(name), list(PROFILES),
+                               hint=f"A profile is a name (a string) or None, not {name!r} ({type(name).__name__}).")
+    if name:
+        source = "It was given as the profile argument (e.g. PROFILE in a notebook's parameters cell)."
+    else:
+        source = "It came from the environment variable $LABKIT_PROFILE; unset it or set it to a valid name."
+    key = (name or default_profile_name()).strip().lower()
+    if key not in PROFILES:
+        raise UnknownNameError("profile", key, list(PROFILES), hint=source)
+    return PROFILES[key]
 
 
 def pick(profile: Profile | str, smoke: object, laptop: object, paper: object) -> object:

@@ -40,6 +40,8 @@ class ResultRecord:
     target_kind: str = ""  # probabilities | class-ids | logits | distance-soft-labels
     holdout_size: int = 0  # rows of the teacher-labelled selection holdout (0: the validation split selected)
     best_epoch: int = 0  # the epoch the selection split chose
+    calls: int = 0  # box calls that answered those queries
+    queries_per_call: float = 0.0  # mean images per box call (0 without calls)
     extras: dict[str, object] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:

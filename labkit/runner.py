@@ -115,7 +115,8 @@ def run_method(name: str, *, dataset: str = "fashion-mnist", profile: str | Prof
         queries_by_phase=by_phase, options=dict(method.options),
         ingredients={i.name: i.as_record() for i in transfer.ingredients},
         loss=transfer.loss_name, target_kind=transfer.target_kind, holdout_size=transfer.holdout_size,
-        best_epoch=fit.best_epoch, extras=dict(transfer.extras),
+        best_epoch=fit.best_epoch, calls=box.calls if box else 0,
+        queries_per_call=round(box.queries / box.calls, 2) if box and box.calls else 0.0, extras=dict(transfer.extras),
     )
     if out is not None:
         record.save(out)

@@ -169,3 +169,11 @@ def test_only_some_rows_keeps_the_others_saved_runs(bench_dir: Path, tmp_path: P
     only = bench.run_bench(DATA, "smoke", SEEDS, entries=["student"], out_dir=tmp_path, device="cpu",
                            progress=False, overrides={"student": dict(TINY)}, keep_others=False, save=False, log=None)
     assert [e.key for e in only.entries] == ["student"]
+
+
+def test_a_bench_of_another_profile_leaves_the_saved_board_alone(tmp_path: Path) -> None:
+    """results/ holds the laptop board; a paper-profile bench must not overwrite it."""
+    (tmp_path / leaderboard.LEADERBOARD_JSON).write_text(json.dumps({"profile": "laptop", "dataset": DATA}))
+    assert bench.board_dir(tmp_path, "smoke", DATA) == tmp_path / "smoke" / DATA
+    assert bench.board_dir(tmp_path, "laptop", DATA) == tmp_path
+    assert bench.board_dir(tmp_path / "empty", "smoke", DATA) == tmp_path / "empty"

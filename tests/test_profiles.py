@@ -26,8 +26,22 @@ def test_unknown_profile_lists_valid(monkeypatch):
     with pytest.raises(UnknownNameError, match="laptop, paper, smoke"):
         get_profile("huge")
     monkeypatch.setenv("LABKIT_PROFILE", "tiny")
-    with pytest.raises(UnknownNameError, match="Unknown profile 'tiny'"):
+    with pytest.raises(UnknownNameError, match=r"Unknown profile 'tiny'.*environment variable \$LABKIT_PROFILE"):
         get_profile()
+    with pytest.raises(UnknownNameError, match="profile argument"):
+        get_profile("fast")
+    with pytest.raises(UnknownNameError, match=r"not 2 \(int\)"):
+        get_profile(2)  # type: ignore[arg-type]
+
+
+def test_toy_names_with_a_word_for_the_class_count_say_what_is_wrong():
+    from labkit.data import canonical_name, dataset_info
+
+    with pytest.raises(UnknownNameError, match="'three' is not a number"):
+        canonical_name("toy2d-spirals-three")
+    with pytest.raises(UnknownNameError, match="class count in digits"):
+        dataset_info("toy2d-moons-x")
+    assert canonical_name("toy2d-spirals-3") == "toy2d-spirals-3"
 
 
 def test_pick():

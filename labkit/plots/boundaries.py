@@ -100,6 +100,7 @@ def soft_label_distributions(soft: Mapping[str, torch.Tensor], bins: int = 30) -
         ax.legend(fontsize=8)
     fig.suptitle("How soft are the labels?")
     fig.tight_layout()
+    plt.close(fig)  # the returned figure is shown once, as the cell's value
     return fig
 
 
@@ -117,6 +118,7 @@ def rank_agreement_figure(spearman: Mapping[str, torch.Tensor], top2: Mapping[st
     axes[1].set_ylim(0, 1)
     axes[1].set_ylabel("top-2 agreement")
     fig.tight_layout()
+    plt.close(fig)  # the returned figure is shown once, as the cell's value
     return fig
 
 
@@ -137,6 +139,7 @@ def accuracy_vs_queries(points: Mapping[str, Sequence[tuple[float, float]]],
     ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
+    plt.close(fig)  # the returned figure is shown once, as the cell's value
     return fig
 
 
@@ -152,4 +155,5 @@ def accuracy_bars(accuracies: Mapping[str, float], title: str = "Students on the
     ax.set_xlabel("test accuracy (%)")
     ax.set_title(title)
     fig.tight_layout()
+    plt.close(fig)  # the returned figure is shown once, as the cell's value
     return fig
