@@ -142,6 +142,31 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_bench)
 
 
+def _cmd_query_speed(args: argparse.Namespace) -> int:
+    from .data import dataset_info, load_dataset
+    from .query_speed import box_throughput, zsdb3kd_calls
+    from .teachers import get_teacher
+
+    _set_threads(args.threads)
+    info = dataset_info(args.dataset)
+    teacher = get_teacher(args.dataset, device=args.device or "cpu", progress=False)
+    x = load_dataset(args.dataset, "train", limit=args.images, seed=0, device=args.device or "cpu").x
+    print(f"box against a raw no_grad forward, {x.shape[0]:,} images, best of 3:")
+    for batch in args.batch_sizes:
+        for access in ("decision", "score"):
+            t = box_throughput(teacher.model, x, batch, access, info.num_classes)
+            print(f"  batch {batch:>6} {access:>8}: box {t.box_per_s:>9,.0f} img/s, raw {t.raw_per_s:>9,.0f} img/s, "
+                  f"ratio {t.ratio:.3f}")
+    c = zsdb3kd_calls(teacher.model, info, args.profile or "laptop", args.iterations,
+                      device=args.device or "cpu")
+    print(f"ZSDB3KD ({args.profile or 'laptop'} sizes, {c.pseudo_samples} pseudo-samples, {c.iterations} iterations, "
+          f"{c.seconds:.1f} s): {c.calls_per_iteration:,.0f} calls per iteration")
+    for phase, calls in c.calls.items():
+        print(f"  {phase:>16}: {calls:>7,} calls, {c.queries[phase]:>10,} queries, {c.queries[phase] / calls:,.1f} "
+              "per call")
+    return 0
+
+
 def _cmd_paper_table(args: argparse.Namespace) -> int:
     from .paper_table import write_paper_table
 
@@ -205,6 +230,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("methods", help="list the methods")
     p.set_defaults(func=_cmd_methods)
     _add_bench_parser(sub)
+    p = sub.add_parser("query-speed", help="box throughput against a raw forward, and ZSDB3KD's calls per iteration",
+                       description="Time the black box against a raw no_grad forward of the teacher on the same "
+                                   "batches, and count ZSDB3KD's box calls per phase for a few iterations. Run it on "
+                                   "an idle machine.")
+    p.add_argument("--dataset", default="fashion-mnist", help="data set (default fashion-mnist)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default cpu)")
+    p.add_argument("--profile", default=None, help="ZSDB3KD's sizes for the call count (default laptop)")
+    p.add_argument("--images", type=int, default=20_000, help="training images timed (default 20000)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 4096, 20_000], help="batch sizes to time")
+    p.add_argument("--iterations", type=int, default=2, help="ZSDB3KD iterations counted (default 2)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.set_defaults(func=_cmd_query_speed)
     p = sub.add_parser("paper-table", help="the paper-profile records beside the papers' figures",
                        description="Read <out-dir>/paper/<dataset>/*.json (paper-profile bench runs) and write "
                                    "<out-dir>/paper/leaderboard.md: each measured row beside the paper's reported "
