@@ -7,7 +7,12 @@ returns ``None`` counts as "not attempted yet" (so a fresh notebook still runs).
 """
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+CheckT = TypeVar("CheckT", bound=Callable[..., "ExerciseResult"])
 
 
 @dataclass
@@ -26,6 +31,9 @@ class ExerciseResult:
         state = "passed" if self.passed else ("not attempted yet" if not self.attempted else "not yet right")
         return f"ExerciseResult({self.name!r}: {state})"
 
+    def _ipython_display_(self) -> None:
+        """Show nothing more in a notebook: :meth:`report` has already printed the verdict once."""
+
     def report(self) -> ExerciseResult:
         """Print the verdict and return self (for a notebook's last line)."""
         if self.passed:
@@ -41,3 +49,40 @@ class ExerciseResult:
 def not_attempted(name: str) -> ExerciseResult:
     """The result for a learner function that still returns ``None``."""
     return ExerciseResult(name, passed=False, attempted=False).report()
+
+
+class _LearnerRaised(Exception):
+    """Carries an exception raised inside the learner's function out of a checker."""
+
+    def __init__(self, exc: Exception) -> None:
+        super().__init__(str(exc))
+        self.exc = exc
+
+
+def kind_to_learners(name: str) -> Callable[[CheckT], CheckT]:
+    """Decorate a checker ``check(fn, ...)``: an exception raised inside the learner's ``fn`` becomes a verdict
+    ("Your function raised ...") instead of a raw traceback; the checker's own errors still surface."""
+
+    def decorate(check: CheckT) -> CheckT:
+        @functools.wraps(check)
+        def wrapper(fn: Any, *args: Any, **kwargs: Any) -> ExerciseResult:
+            if not callable(fn):
+                return check(fn, *args, **kwargs)
+
+            def guarded(*a: Any, **k: Any) -> Any:
+                try:
+                    return fn(*a, **k)
+                except Exception as exc:  # noqa: BLE001 - any learner error becomes a verdict
+                    raise _LearnerRaised(exc) from exc
+
+            try:
+                return check(guarded, *args, **kwargs)
+            except _LearnerRaised as err:
+                exc = err.exc
+                return ExerciseResult(name, False, True, [
+                    f"Your function raised {type(exc).__name__}: {exc}. Run it on a small input by hand to see "
+                    "where, fix it, and run this cell again."]).report()
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

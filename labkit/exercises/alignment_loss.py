@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..generators import ResponseGenerator, freeze
-from . import ExerciseResult, not_attempted
+from . import ExerciseResult, kind_to_learners, not_attempted
 
 NAME = "Generative alignment loss"
 
@@ -31,6 +31,7 @@ def _checker_generator(seed: int = 0) -> nn.Module:
     return freeze(g)
 
 
+@kind_to_learners(NAME)
 def check_alignment_loss(fn: AlignmentFn, generator: nn.Module | None = None) -> ExerciseResult:
     """Check ``fn(generator, student_logits, teacher_logits, tau_g)`` against the reference term.
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import torch
 
-from . import ExerciseResult, not_attempted
+from . import ExerciseResult, kind_to_learners, not_attempted
 
 NAME = "bisection"
 
@@ -36,6 +36,7 @@ def reference_bisect(is_hit: Callable[[torch.Tensor], torch.Tensor], lo: torch.T
     return hi
 
 
+@kind_to_learners(NAME)
 def check_bisect(fn: Bisect) -> ExerciseResult:
     """Check ``fn(is_hit, lo, hi, tol)`` on hidden boundaries: tolerance, hit side, number of calls."""
     g = torch.Generator().manual_seed(0)
@@ -81,6 +82,7 @@ def check_bisect(fn: Bisect) -> ExerciseResult:
 SOFT_NAME = "DB3KD soft labels"
 
 
+@kind_to_learners(SOFT_NAME)
 def check_distance_soft_labels(fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor | None]
                                ) -> ExerciseResult:
     """Notebook 03's exercise: check ``fn(distances, y, tau)`` against DB3KD's soft label.

@@ -6,7 +6,7 @@ from collections.abc import Callable
 import torch
 
 from ..methods.zskd import class_similarity
-from . import ExerciseResult, not_attempted
+from . import ExerciseResult, kind_to_learners, not_attempted
 
 NAME = "class similarity"
 
@@ -30,6 +30,7 @@ def _hint(got: torch.Tensor, weight: torch.Tensor, want: torch.Tensor) -> str:
             "(row − row.min) / (row.max − row.min).")
 
 
+@kind_to_learners(NAME)
 def check_class_similarity(fn: Callable[[torch.Tensor], torch.Tensor | None]) -> ExerciseResult:
     """Check ``fn(weight)`` (weight: C×D final-layer matrix) against :func:`labkit.methods.zskd.class_similarity`."""
     g = torch.Generator().manual_seed(4)

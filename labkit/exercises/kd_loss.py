@@ -6,11 +6,12 @@ from collections.abc import Callable
 import torch
 
 from ..losses import kd_loss
-from . import ExerciseResult, not_attempted
+from . import ExerciseResult, kind_to_learners, not_attempted
 
 NAME = "KD loss"
 
 
+@kind_to_learners(NAME)
 def check_kd_loss(fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor | None]) -> ExerciseResult:
     """Check ``fn(student_logits, teacher_logits, tau)`` against τ²·KL(softmax(T/τ) ‖ softmax(S/τ)), batch mean."""
     g = torch.Generator().manual_seed(0)

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from ..leaderboard import pareto_front
-from . import ExerciseResult, not_attempted
+from . import ExerciseResult, kind_to_learners, not_attempted
 
 NAME = "Pareto front of accuracy against queries"
 
@@ -32,6 +32,7 @@ def _cases() -> list[tuple[str, list[float], list[float]]]:
     return cases
 
 
+@kind_to_learners(NAME)
 def check_pareto_front(fn: Callable[[Sequence[float], Sequence[float]], Sequence[int] | None]) -> ExerciseResult:
     """Check ``fn(queries, accuracy)`` returns the indices no other method beats (≤ queries and ≥ accuracy,
     one of them strictly), in any order."""

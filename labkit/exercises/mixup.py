@@ -6,7 +6,7 @@ from collections.abc import Callable
 import torch
 
 from ..methods.fsbbt import mix, mixup_keep_mask, round_lambdas
-from . import ExerciseResult, not_attempted
+from . import ExerciseResult, kind_to_learners, not_attempted
 
 NAME = "MixUp with thresholds"
 
@@ -47,6 +47,7 @@ def _hint(got_lam: torch.Tensor, lam: torch.Tensor, low: float, high: float) -> 
     return "Round λ to 2 decimals, then keep only low < λ < high."
 
 
+@kind_to_learners(NAME)
 def check_mixup_with_thresholds(fn: MixupFn) -> ExerciseResult:
     """Check ``fn(x1, x2, lam, low, high) -> (mixed, kept_lam)`` against labkit's FS-BBT MixUp rules.
 
