@@ -47,6 +47,8 @@ class MethodConfig:
     #: named recipes -> the values they set on top of the profile's (configs with a ``variant`` field);
     #: ``"paper"`` is the paper's mechanism alone (every lab addition off), ``"lab"`` the profile as it is
     VARIANTS: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: variant -> profile -> values the variant sets only in that profile (e.g. sizes that fit a laptop)
+    VARIANT_PROFILES: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
 
     # ----------------------------------------------------------------------------- construction
     @classmethod
@@ -58,10 +60,10 @@ class MethodConfig:
 
     @classmethod
     def variant_values(cls, variant: str, profile: str) -> dict[str, Any]:
-        """What ``variant`` sets on top of ``profile``'s values (subclasses may size it per profile)."""
+        """What ``variant`` sets on top of ``profile``'s values: :attr:`VARIANTS`, then :attr:`VARIANT_PROFILES`."""
         if variant not in cls.VARIANTS:
             raise UnknownNameError(f"{cls.TITLE.split()[0]} variant", variant, list(cls.VARIANTS))
-        return dict(cls.VARIANTS[variant])
+        return {**cls.VARIANTS[variant], **cls.VARIANT_PROFILES.get(variant, {}).get(profile, {})}
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -87,10 +89,8 @@ class MethodConfig:
         for key, value in values.items():  # lists from the CLI or JSON become the tuples the fields declare
             if isinstance(value, list) and _scalar_type(hints[key])[1]:
                 values[key] = tuple(value)
-        if isinstance(values.get("ingredients"), str):  # "a,b" from --set or a notebook
-            values["ingredients"] = tuple(values["ingredients"].split(","))
         if values.get("ingredients") is not None:
-            values["ingredients"] = tuple(str(i).strip().lower() for i in values["ingredients"])
+            values["ingredients"] = ingredient_names(values["ingredients"])
         try:
             cfg = cls(**values)
         except TypeError as exc:  # a profile table missing a field without a default
@@ -154,6 +154,12 @@ class MethodConfig:
             parser.add_argument(flag, **kwargs)
             added.append(f.name)
         return added
+
+
+def ingredient_names(value: str | Any) -> tuple[str, ...]:
+    """Ingredient names as a normalised tuple: ``"a,b"`` (from ``--set`` or a notebook) or any sequence of names."""
+    parts = value.split(",") if isinstance(value, str) else value
+    return tuple(str(i).strip().lower() for i in parts)
 
 
 def _help(cls: type[MethodConfig], name: str, meta: Any) -> str:

@@ -44,7 +44,7 @@ from torch import nn
 
 from .. import boundary
 from ..blackbox import BlackBox
-from ..config import MethodConfig, option
+from ..config import MethodConfig, ingredient_names, option
 from ..errors import ConfigError, InvalidQueryError, UnknownNameError
 from ..losses import build_loss, register_loss
 from ..transfer import Ingredient, TrainRecipe, TransferSet
@@ -74,6 +74,7 @@ class DB3KDConfig(MethodConfig):
     #: rows soft-labelled by the paper variant per profile, sized by compute (not by accuracy): smoke and laptop
     #: keep the profile's per-image budget and take as many images as one run can afford on two CPU cores
     PAPER_VARIANT_ROWS: ClassVar[dict[str, int | None]] = {"smoke": 300, "laptop": 10_000, "paper": None}
+    VARIANT_PROFILES = {"paper": {p: {"train_size": rows} for p, rows in PAPER_VARIANT_ROWS.items()}}
     INGREDIENTS = {
         SOFT_LABELS: "soft_size training images with soft labels from boundary distances (the paper's transfer set)",
         TRUE_LABELS: "the other train_size - soft_size images, CE on the true label only (a lab addition)",
@@ -97,14 +98,6 @@ class DB3KDConfig(MethodConfig):
     bd_share: float = option(0.3, help="MBD: share of each pair's budget spent on BD before Sign-OPT")
     n_probes: int = option(20, help="MBD: Sign-OPT probes per gradient estimate")
     rtol: float = option(boundary.DEFAULT_RTOL, help="relative bisection tolerance")
-
-    @classmethod
-    def variant_values(cls, variant: str, profile: str) -> dict[str, Any]:
-        """The paper variant soft-labels every row: ``PAPER_VARIANT_ROWS[profile]`` of them."""
-        values = super().variant_values(variant, profile)
-        if variant == "paper":
-            values["train_size"] = cls.PAPER_VARIANT_ROWS.get(profile)
-        return values
 
     def validate(self) -> None:
         """Known measure, τ > 0, α in [0, 1], sizes ≥ 1, and true-label rows only where some rows are left."""
@@ -220,9 +213,7 @@ class DB3KD(DistillationMethod[DB3KDConfig]):
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         chosen = self.options.get("ingredients")
-        if isinstance(chosen, str):
-            chosen = chosen.split(",")
-        if chosen is not None and SOFT_LABELS not in [str(c).strip().lower() for c in chosen]:
+        if chosen is not None and SOFT_LABELS not in ingredient_names(chosen):
             self.access = "none"  # true-label rows alone never ask the teacher: the runner builds no box
 
     def distill(self, box: BlackBox | None, data: MethodData, ctx: RunContext) -> TransferSet:

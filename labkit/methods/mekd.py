@@ -148,6 +148,15 @@ class MEKDConfig(MethodConfig):
             raise ConfigError("the temperatures tau and tau_g must be > 0")
 
 
+def response_mode(method: DistillationMethod[Any]) -> str:
+    """Normalise a method's ``response`` option (soft | hard), store it back, and set the box access the runner
+    builds from it (a decision box for hard answers). Returns the response."""
+    response = check_response(str(method.options.get("response", "soft")))
+    method.options["response"] = response
+    method.access = BOX_ACCESS[response]
+    return response
+
+
 # ---------------------------------------------------------------------------------------------- the loss
 def response_logits(response: torch.Tensor, num_classes: int, mode: str, eps: float = 1e-8) -> torch.Tensor:
     """The teacher's response as a logit-like vector: log p (soft) or a one-hot vector (hard)."""
@@ -284,9 +293,7 @@ class MEKD(DistillationMethod[MEKDConfig]):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self.response = check_response(str(self.options.get("response", "soft")))
-        self.options["response"] = self.response
-        self.access = BOX_ACCESS[self.response]  # the runner builds a decision box for hard mode
+        self.response = response_mode(self)
 
     @property
     def label(self) -> str:
@@ -360,9 +367,7 @@ class EdgeKD(DistillationMethod[EdgeKDConfig]):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self.response = check_response(str(self.options.get("response", "soft")))
-        self.options["response"] = self.response
-        self.access = BOX_ACCESS[self.response]  # the runner builds a decision box for hard answers
+        self.response = response_mode(self)
 
     @property
     def label(self) -> str:

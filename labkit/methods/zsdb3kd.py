@@ -27,7 +27,7 @@ earlier iterations (queries under the phase ``"accuracy curve"``) for notebook 0
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import nn
@@ -74,7 +74,7 @@ class ZSDB3KDConfig(MethodConfig):
     #: the paper variant's student recipe where the profile's (sized for the lab's 45k-row transfer set) would
     #: train 400 pseudo-samples for a handful of steps: picked on the pseudo-samples' teacher-labelled holdout
     #: among (4, 256), (40, 256), (40, 32), (100, 32) epochs and batch size, seeds 0-2 (docs/selection.md)
-    PAPER_VARIANT_STUDENT: ClassVar[dict[str, dict[str, Any]]] = {"laptop": {"epochs": 100, "batch_size": 32}}
+    VARIANT_PROFILES = {"paper": {"laptop": {"epochs": 100, "batch_size": 32}}}
     INGREDIENTS = {
         "pseudo-samples": "the paper's: noise pushed away from its nearest boundary, DB3 distance soft labels",
         "pseudo-sample-paths": "lab: every training pseudo-sample's earlier states (label verified by each step), "
@@ -113,14 +113,6 @@ class ZSDB3KDConfig(MethodConfig):
     holdout_fraction: float = option(0.1, help="pseudo-samples kept aside (teacher-labelled) to select the epoch")
     variant: str = option("lab", choices=("lab", "paper"), help="paper: the authors' noise and the pseudo-samples "
                           "alone (every lab ingredient off); lab: the profile as is")
-
-    @classmethod
-    def variant_values(cls, variant: str, profile: str) -> dict[str, Any]:
-        """The paper variant also trains its (small) transfer set with :attr:`PAPER_VARIANT_STUDENT`'s recipe."""
-        values = super().variant_values(variant, profile)
-        if variant == "paper":
-            values.update(cls.PAPER_VARIANT_STUDENT.get(profile, {}))
-        return values
 
     def validate(self) -> None:
         """Pseudo-samples are always built; sizes must be positive; the noise family must exist."""

@@ -179,10 +179,14 @@ def class_similarity(weight: torch.Tensor) -> torch.Tensor:
     (its own cosine is the row maximum) and the least similar class 0.
     """
     w = F.normalize(weight.detach().float(), dim=1)
-    cos = w @ w.T
-    lo = cos.min(dim=1, keepdim=True).values
-    hi = cos.max(dim=1, keepdim=True).values
-    return (cos - lo) / (hi - lo).clamp_min(1e-12)
+    return minmax_rows(w @ w.T)
+
+
+def minmax_rows(m: torch.Tensor) -> torch.Tensor:
+    """Each row of ``m`` min-max normalised to [0, 1] (a constant row becomes 0)."""
+    lo = m.min(dim=1, keepdim=True).values
+    hi = m.max(dim=1, keepdim=True).values
+    return (m - lo) / (hi - lo).clamp_min(1e-12)
 
 
 def teacher_class_similarity(box: BlackBox) -> torch.Tensor:
@@ -205,10 +209,8 @@ def dirichlet_concentration(similarity: torch.Tensor, classes: torch.Tensor, bet
         raise UnknownNameError("ZSKD beta_mode", beta_mode, BETA_MODES)
     rows = similarity.to(classes.device).float()[classes]
     b = betas.to(rows).view(-1, 1)
-    if beta_mode == "authors":
-        scaled = b * rows
-        lo, hi = scaled.min(1, keepdim=True).values, scaled.max(1, keepdim=True).values
-        return ((scaled - lo) / (hi - lo).clamp_min(1e-12)).clamp_min(CONCENTRATION_FLOOR)
+    if beta_mode == "authors":  # scale, then normalise: the scale cancels
+        return minmax_rows(b * rows).clamp_min(CONCENTRATION_FLOOR)
     return b * rows.clamp_min(CONCENTRATION_FLOOR)
 
 
