@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.labkit-setup
 NBVAL_PROFILE ?= smoke
 
-.PHONY: setup lab test test-unit test-fast test-notebooks lint typecheck strip clean-venv help
+.PHONY: setup lab test test-unit test-fast test-notebooks lint typecheck strip clean-venv help paper-check
 
 help:
 	@echo "make lab    - set up .venv, make Fashion-MNIST available, open JupyterLab on notebooks/"
@@ -14,6 +14,7 @@ help:
 	@echo "make lint / make typecheck - ruff over labkit and tests / mypy over labkit"
 	@echo "make setup  - only create/refresh .venv (safe and fast to repeat)"
 	@echo "make strip  - remove outputs from every notebook before committing"
+	@echo "make paper-check - the paper profile of every method on one GPU (about 10 min), then results/paper/leaderboard.md"
 
 setup: $(STAMP)
 
@@ -44,6 +45,10 @@ test-notebooks: setup
 	LABKIT_PROFILE=$(NBVAL_PROFILE) MPLBACKEND=Agg $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks -q
 
 test: lint typecheck test-unit test-notebooks
+
+# On a GPU machine; on the CPU, `python -m labkit paper-check --scale tiny --out-dir /tmp/pc` checks the plumbing.
+paper-check: setup
+	$(BIN)/python -m labkit paper-check
 
 strip: setup
 	$(BIN)/python -m labkit.notebook_hygiene --strip notebooks/*.ipynb

@@ -47,8 +47,10 @@ Box = Callable[[torch.Tensor], torch.Tensor]
 
 #: default relative tolerance of the bisections (2⁻⁷ ≈ 0.8 %)
 DEFAULT_RTOL = 2.0 ** -7
-#: default number of rays sent to the box in one call (memory bound; the box chunks further)
-DEFAULT_CHUNK = 16384
+#: float32 values one box call may hold (1 GiB): a call carries every active ray at once, split only by this
+CALL_VALUES = 2 ** 28
+#: ``chunk=None`` (the default everywhere) means "as many rays per call as :data:`CALL_VALUES` allows"
+DEFAULT_CHUNK: int | None = None
 
 
 # ---------------------------------------------------------------------------------------------- results
@@ -132,12 +134,19 @@ def _unit(v: torch.Tensor) -> torch.Tensor:
     return v / v.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
+def rays_per_call(numel: int, chunk: int | None = None) -> int:
+    """Rays sent to the box in one call: ``chunk`` if given, else as many as :data:`CALL_VALUES` allows for
+    inputs of ``numel`` values. The number of calls of a search step then depends on memory only."""
+    return int(chunk) if chunk is not None else max(1, CALL_VALUES // max(1, int(numel)))
+
+
 def _answers_along_rays(box: Box, x0f: torch.Tensor, shape: tuple[int, ...], owner: torch.Tensor,
-                        theta: torch.Tensor, lam: torch.Tensor, chunk: int) -> torch.Tensor:
-    """Teacher class ids at ``clamp(x0[owner] + λ·θ, 0, 1)``; one box call per chunk of rays."""
+                        theta: torch.Tensor, lam: torch.Tensor, chunk: int | None) -> torch.Tensor:
+    """Teacher class ids at ``clamp(x0[owner] + λ·θ, 0, 1)``: one box call for all rays (split only by memory)."""
+    step = rays_per_call(x0f.shape[1], chunk)
     answers = []
-    for s in range(0, owner.numel(), chunk):
-        o, th, la = owner[s:s + chunk], theta[s:s + chunk], lam[s:s + chunk]
+    for s in range(0, owner.numel(), step):
+        o, th, la = owner[s:s + step], theta[s:s + step], lam[s:s + step]
         pts = (x0f[o] + la.to(x0f.dtype).unsqueeze(1) * th).clamp_(0.0, 1.0)
         out = box(pts.view((-1,) + shape))
         if not isinstance(out, torch.Tensor) or out.dtype != torch.int64 or out.dim() != 1:
@@ -146,7 +155,13 @@ def _answers_along_rays(box: Box, x0f: torch.Tensor, shape: tuple[int, ...], own
                 f"{getattr(out, 'dtype', type(out).__name__)} of shape {tuple(getattr(out, 'shape', ()))}. "
                 "Build it with BlackBox(model, access='decision').")
         answers.append(out.to(owner.device))
-    return torch.cat(answers)
+    return answers[0] if len(answers) == 1 else torch.cat(answers)
+
+
+def _active(mask: torch.Tensor) -> torch.Tensor:
+    """Indices of the rays still searching. This is the one host sync of a search step: the size of the next
+    box call must be known to count its queries (and check the budget) before anything is answered."""
+    return mask.nonzero().squeeze(1)
 
 
 def _hit(answer: torch.Tensor, y0: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
@@ -163,7 +178,7 @@ def _as_ray_tensor(v: float | torch.Tensor, n: int, device: torch.device, dtype:
 def _bisect_rays(box: Box, x0f: torch.Tensor, shape: tuple[int, ...], owner: torch.Tensor, theta: torch.Tensor,
                  y0: torch.Tensor, target: torch.Tensor | None, lo: torch.Tensor, hi: torch.Tensor,
                  known: torch.Tensor, tol: torch.Tensor, rtol: float, max_queries: torch.Tensor,
-                 chunk: int) -> RaySearch:
+                 chunk: int | None) -> RaySearch:
     """Bisection on flat rays (``owner[r]`` is the sample of ray r). λ is kept in float64."""
     n = owner.numel()
     dev = owner.device
@@ -173,9 +188,8 @@ def _bisect_rays(box: Box, x0f: torch.Tensor, shape: tuple[int, ...], owner: tor
     if target is not None:
         label = torch.where(known, target, label)
     found = known.clone()
-    need = ~known & (max_queries >= 1) & (hi > lo)
-    if bool(need.any()):
-        idx = need.nonzero().squeeze(1)
+    idx = _active(~known & (max_queries >= 1) & (hi > lo))
+    if idx.numel():
         ans = _answers_along_rays(box, x0f, shape, owner[idx], theta[idx], hi[idx], chunk)
         queries[idx] += 1
         hit = _hit(ans, y0[idx], None if target is None else target[idx])
@@ -184,10 +198,9 @@ def _bisect_rays(box: Box, x0f: torch.Tensor, shape: tuple[int, ...], owner: tor
     while True:
         width = hi - lo
         # float64 floor (2⁻⁴⁰·λ): with tol = rtol = 0 the loop still ends after ~40 steps
-        active = found & (queries < max_queries) & (width > torch.maximum(tol, hi * max(rtol, 2.0 ** -40)))
-        if not bool(active.any()):
+        idx = _active(found & (queries < max_queries) & (width > torch.maximum(tol, hi * max(rtol, 2.0 ** -40))))
+        if idx.numel() == 0:
             break
-        idx = active.nonzero().squeeze(1)
         mid = (lo[idx] + hi[idx]) * 0.5
         ans = _answers_along_rays(box, x0f, shape, owner[idx], theta[idx], mid, chunk)
         queries[idx] += 1
@@ -199,12 +212,43 @@ def _bisect_rays(box: Box, x0f: torch.Tensor, shape: tuple[int, ...], owner: tor
     return RaySearch(torch.where(found, hi, inf), lo, label, queries)
 
 
+@dataclass
+class _Rays:
+    """A group of flat rays for :func:`_bisect_rays` (``owner[r]``: the sample of ray r; ``target`` None: any class)."""
+
+    owner: torch.Tensor
+    theta: torch.Tensor
+    y0: torch.Tensor
+    target: torch.Tensor | None
+    lo: torch.Tensor
+    hi: torch.Tensor
+    known: torch.Tensor
+    tol: torch.Tensor
+    max_queries: torch.Tensor
+
+
+def _bisect_together(box: Box, x0f: torch.Tensor, shape: tuple[int, ...], groups: list[_Rays], rtol: float,
+                     chunk: int | None) -> list[RaySearch]:
+    """Bisect independent groups of rays in the same box calls (every ray's search is unchanged) and split
+    the results back per group."""
+    if len({g.target is None for g in groups}) > 1:
+        raise ValueError("rays bisected together must all be targeted or all untargeted")
+    cat = {name: torch.cat([getattr(g, name) for g in groups]) for name in
+           ("owner", "theta", "y0", "lo", "hi", "known", "tol", "max_queries")}
+    target = None if groups[0].target is None else torch.cat([g.target for g in groups])  # type: ignore[misc]
+    res = _bisect_rays(box, x0f, shape, cat["owner"], cat["theta"], cat["y0"], target, cat["lo"], cat["hi"],
+                       cat["known"], cat["tol"], rtol, cat["max_queries"], chunk)
+    sizes = [g.owner.numel() for g in groups]
+    parts = [res.distance.split(sizes), res.lower.split(sizes), res.label.split(sizes), res.queries.split(sizes)]
+    return [RaySearch(*fields) for fields in zip(*parts)]
+
+
 # ---------------------------------------------------------------------------------------------- bisection
 def bisect_boundary(box: Box, x0: torch.Tensor, directions: torch.Tensor, y0: torch.Tensor,
                     target: int | torch.Tensor | None = None, lo: float | torch.Tensor = 0.0,
                     hi: float | torch.Tensor = 1.0, tol: float | torch.Tensor = 1e-3, *, rtol: float = 0.0,
                     hi_known: bool | torch.Tensor = False, max_queries: int | torch.Tensor | None = None,
-                    chunk: int = DEFAULT_CHUNK) -> RaySearch:
+                    chunk: int | None = DEFAULT_CHUNK) -> RaySearch:
     """Find, along every (sample, direction) ray, where the teacher's label changes.
 
     ``x0``: ``(N, *shape)`` samples; ``directions``: ``(N, D, *shape)`` (normalised here);
@@ -258,13 +302,15 @@ def bisection_query_bound(search_range: float, tol: float, check: bool = True) -
 def _pruned_rounds(box: Box, x0f: torch.Tensor, shape: tuple[int, ...], owner: torch.Tensor,
                    direction_of: Callable[[int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]], rounds: int,
                    y0: torch.Tensor, target: torch.Tensor | None, rtol: float, budget: torch.Tensor,
-                   chunk: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                   chunk: int | None, side: _Rays | None = None
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, RaySearch | None]:
     """Search ``rounds`` directions per pair, one round at a time, pruning with the best distance so far.
 
     ``direction_of(k)`` gives the k-th ``(θ (R, P), radius (R,), hits_at_radius (R,) bool)`` for every
     pair. A round searches ``[0, min(radius, best)]``; when the radius exceeds the best distance,
     the first (check) query at ``best`` decides whether the direction can improve at all.
-    Returns best distance, best θ, label across the boundary and queries, per pair.
+    ``side`` rays (independent of the rounds, e.g. a warm start) are bisected in the same calls as round 0.
+    Returns best distance, best θ, label across the boundary and queries per pair, and the side search.
     """
     r = owner.numel()
     dev = owner.device
@@ -273,6 +319,7 @@ def _pruned_rounds(box: Box, x0f: torch.Tensor, shape: tuple[int, ...], owner: t
     best_label = torch.full((r,), -1, dtype=torch.int64, device=dev)
     spent = torch.zeros(r, dtype=torch.int64, device=dev)
     zero = torch.zeros(r, dtype=torch.float64, device=dev)
+    side_result: RaySearch | None = None
     for k in range(rounds):
         theta, radius, hits = direction_of(k)
         radius = radius.double()
@@ -282,20 +329,27 @@ def _pruned_rounds(box: Box, x0f: torch.Tensor, shape: tuple[int, ...], owner: t
         left = budget - spent
         # a round is worth starting only if it can finish a check and a few bisection steps
         can = ok & (left >= torch.where(known, 1, 2)) & torch.isfinite(hi)
-        if not bool(can.any()):
-            if not bool((budget - spent >= 2).any()):
+        idx = _active(can)
+        rays = _Rays(owner[idx], theta[idx], y0[idx], None if target is None else target[idx], zero[idx], hi[idx],
+                     known[idx], zero[idx], left[idx])
+        if k == 0 and side is not None:
+            res, side_result = _bisect_together(box, x0f, shape, [rays, side], rtol, chunk)
+        elif idx.numel() == 0:
+            if not bool((budget - spent >= 2).any()):  # only when a round had nothing to search
                 break
             continue
-        idx = can.nonzero().squeeze(1)
-        res = _bisect_rays(box, x0f, shape, owner[idx], theta[idx], y0[idx], None if target is None else target[idx],
-                           zero[idx], hi[idx], known[idx], zero[idx], rtol, left[idx], chunk)
+        else:
+            res = _bisect_rays(box, x0f, shape, rays.owner, rays.theta, rays.y0, rays.target, rays.lo, rays.hi,
+                               rays.known, rays.tol, rtol, rays.max_queries, chunk)
         spent[idx] += res.queries
+        # masked updates (torch.where), not boolean indexing: no host sync
         better = res.distance < best[idx]
-        upd = idx[better]
-        best[upd] = res.distance[better]
-        best_theta[upd] = theta[idx][better]
-        best_label[upd] = res.label[better]
-    return best, best_theta, best_label, spent
+        best[idx] = torch.where(better, res.distance, best[idx])
+        best_theta[idx] = torch.where(better.unsqueeze(1), theta[idx], best_theta[idx])
+        best_label[idx] = torch.where(better, res.label, best_label[idx])
+    if side is not None and side_result is None:  # no round ran
+        side_result = _bisect_together(box, x0f, shape, [side], rtol, chunk)[0]
+    return best, best_theta, best_label, spent, side_result
 
 
 def class_candidates(x: torch.Tensor, pool_x: torch.Tensor, pool_y: torch.Tensor, num_classes: int, k: int,
@@ -367,7 +421,7 @@ def _pair_layout(y0: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torc
 def boundary_distance(box: Box, x: torch.Tensor, y0: torch.Tensor, pool_x: torch.Tensor, pool_y: torch.Tensor,
                       num_classes: int, n_directions: int = 20, *, queries_per_pair: int | None = None,
                       rtol: float = DEFAULT_RTOL, nearest: bool = True, seed: int = 0, keep_directions: bool = False,
-                      block: int = 1024, chunk: int = DEFAULT_CHUNK) -> BoundaryDistances:
+                      block: int | None = None, chunk: int | None = DEFAULT_CHUNK) -> BoundaryDistances:
     """BD: for every sample and other class t, the nearest boundary to t along rays toward class-t pool images.
 
     ``y0`` are the teacher's classes of ``x``; ``pool_y`` must be the *teacher's* classes of
@@ -376,6 +430,9 @@ def boundary_distance(box: Box, x: torch.Tensor, y0: torch.Tensor, pool_x: torch
     whose image lies beyond the best distance gets one pruning query at that distance and is
     bisected on ``[0, best]`` only if the teacher already says t there. ``queries_per_pair`` caps
     the queries of each (sample, class) pair. Returns ``(N, C)`` distances.
+
+    Every search step sends all (sample, class) pairs in one box call; ``block`` (default: as many samples
+    as one call holds, :func:`rays_per_call`) splits the samples only where memory requires it.
     """
     dev = x.device
     n, c = x.shape[0], num_classes
@@ -386,6 +443,7 @@ def boundary_distance(box: Box, x: torch.Tensor, y0: torch.Tensor, pool_x: torch
     dir_all = torch.zeros((n, c) + shape, dtype=x.dtype, device=dev) if keep_directions else None
     pool_y = pool_y.to(dev)
     pf = _flat(pool_x).to(dev, x.dtype)
+    block = block or max(1, rays_per_call(math.prod(shape), chunk) // max(1, c - 1))
     for s in range(0, n, block):
         xb, yb = x[s:s + block], y0[s:s + block].to(dev).long()
         xbf = _flat(xb)
@@ -405,8 +463,8 @@ def boundary_distance(box: Box, x: torch.Tensor, y0: torch.Tensor, pool_x: torch
 
         budget = torch.full((owner.numel(),), 2 ** 62 if queries_per_pair is None else int(queries_per_pair),
                             dtype=torch.int64, device=dev)
-        best, theta, _, spent = _pruned_rounds(box, xbf, shape, owner, direction_of, n_directions, yb[owner], target,
-                                               rtol, budget, chunk)
+        best, theta, _, spent, _ = _pruned_rounds(box, xbf, shape, owner, direction_of, n_directions, yb[owner],
+                                                  target, rtol, budget, chunk)
         dist_all[s + owner, target] = best
         q_all[s:s + block] += torch.zeros(xb.shape[0], dtype=torch.int64, device=dev).index_add_(0, owner, spent)
         if dir_all is not None:
@@ -417,7 +475,7 @@ def boundary_distance(box: Box, x: torch.Tensor, y0: torch.Tensor, pool_x: torch
 def sign_opt(box: Box, x0: torch.Tensor, theta: torch.Tensor, distance: torch.Tensor, y0: torch.Tensor,
              target: torch.Tensor | None = None, *, queries: int | torch.Tensor = 200, n_probes: int = 20,
              beta: float = 1e-3, alpha: float = 0.2, rtol: float = DEFAULT_RTOL, seed: int = 0,
-             chunk: int = DEFAULT_CHUNK) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+             chunk: int | None = DEFAULT_CHUNK) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sign-OPT: shrink the boundary distance of rays by moving their directions, batched over rays.
 
     Every ray ``(x0[i], θ[i])`` starts at its known boundary distance ``distance[i]`` (a hit).
@@ -445,10 +503,9 @@ def sign_opt(box: Box, x0: torch.Tensor, theta: torch.Tensor, distance: torch.Te
     bisect_cost = math.ceil(math.log2(1.0 / rtol)) + 1 if rtol > 0 else 30
     zero = torch.zeros(n, dtype=torch.float64, device=dev)
     while True:
-        active = torch.isfinite(g) & (budget - spent >= n_probes + 1 + min(bisect_cost, 4)) & (step > 1e-4)
-        if not bool(active.any()):
+        idx = _active(torch.isfinite(g) & (budget - spent >= n_probes + 1 + min(bisect_cost, 4)) & (step > 1e-4))
+        if idx.numel() == 0:
             break
-        idx = active.nonzero().squeeze(1)
         m = idx.numel()
         u = torch.randn((m, n_probes, x0f.shape[1]), generator=gen, device=dev, dtype=x0f.dtype)
         u = _unit(u) * beta
@@ -465,10 +522,9 @@ def sign_opt(box: Box, x0: torch.Tensor, theta: torch.Tensor, distance: torch.Te
                            budget[idx] - spent[idx], chunk)
         spent[idx] += res.queries
         better = res.distance < g[idx]
-        upd = idx[better]
-        g[upd] = res.distance[better]
-        th[upd] = proposal[better]
-        label[upd] = res.label[better]
+        g[idx] = torch.where(better, res.distance, g[idx])
+        th[idx] = torch.where(better.unsqueeze(1), proposal, th[idx])
+        label[idx] = torch.where(better, res.label, label[idx])
         step[idx] = torch.where(better, (step[idx] * 2).clamp_max(1.0), step[idx] / 4)
     return g, th.view((n,) + shape), label, spent
 
@@ -478,12 +534,13 @@ def minimal_boundary_distance(box: Box, x: torch.Tensor, y0: torch.Tensor, pool_
                               bd_queries_per_pair: int | None = None, signopt_queries_per_pair: int = 200,
                               n_probes: int = 20, beta: float = 1e-3, alpha: float = 0.2,
                               rtol: float = DEFAULT_RTOL, seed: int = 0, keep_directions: bool = False,
-                              block: int = 256, chunk: int = DEFAULT_CHUNK) -> BoundaryDistances:
+                              block: int | None = None, chunk: int | None = DEFAULT_CHUNK) -> BoundaryDistances:
     """MBD: BD first (``n_directions`` rays per pair), then :func:`sign_opt` on every (sample, class) pair.
 
     ``signopt_queries_per_pair`` is the Sign-OPT budget of each pair (the authors snapshot at
     1k, 2k, … 20k). MBD distances are never larger than the BD distances they start from
-    (kept in ``start_distance``).
+    (kept in ``start_distance``). Both stages send all pairs in each call; ``block`` (default: as many
+    samples as one probe call holds) splits the samples only where memory requires it.
     """
     dev = x.device
     n, c = x.shape[0], num_classes
@@ -492,10 +549,11 @@ def minimal_boundary_distance(box: Box, x: torch.Tensor, y0: torch.Tensor, pool_
     start_all = dist_all.clone()
     q_all = torch.zeros(n, dtype=torch.int64, device=dev)
     dir_all = torch.zeros((n, c) + shape, dtype=x.dtype, device=dev) if keep_directions else None
+    block = block or max(1, rays_per_call(math.prod(shape), chunk) // max(1, (c - 1) * n_probes))
     for s in range(0, n, block):
         xb, yb = x[s:s + block], y0[s:s + block].to(dev).long()
         bd = boundary_distance(box, xb, yb, pool_x, pool_y, c, n_directions, queries_per_pair=bd_queries_per_pair,
-                               rtol=rtol, seed=seed + s, keep_directions=True, block=block, chunk=chunk)
+                               rtol=rtol, seed=seed + s, keep_directions=True, chunk=chunk)
         owner, target = _pair_layout(yb, c)
         assert bd.direction is not None  # keep_directions=True
         g, th, _, spent = sign_opt(box, xb[owner], bd.direction[owner, target], bd.distance[owner, target],
@@ -514,16 +572,20 @@ def minimal_boundary_distance(box: Box, x: torch.Tensor, y0: torch.Tensor, pool_
 def nearest_boundary(box: Box, x: torch.Tensor, y0: torch.Tensor, n_directions: int = 20,
                      signopt_queries: int = 200, *, radius: float | None = None, n_probes: int = 20,
                      beta: float = 1e-3, alpha: float = 0.2, rtol: float = DEFAULT_RTOL,
-                     search_queries: int | None = None, seed: int = 0, block: int = 1024,
-                     chunk: int = DEFAULT_CHUNK) -> NearestBoundary:
+                     search_queries: int | None = None, seed: int = 0, previous: torch.Tensor | None = None,
+                     block: int | None = None, chunk: int | None = DEFAULT_CHUNK) -> NearestBoundary:
     """Untargeted nearest-boundary search (ZSDB3KD step 2): the closest boundary to *any* other class.
 
     ``y0`` are the teacher's classes of ``x``. ``n_directions`` random Gaussian rays per sample are
     searched one round at a time up to ``radius`` (default ``√(numel)``, the unit cube's diagonal),
     each later ray checked with one query at the best distance so far (pruning); then untargeted
     :func:`sign_opt` spends ``signopt_queries`` per sample. ``search_queries`` caps the random-ray
-    stage per sample. Returns distance ``g``, unit direction ``θ*``, the class across and queries.
-    A sample whose rays never leave its class gets ``g = inf`` and a zero direction.
+    stage per sample. ``previous`` (``(N, *shape)``, zero rows: none) are last iteration's directions
+    (a warm start): each is bisected on ``[0, radius]`` in the same calls as the first round and replaces
+    the random rays' result where it is strictly nearer, before Sign-OPT. Returns distance ``g``, unit
+    direction ``θ*``, the class across and queries. A sample whose rays never leave its class gets
+    ``g = inf`` and a zero direction. ``block`` (default: as many samples as one call of all their
+    random rays holds) splits the samples only where memory requires it.
     """
     dev = x.device
     n = x.shape[0]
@@ -531,6 +593,7 @@ def nearest_boundary(box: Box, x: torch.Tensor, y0: torch.Tensor, n_directions: 
     p = int(math.prod(shape))
     rad = float(radius) if radius is not None else math.sqrt(p)
     gen = _generator(seed, dev)
+    block = block or max(1, rays_per_call(p, chunk) // max(1, n_directions, n_probes))
     dists, dirs, labels, qs = [], [], [], []
     for s in range(0, n, block):
         xb, yb = x[s:s + block], y0[s:s + block].to(dev).long()
@@ -547,8 +610,23 @@ def nearest_boundary(box: Box, x: torch.Tensor, y0: torch.Tensor, n_directions: 
 
         budget = torch.full((m,), 2 ** 62 if search_queries is None else int(search_queries), dtype=torch.int64,
                             device=dev)
-        best, theta, lab, spent = _pruned_rounds(box, xbf, shape, owner, direction_of, n_directions, yb, None, rtol,
-                                                 budget, chunk)
+        side, warm_idx, prev = None, None, None
+        if previous is not None:
+            prev = _flat(previous[s:s + block]).to(dev)
+            warm_idx = _active(prev.abs().sum(1) > 0)
+            w = warm_idx.numel()
+            wz = torch.zeros(w, dtype=torch.float64, device=dev)
+            side = _Rays(warm_idx, _unit(prev[warm_idx].to(xbf.dtype)), yb[warm_idx], None, wz,
+                         torch.full_like(wz, rad), torch.zeros(w, dtype=torch.bool, device=dev), wz,
+                         torch.full((w,), 2 ** 62, dtype=torch.int64, device=dev))
+        best, theta, lab, spent, warm = _pruned_rounds(box, xbf, shape, owner, direction_of, n_directions, yb, None,
+                                                       rtol, budget, chunk, side)
+        if warm is not None and warm_idx is not None and prev is not None:
+            better = warm.distance < best[warm_idx]
+            best[warm_idx] = torch.where(better, warm.distance, best[warm_idx])
+            theta[warm_idx] = torch.where(better.unsqueeze(1), prev[warm_idx].to(theta.dtype), theta[warm_idx])
+            lab[warm_idx] = torch.where(better, warm.label, lab[warm_idx])
+            spent = spent.index_add(0, warm_idx, warm.queries)
         if signopt_queries > 0:
             g, th, lab2, spent2 = sign_opt(box, xb, theta.view((m,) + shape), best, yb, None, queries=signopt_queries,
                                            n_probes=n_probes, beta=beta, alpha=alpha, rtol=rtol, seed=seed + s,

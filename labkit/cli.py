@@ -151,10 +151,10 @@ def _cmd_query_speed(args: argparse.Namespace) -> int:
     info = dataset_info(args.dataset)
     teacher = get_teacher(args.dataset, device=args.device or "cpu", progress=False)
     x = load_dataset(args.dataset, "train", limit=args.images, seed=0, device=args.device or "cpu").x
-    print(f"box against a raw no_grad forward, {x.shape[0]:,} images, best of 3:")
+    print(f"box against a raw no_grad forward, {x.shape[0]:,} images, best of {args.repeats}:")
     for batch in args.batch_sizes:
         for access in ("decision", "score"):
-            t = box_throughput(teacher.model, x, batch, access, info.num_classes)
+            t = box_throughput(teacher.model, x, batch, access, info.num_classes, repeats=args.repeats)
             print(f"  batch {batch:>6} {access:>8}: box {t.box_per_s:>9,.0f} img/s, raw {t.raw_per_s:>9,.0f} img/s, "
                   f"ratio {t.ratio:.3f}")
     c = zsdb3kd_calls(teacher.model, info, args.profile or "laptop", args.iterations,
@@ -164,6 +164,20 @@ def _cmd_query_speed(args: argparse.Namespace) -> int:
     for phase, calls in c.calls.items():
         print(f"  {phase:>16}: {calls:>7,} calls, {c.queries[phase]:>10,} queries, {c.queries[phase] / calls:,.1f} "
               "per call")
+    return 0
+
+
+def _cmd_paper_check(args: argparse.Namespace) -> int:
+    from .paper_check import run_paper_check
+
+    _set_threads(args.threads)
+    check = run_paper_check(args.dataset, scale=args.scale, out_dir=args.out_dir, device=args.device,
+                            seeds=args.seeds, budget_s=args.time_budget, only=args.only, allow_cpu=args.allow_cpu,
+                            progress=not args.no_progress)
+    print(check.table.read_text())
+    for key, sec in check.seconds.items():
+        print(f"  {key:>20}: {'skipped (budget used up)' if sec is None else f'{sec:.1f} s'}")
+    print(f"records in {check.results}, table {check.table}")
     return 0
 
 
@@ -240,8 +254,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=20_000, help="training images timed (default 20000)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 4096, 20_000], help="batch sizes to time")
     p.add_argument("--iterations", type=int, default=2, help="ZSDB3KD iterations counted (default 2)")
+    p.add_argument("--repeats", type=int, default=3, help="timings per batch size; the best counts (default 3)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=_cmd_query_speed)
+    p = sub.add_parser("paper-check", help="the paper profile of every method on one GPU in ~10 min, then the table",
+                       description="Run every paper row at the paper profile (a stated fraction where the full size "
+                                   "does not fit ten minutes on one GPU; the record says so), save the records in "
+                                   "<out-dir>/paper/<dataset>/ and write <out-dir>/paper/leaderboard.md. --scale tiny "
+                                   "runs the same plan at a few images on the CPU (the plumbing check CI runs).")
+    p.add_argument("--dataset", default="fashion-mnist", help="data set (default fashion-mnist)")
+    p.add_argument("--scale", default="gpu", help="gpu (default: the paper profile, fractions where stated) or tiny")
+    p.add_argument("--out-dir", default=None, help="the results folder (default: $LABKIT_RESULTS or results/)")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when there is one)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default 0)")
+    p.add_argument("--time-budget", type=float, default=600.0,
+                   help="seconds; rows still waiting after it are skipped (default 600)")
+    p.add_argument("--only", nargs="+", default=None, help="a subset of the paper rows")
+    p.add_argument("--allow-cpu", action="store_true", help="run the GPU sizes on the CPU anyway (hours)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_paper_check)
     p = sub.add_parser("paper-table", help="the paper-profile records beside the papers' figures",
                        description="Read <out-dir>/paper/<dataset>/*.json (paper-profile bench runs) and write "
                                    "<out-dir>/paper/leaderboard.md: each measured row beside the paper's reported "

@@ -19,16 +19,17 @@ from .results import ResultRecord
 
 #: Why a paper row has no measurement yet (the paper profile at the authors' sizes), per bench entry.
 NOT_MEASURED: dict[str, str] = {
-    "db3kd-paper": "every training image soft-labelled at 2,000 queries each: about 110 million decision queries, "
-                   "through today's sequential search loops; waits for the batched query path and a GPU",
-    "zskd-paper": "48,000 impressions × 1,500 white-box Adam steps (72 million forward and backward passes): a GPU run",
-    "zskd-authors-code": "the same crafting as zskd-paper: a GPU run",
+    "db3kd-paper": "every training image soft-labelled by MBD at 2,000 queries each: about 110 million decision "
+                   "queries; a GPU run (`make paper-check` runs 10 % of the images)",
+    "zskd-paper": "48,000 impressions × 1,500 white-box Adam steps (72 million forward and backward passes): a GPU run "
+                  "(`make paper-check`)",
+    "zskd-authors-code": "the same crafting as zskd-paper: a GPU run (`make paper-check`)",
     "zsdb3kd-paper": "30,000 pseudo-samples × 40 iterations × about 5,000 Sign-OPT queries (up to 6×10⁹ queries): "
-                     "waits for the batched query path and a GPU",
+                     "a GPU run (`make paper-check` runs 10 % of the pseudo-samples)",
     "mekd-soft-paper": "a width-128 GAN for 3,440 steps plus 40 epochs of 60,000 generated images through G: over "
                        "an hour per run on two CPU cores by the laptop GAN's 58 s for 344 steps at a quarter of the "
-                       "width (an estimate; not attempted), so a GPU run",
-    "mekd-hard-paper": "as mekd-soft-paper: a GPU run",
+                       "width (an estimate; not attempted), so a GPU run (`make paper-check`)",
+    "mekd-hard-paper": "as mekd-soft-paper: a GPU run (`make paper-check`)",
 }
 #: The rows the paper table covers (the papers' mechanisms), in order.
 PAPER_ROWS: tuple[str, ...] = ("student", "kd", "db3kd-paper", "zskd-paper", "zskd-authors-code", "zsdb3kd-paper",
@@ -37,7 +38,8 @@ PAPER_ROWS: tuple[str, ...] = ("student", "kd", "db3kd-paper", "zskd-paper", "zs
 
 @dataclass
 class PaperRow:
-    """One row of the paper table: what the lab measured (if anything) and what the paper reports."""
+    """One row of the paper table: what the lab measured (if anything) on one kind of device, and what the paper
+    reports."""
 
     key: str
     accuracy: Stat | None
@@ -48,6 +50,7 @@ class PaperRow:
     reported_source: str
     machine: str
     why_not: str = ""
+    fraction: str = "full"  # "full", or the share of the paper's size that was run and what was scaled
 
     @property
     def gap(self) -> float | None:
@@ -58,7 +61,8 @@ class PaperRow:
 
 
 def paper_records(dataset: str = "fashion-mnist", results: str | Path | None = None) -> dict[str, list[ResultRecord]]:
-    """Every saved paper-profile run of ``dataset``, by bench entry (from ``extras.bench.entry``)."""
+    """Every saved paper-profile run of ``dataset``, by bench entry (from ``extras.bench.entry``); this includes
+    records kept beside a newer run of another device (``<row>-seed<s>.<device>.json``)."""
     folder = Path(results if results is not None else paths.results_dir()) / "paper" / canonical_name(dataset)
     out: dict[str, list[ResultRecord]] = {}
     for path in sorted(folder.glob("*-seed*.json")):
@@ -70,23 +74,44 @@ def paper_records(dataset: str = "fashion-mnist", results: str | Path | None = N
     return out
 
 
+def fraction_label(rec: ResultRecord) -> str:
+    """``full``, ``tiny (plumbing check)``, or e.g. ``10% (per_class 3000 → 300)`` from the record's paper_fraction."""
+    pf = rec.paper_fraction
+    if not pf:
+        return "full"
+    if pf.get("scale") == "tiny":
+        return "tiny (plumbing check)"
+    scaled = pf.get("scaled") or {}
+    what = ", ".join(f"{k} {v[0]} → {v[1]}" for k, v in scaled.items()) if isinstance(scaled, dict) else ""
+    frac = pf.get("fraction")
+    share = f"{100 * float(frac):g}%" if isinstance(frac, (int, float)) else "part"
+    return f"{share} ({what})" if what else share
+
+
+def _group_key(rec: ResultRecord) -> tuple[str, str]:
+    return rec.device.split(":")[0], fraction_label(rec)
+
+
 def paper_table(dataset: str = "fashion-mnist", results: str | Path | None = None) -> list[PaperRow]:
-    """One :class:`PaperRow` per paper row, measured or not."""
+    """One :class:`PaperRow` per paper row and (device kind, fraction) measured, or one unmeasured row."""
     dataset = canonical_name(dataset)
     saved = paper_records(dataset, results)
     rows = []
     for key in PAPER_ROWS:
-        recs = sorted(saved.get(key, []), key=lambda r: r.seed)
         fig = primary_figure(key, dataset)
-        measured = bool(recs)
-        rows.append(PaperRow(
-            key=key, accuracy=Stat.of([r.student_acc for r in recs]) if measured else None,
-            wall_s=Stat.of([r.wall_s for r in recs]) if measured else None,
-            queries=Stat.of([r.queries for r in recs]) if measured else None, seeds=[r.seed for r in recs],
-            reported=fig.student_acc if fig else None,
-            reported_source=f"{fig.paper}{'' if fig.verified else ', unverified'}" if fig else "—",
-            machine=f"{recs[0].machine}, {recs[0].device}" if measured else "",
-            why_not="" if measured else NOT_MEASURED.get(key, "not run yet")))
+        reported = fig.student_acc if fig else None
+        source = f"{fig.paper}{'' if fig.verified else ', unverified'}" if fig else "—"
+        groups: dict[tuple[str, str], list[ResultRecord]] = {}
+        for rec in sorted(saved.get(key, []), key=lambda r: r.seed):
+            groups.setdefault(_group_key(rec), []).append(rec)
+        if not groups:
+            rows.append(PaperRow(key, None, None, None, [], reported, source, "",
+                                 NOT_MEASURED.get(key, "not run yet"), ""))
+        for (_, fraction), recs in sorted(groups.items()):
+            rows.append(PaperRow(
+                key=key, accuracy=Stat.of([r.student_acc for r in recs]), wall_s=Stat.of([r.wall_s for r in recs]),
+                queries=Stat.of([r.queries for r in recs]), seeds=[r.seed for r in recs], reported=reported,
+                reported_source=source, machine=f"{recs[0].machine}, {recs[0].device}", fraction=fraction))
     return rows
 
 
@@ -106,8 +131,8 @@ def paper_table_markdown(dataset: str = "fashion-mnist", results: str | Path | N
              "holdout; test accuracy reported only.", ""]
     if note:
         lines += [note, ""]
-    lines += ["| row | measured test acc. % | seeds | reported % | gap (points) | queries | wall s per run | machine |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["| row | size run | measured test acc. % | seeds | reported % | gap (points) | queries | wall s per run "
+              "| machine |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r.accuracy is None:
             continue
@@ -116,8 +141,11 @@ def paper_table_markdown(dataset: str = "fashion-mnist", results: str | Path | N
         q = "—" if r.queries is None else f"{r.queries.mean:,.0f}"
         w = "—" if r.wall_s is None else (f"{r.wall_s.mean:.0f} ± {r.wall_s.std:.0f}" if r.wall_s.std is not None
                                           else f"{r.wall_s.mean:.0f}")
-        lines.append(f"| {r.key} | {_pct(r.accuracy)} | {', '.join(map(str, r.seeds))} | {rep} | {gap} | {q} | {w} | "
-                     f"{r.machine} |")
+        lines.append(f"| {r.key} | {r.fraction} | {_pct(r.accuracy)} | {', '.join(map(str, r.seeds))} | {rep} | "
+                     f"{gap} | {q} | {w} | {r.machine} |")
+    if any(r.fraction not in ("full", "") for r in rows if r.accuracy is not None):
+        lines += ["", "A row run at a fraction of the paper's size (make paper-check, to fit ten minutes on one GPU) "
+                      "is not the paper's figure at its size; its gap compares unlike sizes."]
     missing = [r for r in rows if r.accuracy is None]
     if missing:
         lines += ["", "## Not measured yet", ""]

@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .blackbox import BlackBox
-from .boundary import DEFAULT_RTOL, bisect_boundary, boundary_distance, distance_soft_labels, nearest_boundary, sign_opt
+from .boundary import boundary_distance, distance_soft_labels, nearest_boundary
 from .errors import AccessDenied, LabkitError
 from .noise import noise_images
 from .query_recorder import QueryRecorder
@@ -133,10 +133,9 @@ def label_preserving_step(box: BlackBox, x: torch.Tensor, y: torch.Tensor, direc
         proposal = (x[active] - lam[active].view(view) * direction[active]).clamp(0.0, 1.0)
         same = box(proposal).to(x.device) == y[active]
         queries += active.numel()
-        done = active[same]
-        out[done] = proposal[same]
-        used[done] = lam[done]
-        active = active[~same]
+        out[active] = torch.where(same.view(view), proposal, out[active])
+        used[active] = torch.where(same, lam[active], used[active])
+        active = active[~same]  # the one host sync of a round: the size of the next call
         lam[active] = lam[active] / 2
     return StepResult(out, used, queries)
 
@@ -148,31 +147,14 @@ def search_nearest_boundary(box: BlackBox, x: torch.Tensor, y: torch.Tensor, cfg
 
     Without ``previous`` this is :func:`labkit.boundary.nearest_boundary` with ``cfg.n_directions``
     random rays and ``cfg.signopt_queries`` of Sign-OPT. With ``previous`` (last iteration's θ*),
-    ``cfg.warm_directions`` fresh random rays compete with the bisected previous θ*, and Sign-OPT
-    refines the winner (same budget), so its progress carries over from one iteration to the next.
+    ``cfg.warm_directions`` fresh random rays compete with the bisected previous θ* (bisected in the same
+    box calls as the first random ray), and Sign-OPT refines the winner (same budget), so its progress
+    carries over from one iteration to the next.
     """
-    if previous is None:
-        res = nearest_boundary(box, x, y, n_directions=cfg.n_directions, signopt_queries=cfg.signopt_queries,
-                               n_probes=cfg.n_probes, seed=seed)
-        return res.distance, res.direction
-    rand = nearest_boundary(box, x, y, n_directions=max(1, cfg.warm_directions), signopt_queries=0, seed=seed)
-    dist, theta = rand.distance.clone(), rand.direction.reshape(x.shape[0], -1).clone()
-    has_prev = previous.reshape(x.shape[0], -1).abs().sum(1) > 0
-    if bool(has_prev.any()):
-        idx = has_prev.nonzero().squeeze(1)
-        radius = math.sqrt(x[0].numel())
-        warm = bisect_boundary(box, x[idx], previous[idx].unsqueeze(1), y[idx], None, 0.0, radius, 0.0,
-                               rtol=DEFAULT_RTOL)
-        wd = warm.distance[:, 0].to(dist.dtype)
-        better = wd < dist[idx]
-        dist[idx[better]] = wd[better]
-        theta[idx[better]] = previous[idx[better]].reshape(int(better.sum()), -1).to(theta.dtype)
-    if cfg.signopt_queries > 0 and bool(torch.isfinite(dist).any()):
-        g, th, _, _ = sign_opt(box, x, theta.view_as(x), dist, y, None, queries=cfg.signopt_queries,
-                               n_probes=cfg.n_probes, seed=seed)
-        dist, theta = g, th.reshape(x.shape[0], -1)
-    theta = torch.where(torch.isfinite(dist).unsqueeze(1), theta, torch.zeros_like(theta))
-    return dist, theta.view_as(x)
+    rays = cfg.n_directions if previous is None else max(1, cfg.warm_directions)
+    res = nearest_boundary(box, x, y, n_directions=rays, signopt_queries=cfg.signopt_queries, n_probes=cfg.n_probes,
+                           seed=seed, previous=previous)
+    return res.distance, res.direction
 
 
 # --------------------------------------------------------------------------- DB3 soft labels

@@ -42,6 +42,9 @@ class ResultRecord:
     best_epoch: int = 0  # the epoch the selection split chose
     calls: int = 0  # box calls that answered those queries
     queries_per_call: float = 0.0  # mean images per box call (0 without calls)
+    box_precision: str = ""  # fp32 or bf16 (autocast on CUDA); "" without a box
+    #: a run at less than the profile's size says so: {"fraction": f, "scaled": {field: [full, run]}, "why": ...}
+    paper_fraction: dict[str, object] = field(default_factory=dict)
     extras: dict[str, object] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:

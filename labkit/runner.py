@@ -69,12 +69,14 @@ def run_method(name: str, *, dataset: str = "fashion-mnist", profile: str | Prof
                device: torch.device | str | None = None, teacher_arch: str | None = None,
                student_arch: str | None = None, budget: int | None = None, progress: bool = True,
                out: str | Path | None = None, train_limit: int | None = None,
-               box_hook: Callable[[BlackBox], None] | None = None, **options: Any) -> MethodRun:
+               box_hook: Callable[[BlackBox], None] | None = None, paper_fraction: dict[str, Any] | None = None,
+               **options: Any) -> MethodRun:
     """Run one method end to end on the lab's cached teacher and return a :class:`MethodRun`.
 
     ``budget`` caps the teacher queries (a :class:`~labkit.errors.QueryBudgetExceeded` stops the run).
     ``options`` are the method's config fields (e.g. ``epochs=3``, ``ingredients=("impressions",)``);
-    they are checked before the teacher is loaded.
+    they are checked before the teacher is loaded. ``paper_fraction`` (from ``make paper-check``) goes into the
+    record as it is: a run at less than its profile's size says so there.
     """
     cls = get_method(name)
     method: DistillationMethod[Any] = cls(**options)
@@ -116,7 +118,9 @@ def run_method(name: str, *, dataset: str = "fashion-mnist", profile: str | Prof
         ingredients={i.name: i.as_record() for i in transfer.ingredients},
         loss=transfer.loss_name, target_kind=transfer.target_kind, holdout_size=transfer.holdout_size,
         best_epoch=fit.best_epoch, calls=box.calls if box else 0,
-        queries_per_call=round(box.queries / box.calls, 2) if box and box.calls else 0.0, extras=dict(transfer.extras),
+        queries_per_call=round(box.queries / box.calls, 2) if box and box.calls else 0.0,
+        box_precision=box.precision if box else "", paper_fraction=dict(paper_fraction or {}),
+        extras=dict(transfer.extras),
     )
     if out is not None:
         record.save(out)

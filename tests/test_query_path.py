@@ -1,0 +1,120 @@
+"""The batched query path: one box call per search step whatever the number of samples, the warm start
+bisected in the same calls as the first random ray (and unchanged by it), and the box's precision."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from labkit import BlackBox, boundary
+from labkit.errors import InvalidQueryError, UnknownNameError
+
+
+class Centroids(nn.Module):
+    """A 4-class nearest-centroid teacher on 6-value inputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(3)
+        self.register_buffer("c", torch.rand(4, 6, generator=g))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return -torch.cdist(x.reshape(x.shape[0], -1), self.c)
+
+
+def box_of(model: nn.Module) -> BlackBox:
+    return BlackBox(model, access="decision", input_shape=(6,), num_classes=4)
+
+
+def points(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, 6, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("search", ["nearest", "bd", "mbd"])
+def test_calls_do_not_grow_with_the_number_of_samples(search: str) -> None:
+    """Fifty times the samples (more than one old block of 1024): the same sequential depth, so about the same
+    number of calls. The depth is the slowest ray's, so it may grow by a few steps, never with N."""
+    calls = []
+    for n in (50, 2500):
+        box, x = box_of(Centroids()), points(n)
+        y = box(x)
+        if search == "nearest":
+            boundary.nearest_boundary(box, x, y, n_directions=4, signopt_queries=30, n_probes=5, seed=1)
+        elif search == "bd":
+            boundary.boundary_distance(box, x, y, x, y, 4, n_directions=4)
+        else:
+            boundary.minimal_boundary_distance(box, x, y, x, y, 4, n_directions=3, signopt_queries_per_pair=30,
+                                               n_probes=5)
+        calls.append(box.calls - 1)
+    assert calls[1] < 1.5 * calls[0], calls
+
+
+def test_a_step_is_split_only_by_memory() -> None:
+    box, x = box_of(Centroids()), points(300)
+    y = box(x)
+    theta = torch.randn(300, 1, 6)
+    before = box.calls
+    boundary.bisect_boundary(box, x, theta, y, None, 0.0, 3.0, 3.0 / 32)
+    whole = box.calls - before
+    box2 = box_of(Centroids())
+    box2(x)
+    boundary.bisect_boundary(box2, x, theta, y, None, 0.0, 3.0, 3.0 / 32, chunk=100)
+    split = box2.calls - 1
+    assert whole <= 6 and whole < split <= 3 * whole  # 1 check + log₂ 32 steps; chunks of 100 rays split them
+    assert boundary.rays_per_call(784) == boundary.CALL_VALUES // 784 and boundary.rays_per_call(784, 7) == 7
+
+
+def test_warm_start_is_the_separate_bisection_fused_into_round_zero() -> None:
+    """nearest_boundary(previous=θ) must equal: random rays alone, the previous θ bisected alone on
+    [0, radius], the strictly nearer kept, then Sign-OPT, while making fewer calls."""
+    model = Centroids()
+    x = points(60, 1)
+    y = model(x).argmax(1)
+    prev = torch.nn.functional.normalize(torch.randn(60, 6, generator=torch.Generator().manual_seed(2)), dim=1)
+    prev[::7] = 0.0  # some samples without a previous direction
+    radius = math.sqrt(6)
+    fused_box = box_of(model)
+    fused = boundary.nearest_boundary(fused_box, x, y, n_directions=2, signopt_queries=24, n_probes=4, seed=5,
+                                      previous=prev)
+
+    box = box_of(model)
+    rand = boundary.nearest_boundary(box, x, y, n_directions=2, signopt_queries=0, seed=5)
+    dist, theta = rand.distance.clone(), rand.direction.clone()
+    has = (prev.abs().sum(1) > 0).nonzero().squeeze(1)
+    warm = boundary.bisect_boundary(box, x[has], prev[has].unsqueeze(1), y[has], None, 0.0, radius, 0.0,
+                                    rtol=boundary.DEFAULT_RTOL)
+    better = warm.distance[:, 0] < dist[has]
+    dist[has[better]] = warm.distance[better, 0]
+    theta[has[better]] = prev[has[better]]
+    g, th, _, _ = boundary.sign_opt(box, x, theta, dist, y, None, queries=24, n_probes=4, seed=5)
+    th = torch.where(torch.isfinite(g).unsqueeze(1), th, torch.zeros_like(th))
+    assert torch.equal(fused.distance, g) and torch.equal(fused.direction, th)
+    assert fused_box.queries == box.queries and fused_box.calls < box.calls
+
+
+def test_bf16_box_still_answers_ids_and_fp32_probabilities() -> None:
+    model, x = Centroids(), points(200, 4)
+    ids = BlackBox(model, access="decision", input_shape=(6,), precision="bf16")
+    probs = BlackBox(model, access="score", input_shape=(6,), precision="bf16")
+    assert ids.precision == "bf16" and ids(x).dtype == torch.int64
+    p = probs(x)
+    assert p.dtype == torch.float32 and torch.allclose(p.sum(1), torch.ones(200), atol=1e-5)
+    exact = BlackBox(model, access="decision", input_shape=(6,), precision="fp32")(x)
+    assert (ids(x) == exact).float().mean() > 0.9  # bf16 may flip only points right at a boundary
+    assert BlackBox(model, access="decision").precision == "fp32"  # auto on the CPU
+    assert BlackBox(model, access="white", precision="bf16").precision == "fp32"  # gradients stay fp32
+    with pytest.raises(UnknownNameError, match="fp16"):
+        BlackBox(model, precision="fp16")
+
+
+def test_validation_still_refuses_nan_and_range_in_one_pass() -> None:
+    box = box_of(Centroids())
+    bad = points(5)
+    bad[2, 3] = float("nan")
+    with pytest.raises(InvalidQueryError, match="1 NaN"):
+        box(bad)
+    with pytest.raises(InvalidQueryError, match=r"spans \[0.*1\.5"):
+        box(torch.cat([points(3), torch.full((1, 6), 1.5)]))
+    assert box.queries == 0 and box.calls == 0
