@@ -144,6 +144,10 @@ BENCH_ENTRIES: tuple[BenchEntry, ...] = (
     _E("mekd-hard+edge", "mekd", "MEKD (hard) + teacher-imitation + edge images", "decision", "unlabeled",
        (("response", "hard"),), "mekd", "combined",
        "generated images + the edge images answered by the box (lab additions: edge images, teacher-imitation)"),
+    # ---- IDEAL (after the seed papers: decision box, no data)
+    _E("ideal", "ideal", "IDEAL: a generator trained against the student, one hard-label query per image",
+       "decision", "none", (), "ideal", "paper",
+       "generated images only: every round's batch labelled once by the decision box (no re-asking)"),
 )
 BENCH_KEYS: tuple[str, ...] = tuple(e.key for e in BENCH_ENTRIES)
 #: A running order for a time-limited bench (notebook 08 in smoke): cheap runs first, one per access level early.
@@ -152,7 +156,7 @@ QUICK_ORDER: tuple[str, ...] = ("fsbbt", "student", "kd-edge", "mekd-hard+edge",
                                 "zskd-paper", "zsdb3kd-paper", "mekd-soft-paper", "db3kd-paper", "kd-edge-hard",
                                 "db3kd-soft-only", "db3kd-true-labels-only", "zskd-authors-code",
                                 "zsdb3kd+dead-leaves", "mekd-hard-paper", "mekd-soft+imitation",
-                                "mekd-hard+imitation")
+                                "mekd-hard+imitation", "ideal")
 assert sorted(QUICK_ORDER) == sorted(BENCH_KEYS)
 
 

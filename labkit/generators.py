@@ -130,6 +130,48 @@ class Discriminator(nn.Module):
         return self.real_fake(h).squeeze(1), self.classes(h)
 
 
+class LatentGenerator(nn.Module):
+    """IDEAL's generator: a latent vector z (``nz`` values) → an image in [0, 1].
+
+    Linear(nz → 2w·s·s) → reshape → BN → upsample ×2 → Conv 3×3 (2w → 2w) → BN → LeakyReLU → upsample ×2
+    → Conv 3×3 (2w → w) → BN → LeakyReLU → Conv 3×3 (w → channels) → sigmoid, with s = H/4.
+    """
+
+    def __init__(self, nz: int, image_shape: tuple[int, int, int], width: int = 64) -> None:
+        super().__init__()
+        channels, height, width_px = image_shape
+        if height % 4 or width_px % 4:
+            raise ValueError(f"LatentGenerator needs image sides divisible by 4, got {height}×{width_px}")
+        self.nz = nz
+        self.image_shape = tuple(image_shape)
+        self.base = (2 * width, height // 4, width_px // 4)
+        self.project = nn.Linear(nz, 2 * width * self.base[1] * self.base[2])
+        self.decode = nn.Sequential(
+            nn.BatchNorm2d(2 * width),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1, bias=False), nn.BatchNorm2d(2 * width),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(2 * width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(width, channels, 3, padding=1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Images (N×C×H×W in [0, 1]) for latent vectors ``z`` (N×nz)."""
+        if z.dim() != 2 or z.shape[1] != self.nz:
+            raise ValueError(f"the generator expects latent vectors of shape (N, {self.nz}), got {tuple(z.shape)}")
+        return self.decode(self.project(z).view(-1, *self.base))
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every layer (IDEAL starts each round from a fresh generator)."""
+        for m in self.modules():
+            reset = getattr(m, "reset_parameters", None)
+            if m is not self and callable(reset):
+                reset()
+
+
 def build_generator(info: DatasetInfo, width: int = 64) -> nn.Module:
     """The generator for a data set: :class:`ResponseGenerator` for images, :class:`VectorGenerator` otherwise."""
     if info.is_image:

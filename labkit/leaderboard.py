@@ -48,6 +48,7 @@ FAMILY_TITLES: dict[str, str] = {
     "zsdb3kd": "ZSDB3KD (Wang, ICML 2021): decision box, no data",
     "fsbbt": "FS-BBT (Nguyen et al., ECCV 2022): score box, a few unlabelled images",
     "mekd": "MEKD (Ma et al., CVPR 2024): score or decision box, 10% unlabelled edge data",
+    "ideal": "IDEAL (Zhang et al., ICLR 2023): decision box, no data",
 }
 STAT_NAMES = ("student_acc", "agreement", "queries", "transfer_set_size", "wall_s", "elapsed_s")
 

@@ -94,6 +94,8 @@ CHECK_PLAN: tuple[CheckItem, ...] = (
               tiny={"per_class": 2, "iterations": 2, "n_directions": 2, "warm_directions": 1, "signopt_queries": 20,
                     "label_directions": 1, "n_probes": 4, "epochs": 1, "batch_size": 16, "init_batch": 4096,
                     "max_init_draws": 400_000, "curve_points": 0}),
+    CheckItem("ideal", tiny={"queries": 120, "per_round": 60, "g_steps": 2, "nz": 8, "g_width": 4, "epochs": 1,
+                             "batch_size": 32, "guide_batch": 32, "curve_points": 1}),
     CheckItem("zskd-authors-code", tiny={"impressions": 40, "iterations": 3, "craft_batch": 40, "epochs": 1,
                                          "batch_size": 32}),
 )

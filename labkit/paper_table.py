@@ -30,10 +30,13 @@ NOT_MEASURED: dict[str, str] = {
                        "an hour per run on two CPU cores by the laptop GAN's 58 s for 344 steps at a quarter of the "
                        "width (an estimate; not attempted), so a GPU run (`make paper-check`)",
     "mekd-hard-paper": "as mekd-soft-paper: a GPU run (`make paper-check`)",
+    "ideal": "the public code's sizes (100 rounds of 250 images, 30 steps of a width-64 generator): about 750,000 "
+             "generator image-steps, roughly 45 minutes per run on two CPU cores by the laptop's measured step cost "
+             "scaled to width 64 (an estimate; not attempted), so a GPU run (`make paper-check`)",
 }
 #: The rows the paper table covers (the papers' mechanisms), in order.
 PAPER_ROWS: tuple[str, ...] = ("student", "kd", "db3kd-paper", "zskd-paper", "zskd-authors-code", "zsdb3kd-paper",
-                               "fsbbt", "mekd-soft-paper", "mekd-hard-paper")
+                               "fsbbt", "mekd-soft-paper", "mekd-hard-paper", "ideal")
 
 
 @dataclass

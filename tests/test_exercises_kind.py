@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import importlib
+import re
 
 import pytest
+import torch
 
 from labkit.exercises import ExerciseResult
 
@@ -11,7 +13,7 @@ CHECKERS = [("kd_loss", "check_kd_loss"), ("class_similarity", "check_class_simi
             ("bisection", "check_bisect"), ("bisection", "check_distance_soft_labels"),
             ("leaderboard", "check_pareto_front"), ("mixup", "check_mixup_with_thresholds"),
             ("alignment_loss", "check_alignment_loss"), ("label_preserving_step", "check_label_preserving_step"),
-            ("query_counting", "check_decision_accuracy")]
+            ("query_counting", "check_decision_accuracy"), ("information_loss", "check_information_loss")]
 
 
 @pytest.mark.parametrize("module,name", CHECKERS)
@@ -31,3 +33,36 @@ def test_a_verdict_is_displayed_once() -> None:
     result = ExerciseResult("x", True, True)
     assert result._ipython_display_() is None  # IPython shows nothing more than the printed verdict
     assert "passed" in repr(result)
+
+
+def test_notebook_00_refuses_a_per_image_query_loop() -> None:
+    from labkit.exercises.query_counting import check_decision_accuracy
+
+    def looped(box, x, y):  # type: ignore[no-untyped-def]
+        answers = torch.cat([box(x[i:i + 1]) for i in range(x.shape[0])])
+        return float((answers == y).float().mean())
+
+    verdict = check_decision_accuracy(looped)
+    assert not verdict.passed and "one batched call" in " ".join(verdict.messages)
+    assert check_decision_accuracy(lambda box, x, y: float((box(x) == y).float().mean())).passed
+
+
+def test_a_hint_is_given_once_and_a_right_count_is_not_called_wrong() -> None:
+    from labkit.exercises import dedupe_hints
+    from labkit.exercises.kd_loss import check_kd_loss
+    from labkit.exercises.mixup import check_mixup_with_thresholds
+
+    msgs = dedupe_hints(["a: got 1. Use X.", "b: got 2. Use X.", "c: got 3. Use Y."])
+    assert msgs == ["a: got 1. Use X.", "b: got 2 (same advice as above).", "c: got 3. Use Y."]
+    no_tau2 = check_kd_loss(lambda s, t, tau: torch.nn.functional.kl_div(
+        torch.log_softmax(s / tau, 1), torch.softmax(t / tau, 1), reduction="batchmean"))
+    assert not no_tau2.passed and " ".join(no_tau2.messages).count("τ² factor") == 1
+
+    def unrounded(x1, x2, lam, low, high):  # type: ignore[no-untyped-def]
+        keep = (lam.round(decimals=2) > low) & (lam.round(decimals=2) < high)
+        return (lam[keep].view(-1, 1, 1, 1) * x1[keep] + (1 - lam[keep].view(-1, 1, 1, 1)) * x2[keep]), lam[keep]
+
+    verdict = check_mixup_with_thresholds(unrounded)
+    text = " ".join(verdict.messages)
+    assert not verdict.passed and "right number of λ" in text
+    assert not re.search(r"kept (\d+) λ, expected \1\b", text)  # never "kept 38, expected 38"

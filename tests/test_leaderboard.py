@@ -154,7 +154,7 @@ def test_reported_figures_are_labelled() -> None:
     assert primary_figure("mekd-soft-paper", "fashion-mnist") is None
     assert primary_figure("zsdb3kd+bank", "fashion-mnist") is None  # a figure credited to a paper: paper rows only
     later = {f.entry: f for f in newer_work("fashion-mnist")}
-    assert set(later) == {"zsdb3kd", "ideal", "dip-kd", "divbfkd"}
+    assert set(later) == {"zsdb3kd", "ideal", "dfhl-rs", "dip-kd", "divbfkd"}
     assert all(f.label == "reported" and f.paper for f in later.values())
     assert later["dip-kd"].student_acc == pytest.approx(0.8398) and later["dip-kd"].queries_approx == 50_000
     assert not later["zsdb3kd"].verified and "secondary" in later["zsdb3kd"].note

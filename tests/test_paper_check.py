@@ -76,4 +76,4 @@ def test_tiny_paper_check_runs_every_row_and_writes_the_table(tmp_path: Path) ->
     assert "plumbing check" in md and "Not measured yet" not in md
     # a budget already spent skips every row and says so
     skipped = run_paper_check(scale="tiny", out_dir=tmp_path / "b", device="cpu", budget_s=0, log=None)
-    assert all(s is None for s in skipped.seconds.values()) and "0 of 9 rows" in skipped.table.read_text()
+    assert all(s is None for s in skipped.seconds.values()) and "0 of 10 rows" in skipped.table.read_text()

@@ -46,6 +46,22 @@ class ExerciseResult:
         return self
 
 
+def dedupe_hints(messages: list[str]) -> list[str]:
+    """Give each piece of advice once: a message whose hint (the text after its first ". ") an earlier message
+    already gave keeps its own finding and points back instead of repeating the hint."""
+    first: dict[str, int] = {}
+    out: list[str] = []
+    for i, msg in enumerate(messages):
+        head, sep, hint = msg.partition(". ")
+        if sep and hint in first:
+            out.append(f"{head} (same advice as above).")
+            continue
+        if sep:
+            first[hint] = i
+        out.append(msg)
+    return out
+
+
 def not_attempted(name: str) -> ExerciseResult:
     """The result for a learner function that still returns ``None``."""
     return ExerciseResult(name, passed=False, attempted=False).report()

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..generators import ResponseGenerator, freeze
-from . import ExerciseResult, kind_to_learners, not_attempted
+from . import ExerciseResult, dedupe_hints, kind_to_learners, not_attempted
 
 NAME = "Generative alignment loss"
 
@@ -70,6 +70,6 @@ def check_alignment_loss(fn: AlignmentFn, generator: nn.Module | None = None) ->
             any(not torch.equal(a, p.detach()) for a, p in zip(before, gen.parameters())):
         msgs.append("The generator must stay frozen: its weights got a gradient or changed.")
     if msgs:
-        return ExerciseResult(NAME, False, True, msgs).report()
+        return ExerciseResult(NAME, False, True, dedupe_hints(msgs)).report()
     done = "Matches the reference at three temperatures; gradients reach S through the frozen G, and G is unchanged."
     return ExerciseResult(NAME, True, True, [done]).report()

@@ -6,7 +6,7 @@ from collections.abc import Callable
 import torch
 
 from ..losses import kd_loss
-from . import ExerciseResult, kind_to_learners, not_attempted
+from . import ExerciseResult, dedupe_hints, kind_to_learners, not_attempted
 
 NAME = "KD loss"
 
@@ -34,5 +34,5 @@ def check_kd_loss(fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor
                 "Use log_softmax for the student and softmax for the teacher, both at temperature τ."
             msgs.append(f"τ={tau}: got {float(got):.5f}, expected {float(want):.5f}. {hint}")
     if msgs:
-        return ExerciseResult(NAME, False, True, msgs).report()
+        return ExerciseResult(NAME, False, True, dedupe_hints(msgs)).report()
     return ExerciseResult(NAME, True, True, ["Matches labkit.losses.kd_loss at τ = 1, 4 and 20."]).report()

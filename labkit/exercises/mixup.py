@@ -6,7 +6,7 @@ from collections.abc import Callable
 import torch
 
 from ..methods.fsbbt import mix, mixup_keep_mask, round_lambdas
-from . import ExerciseResult, kind_to_learners, not_attempted
+from . import ExerciseResult, dedupe_hints, kind_to_learners, not_attempted
 
 NAME = "MixUp with thresholds"
 
@@ -66,8 +66,10 @@ def check_mixup_with_thresholds(fn: MixupFn) -> ExerciseResult:
         mixed, kept = got
         want_x, want_lam = reference_mixup_with_thresholds(x1, x2, lam, low, high)
         if kept.numel() != want_lam.numel() or not torch.allclose(kept.double().flatten(), want_lam, atol=1e-6):
-            msgs.append(f"case {i + 1} (low={low}, high={high}): kept {kept.numel()} λ, expected "
-                        f"{want_lam.numel()}. {_hint(kept.double().flatten(), lam, low, high)}")
+            what = (f"kept {kept.numel()} λ, expected {want_lam.numel()}" if kept.numel() != want_lam.numel() else
+                    f"kept the right number of λ ({kept.numel()}) but not the right values")
+            msgs.append(f"case {i + 1} (low={low}, high={high}): {what}. "
+                        f"{_hint(kept.double().flatten(), lam, low, high)}")
             continue
         if tuple(mixed.shape) != tuple(want_x.shape):
             msgs.append(f"case {i + 1}: mixed images have shape {tuple(mixed.shape)}, expected {tuple(want_x.shape)}.")
@@ -78,6 +80,6 @@ def check_mixup_with_thresholds(fn: MixupFn) -> ExerciseResult:
                 else "Mix with the rounded λ, one λ per pair, broadcast over the pixels: lam.view(-1, 1, 1, 1)."
             msgs.append(f"case {i + 1}: the mixed images differ from λ·x1 + (1 − λ)·x2. {hint}")
     if msgs:
-        return ExerciseResult(NAME, False, True, msgs).report()
+        return ExerciseResult(NAME, False, True, dedupe_hints(msgs)).report()
     done = "Rounding, both thresholds and the mixing match labkit's FS-BBT."
     return ExerciseResult(NAME, True, True, [done]).report()

@@ -13,7 +13,8 @@ NAME = "accuracy through a decision box"
 
 
 def check_decision_accuracy(fn: Callable[[BlackBox, torch.Tensor, torch.Tensor], float | None]) -> ExerciseResult:
-    """Check ``fn(box, x, y)`` returns the teacher's accuracy on (x, y) and spends exactly ``len(x)`` queries."""
+    """Check ``fn(box, x, y)`` returns the teacher's accuracy on (x, y), spending exactly ``len(x)`` queries in one
+    batched box call."""
     g = torch.Generator().manual_seed(1)
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
     with torch.no_grad():
@@ -34,6 +35,9 @@ def check_decision_accuracy(fn: Callable[[BlackBox, torch.Tensor, torch.Tensor],
         msgs.append(f"Accuracy {float(got):.4f} but the teacher's is {truth:.4f}: compare box(x) with y.")
     if box.queries != len(x):
         msgs.append(f"You spent {box.queries} queries for {len(x)} images: query the whole batch once.")
+    elif box.calls != 1:
+        msgs.append(f"Right count, but in {box.calls} box calls: the task is one batched call, box(x), for all "
+                    f"{len(x)} images (a loop over images is slow on a real teacher).")
     if msgs:
         return ExerciseResult(NAME, False, True, msgs).report()
-    return ExerciseResult(NAME, True, True, [f"{truth:.1%} in exactly {box.queries} queries."]).report()
+    return ExerciseResult(NAME, True, True, [f"{truth:.1%} in exactly {box.queries} queries, one call."]).report()

@@ -131,7 +131,7 @@ METHODS: dict[str, type[DistillationMethod]] = {}
 #: name -> module under labkit.methods that registers it (imported on first use)
 METHOD_MODULES: dict[str, str] = {
     "student": "kd", "kd": "kd", "db3kd": "db3kd", "zskd": "zskd", "zsdb3kd": "zsdb3kd",
-    "fsbbt": "fsbbt", "mekd": "mekd", "kd-edge": "mekd", "noise-kd": "noise_kd",
+    "fsbbt": "fsbbt", "mekd": "mekd", "kd-edge": "mekd", "noise-kd": "noise_kd", "ideal": "ideal",
 }
 
 

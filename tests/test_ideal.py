@@ -1,0 +1,106 @@
+"""IDEAL: decision box only (int64 ids, exact query count), the budget, the information term and the holdout."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from labkit import BlackBox
+from labkit.errors import AccessDenied, ConfigError
+from labkit.methods.ideal import IDEALConfig, crop_and_flip, generator_loss, information_loss, split_holdout
+from labkit.runner import run_method
+
+TINY = {"queries": 250, "per_round": 60, "g_steps": 2, "nz": 8, "g_width": 4, "epochs": 1, "batch_size": 32,
+        "guide_batch": 32, "curve_points": 2}
+
+
+def test_the_method_sees_only_int64_ids_and_its_count_is_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    answers: list[torch.Tensor] = []
+    sent: list[int] = []
+    original = BlackBox.__call__
+
+    def spy(self: BlackBox, x: torch.Tensor, *, phase: str | None = None) -> torch.Tensor:
+        out = original(self, x, phase=phase)
+        answers.append(out)
+        sent.append(int(x.shape[0]))
+        return out
+
+    monkeypatch.setattr(BlackBox, "__call__", spy)
+    run = run_method("ideal", profile="smoke", progress=False, **TINY)
+    rounds = 250 // 60
+    assert run.box is not None and run.box.access == "decision"
+    assert all(a.dtype == torch.int64 and a.dim() == 1 for a in answers)  # never a probability
+    assert sent == [60] * rounds  # one call per round, nothing else
+    rec = run.record
+    assert rec.queries == run.box.queries == sum(sent) == rounds * 60
+    assert rec.queries_by_phase == {"teacher labels": rounds * 60} and rec.calls == rounds
+    assert rec.transfer_set_size + rec.holdout_size == rec.queries  # every labelled image is used once
+    assert rec.ingredients["generated"]["queries"] == rec.queries
+    assert rec.selection.startswith("teacher-labelled holdout") and rec.extras["rounds"] == rounds
+    assert len(run.artifacts["curve"]) == 2 and run.artifacts["curve"][-1]["queries"] == rec.queries
+    assert len(run.artifacts["snapshots"]) == rounds
+
+
+def test_a_score_box_and_a_too_small_budget_are_refused() -> None:
+    from torch import nn
+
+    from labkit.data import dataset_info
+    from labkit.methods.base import MethodData, RunContext
+    from labkit.methods.ideal import IDEAL
+    from labkit.profiles import get_profile
+
+    info = dataset_info("fashion-mnist")
+    ctx = RunContext(get_profile("smoke"), 0, torch.device("cpu"), "lenet5-half", info, False)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    with pytest.raises(AccessDenied, match="decision"):
+        IDEAL(**TINY).distill(BlackBox(model, access="score"), MethodData(info), ctx)
+    with pytest.raises(ConfigError, match="budget"):
+        IDEAL(**TINY).distill(BlackBox(model, access="decision", budget=30), MethodData(info), ctx)
+    with pytest.raises(ConfigError, match="pays for no round"):
+        IDEALConfig.for_profile("smoke", queries=50, per_round=60)
+
+
+def test_information_term_is_the_class_balance() -> None:
+    c = 10
+    balanced = torch.eye(c) * 20.0  # every class once, confidently
+    one_class = torch.zeros(c, c)
+    one_class[:, 3] = 20.0
+    assert math.isclose(float(information_loss(balanced, "paper")), -math.log(c), rel_tol=1e-4)
+    assert math.isclose(float(information_loss(one_class, "paper")), 0.0, abs_tol=1e-4)
+    uniform = torch.zeros(4, c)  # the public code's term: mean p log p, lowest for flat predictions
+    assert math.isclose(float(information_loss(uniform, "authors")), -math.log(c) / c, rel_tol=1e-5)
+    assert float(information_loss(balanced, "authors")) > float(information_loss(uniform, "authors"))
+    y = torch.arange(c)
+    assert math.isclose(float(generator_loss(balanced, y, 0.0)), float(torch.nn.functional.cross_entropy(balanced, y)))
+    with pytest.raises(ConfigError, match="info_mode"):
+        information_loss(balanced, "other")
+
+
+def test_crop_and_flip_keeps_shape_and_gradient() -> None:
+    x = torch.rand(6, 1, 28, 28, requires_grad=True)
+    out = crop_and_flip(x, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape
+    out.sum().backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0
+
+
+def test_holdout_takes_the_same_share_of_every_round() -> None:
+    round_of = torch.arange(5).repeat_interleave(100)
+    mask = split_holdout(round_of, 0.1, seed=0)
+    assert torch.bincount(round_of[mask], minlength=5).tolist() == [10] * 5
+    assert torch.equal(mask, split_holdout(round_of, 0.1, seed=0))
+
+
+def test_the_exercise_checker_accepts_the_reference_and_explains_mistakes() -> None:
+    from labkit.exercises.information_loss import check_information_loss
+
+    assert check_information_loss(lambda z: information_loss(z, "paper")).passed
+    assert not check_information_loss(lambda z: None).attempted
+    per_sample = check_information_loss(
+        lambda z: (torch.softmax(z, 1) * torch.log_softmax(z, 1)).sum(1).mean())
+    assert not per_sample.passed and "batch *first*" in " ".join(per_sample.messages)
+    flipped = check_information_loss(lambda z: -information_loss(z, "paper"))
+    assert not flipped.passed and "sign" in " ".join(flipped.messages)
+    raised = check_information_loss(lambda z: z.nonexistent())
+    assert not raised.passed and raised.attempted
