@@ -56,16 +56,17 @@ class InterpolationDashboard:
 
 
 def interpolation_dashboard(generator: nn.Module, class_names: Sequence[str], classifier: nn.Module | None = None,
-                            first: int = 0, second: int = 1, scale: float = 3.0) -> InterpolationDashboard:
+                            first: int = 0, second: int = 1, scale: float = 3.0,
+                            alpha: float = 0.0) -> InterpolationDashboard:
     """Build the dashboard: ``classifier`` (e.g. the distilled student) labels each generated image for free.
 
-    It never queries the teacher, so moving the slider costs no queries.
+    It never queries the teacher, so moving the slider costs no queries. ``alpha`` is where the slider starts.
     """
     names = list(class_names)
     d1 = widgets.Dropdown(options=names, index=first, description="from")
     d2 = widgets.Dropdown(options=names, index=second, description="to")
-    alpha = widgets.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05, description="α", continuous_update=True,
-                                layout=widgets.Layout(width="420px"))
+    alpha_slider = widgets.FloatSlider(value=float(alpha), min=0.0, max=1.0, step=0.05, description="α",
+                                       continuous_update=True, layout=widgets.Layout(width="420px"))
     fig = make_subplots(rows=1, cols=2, column_widths=[0.4, 0.6], subplot_titles=("G(z)", "classifier's probabilities"))
     fig.add_trace(go.Heatmap(z=[[0.0]], colorscale="gray", zmin=0, zmax=1, showscale=False), row=1, col=1)
     fig.add_trace(go.Bar(x=names, y=[0.0] * len(names), marker_color="#4c72b0"), row=1, col=2)
@@ -74,9 +75,9 @@ def interpolation_dashboard(generator: nn.Module, class_names: Sequence[str], cl
     fig.update_yaxes(showticklabels=False, scaleanchor="x", row=1, col=1)
     fig.update_layout(height=340, showlegend=False, margin={"t": 60, "b": 80, "l": 20, "r": 10})
     fw = go.FigureWidget(fig)
-    dash = InterpolationDashboard(d1, d2, alpha, fw, widgets.VBox([widgets.HBox([d1, d2]), alpha, fw]), generator,
-                                  classifier, float(scale))
-    for w in (d1, d2, alpha):
+    dash = InterpolationDashboard(d1, d2, alpha_slider, fw, widgets.VBox([widgets.HBox([d1, d2]), alpha_slider, fw]),
+                                  generator, classifier, float(scale))
+    for w in (d1, d2, alpha_slider):
         w.observe(dash.redraw, names="value")
     dash.redraw()
     return dash
