@@ -48,7 +48,8 @@ def decision_region_figure(axis: torch.Tensor, labels: torch.Tensor, class_names
     fig = go.FigureWidget() if widget else go.Figure()
     a = axis.tolist()
     fig.add_trace(go.Heatmap(x=a, y=a, z=labels.tolist(), zmin=-0.5, zmax=k - 0.5, colorscale=scale, opacity=0.35,
-                             showscale=False, hoverinfo="skip", name="regions"))
+                             # "none", not "skip": a skipped trace emits no click events (the 02 map click)
+                             showscale=False, hoverinfo="none", name="regions"))
     if points is not None and point_labels is not None:
         for c in range(k):
             sel = point_labels.cpu() == c

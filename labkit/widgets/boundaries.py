@@ -126,8 +126,10 @@ class BoundaryDashboard:
                 trace.y = soft[trace.name].tolist()
             said = self.class_names[self.teacher_label]
             self.bars.layout.title = f"Soft labels at temperature τ = {tau:g} (teacher says {said})"
+        by_phase = ", ".join(f"{'this notebook' if phase == 'default' else phase}: {n:,}"
+                             for phase, n in self.box.queries_by_phase.items())
         self.table.value = distance_table_html(self.distances, self.queries, self.class_names) + \
-            f"<p>queries through the box so far: {self.box.queries:,} {self.box.queries_by_phase}</p>"
+            f"<p>queries through the box so far: {self.box.queries:,} ({by_phase})</p>"
         return soft
 
     def _ipython_display_(self) -> None:  # pragma: no cover - display hook for notebooks
@@ -138,7 +140,7 @@ class BoundaryDashboard:
 
 def boundary_dashboard(box: BlackBox, pool_x: torch.Tensor, pool_y: torch.Tensor, class_names: Sequence[str],
                        region_box: BlackBox | None = None, point: tuple[float, float] = (0.5, 0.5),
-                       tau: float = 1.0, settings: BoundarySearchSettings | None = None,
+                       tau: float = 5.0, settings: BoundarySearchSettings | None = None,
                        resolution: int = 120) -> BoundaryDashboard:
     """Build the playground on a decision ``box`` over 2-D points in [0, 1]².
 
@@ -167,18 +169,20 @@ def boundary_dashboard(box: BlackBox, pool_x: torch.Tensor, pool_y: torch.Tensor
     mk = dict(min=0.0, max=1.0, step=0.01, continuous_update=False, readout_format=".2f")
     x_slider = widgets.FloatSlider(value=point[0], description="x", **mk)
     y_slider = widgets.FloatSlider(value=point[1], description="y", **mk)
-    tau_slider = widgets.FloatSlider(value=tau, min=0.05, max=5.0, step=0.05, description="temperature",
+    tau_slider = widgets.FloatSlider(value=tau, min=0.05, max=20.0, step=0.05, description="temperature",
                                      continuous_update=True, readout_format=".2f")
     table = widgets.HTML()
-    layout = widgets.VBox([widgets.HBox([x_slider, y_slider]), widgets.HBox([regions, widgets.VBox([tau_slider, bars,
-                                                                                                   table])])])
+    # the right column wraps below the map where the page is narrow (1280 px with JupyterLab's file browser open)
+    layout = widgets.VBox([widgets.HBox([x_slider, y_slider]),
+                           widgets.HBox([regions, widgets.VBox([tau_slider, bars, table])],
+                                        layout=widgets.Layout(flex_flow="row wrap"))])
     dash = BoundaryDashboard(box, pool_x, pool_y, class_names, settings, x_slider, y_slider, tau_slider, regions,
                              bars, table, layout, overlay)
     x_slider.observe(lambda ch: None if dash.busy else dash.search(), names="value")
     y_slider.observe(lambda ch: None if dash.busy else dash.search(), names="value")
     tau_slider.observe(lambda ch: dash.redraw(ch["new"]), names="value")
 
-    def on_click(trace: object, points: object, state: object) -> None:  # pragma: no cover - needs a browser
+    def on_click(trace: object, points: object, state: object) -> None:
         xs, ys = getattr(points, "xs", []), getattr(points, "ys", [])
         if xs:
             dash.busy = True  # one search for both coordinates, not two
@@ -186,9 +190,10 @@ def boundary_dashboard(box: BlackBox, pool_x: torch.Tensor, pool_y: torch.Tensor
             dash.busy = False
             dash.search()
 
-    try:
-        regions.data[0].on_click(on_click)
-    except Exception:  # noqa: BLE001 - clicking is a convenience; sliders always work
-        pass
+    for trace in regions.data[:min(overlay.values())]:  # the regions and the pool points, not the search overlays
+        try:
+            trace.on_click(on_click)
+        except Exception:  # noqa: BLE001 - clicking is a convenience; sliders always work
+            pass
     dash.search()
     return dash
