@@ -24,9 +24,20 @@ def data_dir() -> Path:
 
 
 def teacher_dir() -> Path:
-    """Teacher checkpoints and their manifest: ``$LABKIT_TEACHERS`` or ``data/teachers``."""
+    """Teacher checkpoints and their manifest: ``$LABKIT_TEACHERS`` or ``data/teachers`` (the lab's shipped ones)."""
     env = os.environ.get("LABKIT_TEACHERS")
     return Path(env).expanduser() if env else _default_root() / "data" / "teachers"
+
+
+def user_teacher_dir() -> Path:
+    """Where teachers the lab does not ship are trained and cached: ``$LABKIT_TEACHERS`` if set, else
+    ``$XDG_CACHE_HOME/labkit/teachers`` (default ``~/.cache/labkit/teachers``), never the checkout's tracked
+    ``data/teachers``."""
+    env = os.environ.get("LABKIT_TEACHERS")
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME")
+    return (Path(cache).expanduser() if cache else Path.home() / ".cache") / "labkit" / "teachers"
 
 
 def results_dir() -> Path:

@@ -1,7 +1,8 @@
 """Teacher cache: load if present and the sha256 matches, else train with a fixed seed and save.
 
-Checkpoints live in :func:`labkit.paths.teacher_dir` beside ``manifest.json``, which
-records each file's sha256, its accuracies and the command that regenerates it.
+The lab's own checkpoints live in :func:`labkit.paths.teacher_dir` beside ``manifest.json``, which
+records each file's sha256, its accuracies and the command that regenerates it; a teacher the lab does not ship
+is trained into :func:`labkit.paths.user_teacher_dir` (a user cache with its own manifest).
 A file whose hash does not match, or that fails to load, is moved aside (never
 deleted) and the teacher is retrained, with a message saying so.
 """
@@ -162,7 +163,12 @@ def get_teacher(dataset: str, arch: str | None = None, *, seed: int = 0, epochs:
     """Load the cached teacher if its sha256 matches the manifest; otherwise train it and save it."""
     device = torch.device(device) if device is not None else pick_device()
     spec = default_spec(dataset, arch, seed, epochs)
-    directory = directory or paths.teacher_dir()
+    if directory is None:
+        # a teacher the lab ships is read (and, if corrupt, repaired) where it is tracked; any other one is
+        # trained into the user's cache, so the checkout's manifest never changes under a learner
+        shipped = paths.teacher_dir()
+        directory = shipped if spec.key in (read_manifest(shipped) if shipped.exists() else {}) \
+            else paths.user_teacher_dir()
     path = directory / f"{spec.key}.pt"
     manifest = read_manifest(directory) if directory.exists() else {}
     entry = manifest.get(spec.key)

@@ -45,3 +45,22 @@ def test_committed_fashion_mnist_teacher_matches_its_manifest(teacher):
     assert teacher.source == "loaded", "data/teachers should hold the lab's Fashion-MNIST teacher"
     assert entry["sha256"] == sha256_file(teacher.path)
     assert teacher.test_acc >= 0.89 and json.dumps(entry)
+
+
+def test_a_teacher_the_lab_does_not_ship_goes_to_the_user_cache(tmp_path, monkeypatch):
+    """Training a new teacher must not touch the tracked data/teachers/ (its manifest or a new checkpoint)."""
+    from labkit import paths
+
+    monkeypatch.delenv("LABKIT_TEACHERS", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    shipped = paths.teacher_dir()
+    manifest_before = (shipped / "manifest.json").read_bytes()
+    files_before = sorted(p.name for p in shipped.iterdir())
+    t = get_teacher("toy2d-blobs-3", seed=7, device="cpu", progress=False, epochs=2)
+    assert t.source == "trained" and t.path.parent == tmp_path / "labkit" / "teachers"
+    assert (tmp_path / "labkit" / "teachers" / "manifest.json").exists()
+    assert (shipped / "manifest.json").read_bytes() == manifest_before
+    assert sorted(p.name for p in shipped.iterdir()) == files_before
+    again = get_teacher("toy2d-blobs-3", seed=7, device="cpu", progress=False, epochs=2)
+    assert again.source == "loaded" and again.path == t.path
+    assert get_teacher("toy2d-blobs-3", device="cpu", progress=False).path.parent == shipped  # a shipped one
