@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .blackbox import BlackBox
 from .boundary import boundary_distance, distance_soft_labels, nearest_boundary
-from .errors import AccessDenied, LabkitError
+from .errors import LabkitError
 from .noise import noise_images
 from .query_recorder import QueryRecorder
 from .synthesis import Snapshot, SynthesisResult, Synthesizer
@@ -197,13 +197,10 @@ class PseudoSampleSynthesizer(Synthesizer):
 
     def __init__(self, box: BlackBox, cfg: ZSDB3KDConfig, num_classes: int, image_shape: tuple[int, ...],
                  seed: int = 0, device: torch.device | str | None = None) -> None:
-        super().__init__(box, seed)
-        if box.access != "decision":
-            raise AccessDenied(f"ZSDB3KD is the decision-based method; it needs a 'decision' box, got {box.access!r}.")
+        super().__init__(box, seed, device=device, decision_only="ZSDB3KD")
         self.cfg = cfg
         self.num_classes = num_classes
         self.image_shape = tuple(image_shape)
-        self.device = torch.device(device) if device is not None else box.device
 
     def checkpoint_iterations(self) -> list[int]:
         """Iterations ``0, it/k, …`` (``k = curve_points``; 0: the noise start) whose images the curve keeps."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .blackbox import BlackBox
-from .errors import NonFiniteError
+from .errors import AccessDenied, NonFiniteError
 
 
 @dataclass
@@ -44,9 +44,16 @@ class SynthesisResult:
 class Synthesizer(ABC):
     """Base class: subclasses implement :meth:`_synthesize`; the base checks what comes back."""
 
-    def __init__(self, box: BlackBox, seed: int = 0) -> None:
+    def __init__(self, box: BlackBox, seed: int = 0, *, device: torch.device | str | None = None,
+                 decision_only: str | None = None) -> None:
+        """``device``: where samples are made (default: the box's). ``decision_only``: the method's name, for a
+        decision-based synthesizer that refuses any other box."""
+        if decision_only is not None and box.access != "decision":
+            raise AccessDenied(f"{decision_only} is the decision-based method; it needs a 'decision' box, "
+                               f"got {box.access!r}.")
         self.box = box
         self.seed = seed
+        self.device = torch.device(device) if device is not None else box.device
 
     @abstractmethod
     def _synthesize(self, n: int, progress: bool) -> SynthesisResult:

@@ -161,13 +161,10 @@ class IDEALSynthesizer(Synthesizer):
 
     def __init__(self, box: BlackBox, cfg: IDEALConfig, student_factory: Any, num_classes: int,
                  image_shape: tuple[int, int, int], seed: int = 0, device: torch.device | str | None = None) -> None:
-        super().__init__(box, seed)
-        if box.access != "decision":
-            raise AccessDenied(f"IDEAL is the decision-based method; it needs a 'decision' box, got {box.access!r}.")
+        super().__init__(box, seed, device=device, decision_only="IDEAL")
         self.cfg = cfg
         self.num_classes = num_classes
         self.image_shape = tuple(image_shape)
-        self.device = torch.device(device) if device is not None else box.device
         self.new_student = student_factory
 
     def curve_rounds(self, rounds: int) -> list[int]:
