@@ -148,6 +148,11 @@ BENCH_ENTRIES: tuple[BenchEntry, ...] = (
     _E("ideal", "ideal", "IDEAL: a generator trained against the student, one hard-label query per image",
        "decision", "none", (), "ideal", "paper",
        "generated images only: every round's batch labelled once by the decision box (no re-asking)"),
+    _E("ideal+round-samples", "ideal", "IDEAL + round samples: 1,500 more draws from each round's generator",
+       "decision", "none", (("ingredients", ("generated", "round-samples")), ("round_samples", 1500),
+                            ("queries", 80_000)), "ideal", "addition",
+       "generated best batches + round samples (a lab addition: fresh latents through each round's trained "
+       "generator, labelled once), 40 rounds of 2,000 images"),
 )
 BENCH_KEYS: tuple[str, ...] = tuple(e.key for e in BENCH_ENTRIES)
 #: A running order for a time-limited bench (notebook 08 in smoke): cheap runs first, one per access level early.
@@ -156,7 +161,7 @@ QUICK_ORDER: tuple[str, ...] = ("fsbbt", "student", "kd-edge", "mekd-hard+edge",
                                 "zskd-paper", "zsdb3kd-paper", "mekd-soft-paper", "db3kd-paper", "kd-edge-hard",
                                 "db3kd-soft-only", "db3kd-true-labels-only", "zskd-authors-code",
                                 "zsdb3kd+dead-leaves", "mekd-hard-paper", "mekd-soft+imitation",
-                                "mekd-hard+imitation", "ideal")
+                                "mekd-hard+imitation", "ideal", "ideal+round-samples")
 assert sorted(QUICK_ORDER) == sorted(BENCH_KEYS)
 
 

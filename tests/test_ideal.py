@@ -42,6 +42,33 @@ def test_the_method_sees_only_int64_ids_and_its_count_is_exact(monkeypatch: pyte
     assert len(run.artifacts["snapshots"]) == rounds
 
 
+def test_round_samples_are_a_named_ingredient_with_their_own_call_and_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[tuple[str | None, int]] = []
+    original = BlackBox.__call__
+
+    def spy(self: BlackBox, x: torch.Tensor, *, phase: str | None = None) -> torch.Tensor:
+        sent.append((phase or self._phase, int(x.shape[0])))
+        return original(self, x, phase=phase)
+
+    monkeypatch.setattr(BlackBox, "__call__", spy)
+    opts = {**TINY, "queries": 300, "ingredients": ("generated", "round-samples"), "round_samples": 40,
+            "student_augment": True}
+    run = run_method("ideal", profile="smoke", progress=False, **opts)
+    rounds = 300 // 100
+    assert sent == [("teacher labels", 60), ("teacher labels (round samples)", 40)] * rounds
+    rec = run.record
+    assert rec.queries_by_phase == {"teacher labels": 60 * rounds, "teacher labels (round samples)": 40 * rounds}
+    ing = rec.ingredients
+    assert ing["generated"]["queries"] == 60 * rounds and ing["round-samples"]["queries"] == 40 * rounds
+    for name, per in (("generated", 60), ("round-samples", 40)):
+        assert ing[name]["rows"] + ing[name]["holdout_rows"] == per * rounds
+    assert run.transfer.recipe.augment is not None  # the student_augment addition is on, and named in the options
+    with pytest.raises(ConfigError, match="round_samples >= 1"):
+        IDEALConfig.for_profile("smoke", ingredients=("generated", "round-samples"))
+    with pytest.raises(ConfigError, match="'generated' ingredient"):
+        IDEALConfig.for_profile("smoke", ingredients=("round-samples",), round_samples=10)
+
+
 def test_a_score_box_and_a_too_small_budget_are_refused() -> None:
     from torch import nn
 

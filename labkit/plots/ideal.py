@@ -11,7 +11,7 @@ from ..leaderboard import Leaderboard
 from ..paper_figures import ReportedFigure
 
 #: the committed rows notebook 09 compares IDEAL with (decision box, no data)
-COMPARED_ROWS: tuple[str, ...] = ("zsdb3kd-paper", "zsdb3kd+bank", "noise-kd")
+COMPARED_ROWS: tuple[str, ...] = ("ideal", "ideal+round-samples", "zsdb3kd-paper", "zsdb3kd+bank", "noise-kd")
 
 
 def class_balance_figure(history: Sequence[Mapping[str, Any]], class_names: Sequence[str]) -> go.Figure:
