@@ -181,6 +181,18 @@ def _cmd_paper_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_few_labels(args: argparse.Namespace) -> int:
+    from .few_labels import run_few_labels
+
+    _set_threads(args.threads)
+    points = run_few_labels(args.sizes, args.seeds, profile=args.profile or "laptop", dataset=args.dataset,
+                            out_dir=args.out_dir, force=args.force, progress=not args.no_progress)
+    for p in points:
+        print(f"  {p.row:>8} n={p.size:>6,}: test {100 * p.mean:.2f} ± {100 * p.std:.2f}% over {len(p.accs)} seeds, "
+              f"{p.queries:,} queries, {p.epochs} epochs")
+    return 0
+
+
 def _cmd_paper_table(args: argparse.Namespace) -> int:
     from .paper_table import write_paper_table
 
@@ -274,6 +286,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_paper_check)
+    p = sub.add_parser("few-labels", help="student alone against plain KD on a few labelled images (notebook 01)",
+                       description="Run the student and kd rows on seeded, class-balanced subsets of the training "
+                                   "split (epochs scaled so every size sees about 120,000 images; epoch chosen on the "
+                                   "validation split) and save one record per row, size and seed in "
+                                   "<out-dir>/few-labels/<profile>/<dataset>/n<size>/.")
+    p.add_argument("--dataset", default="fashion-mnist", help="data set (default fashion-mnist)")
+    p.add_argument("--profile", default=None, help="size profile (default laptop)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[500, 2000, 8000], help="labelled images per run")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
+    p.add_argument("--out-dir", default=None, help="the results folder (default: $LABKIT_RESULTS or results/)")
+    p.add_argument("--force", action="store_true", help="re-run records that are already saved")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_few_labels)
     p = sub.add_parser("paper-table", help="the paper-profile records beside the papers' figures",
                        description="Read <out-dir>/paper/<dataset>/*.json (paper-profile bench runs) and write "
                                    "<out-dir>/paper/leaderboard.md: each measured row beside the paper's reported "

@@ -19,6 +19,7 @@ rarely visits and decodes to *out-of-distribution* images near class borders.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -234,3 +235,17 @@ def latent_grid(steps: int = 10, span: float = 3.0, device: torch.device | str |
     axis = torch.linspace(-span, span, steps, device=device)
     z2, z1 = torch.meshgrid(axis.flip(0), axis, indexing="ij")
     return torch.stack([z1.flatten(), z2.flatten()], 1)
+
+
+@torch.no_grad()
+def manifold_class_share(cvae: CVAEBase, box: Callable[[torch.Tensor], torch.Tensor], num_classes: int,
+                         steps: int = 8, span: float = 2.0) -> torch.Tensor:
+    """For each class c: the share of the decoder's ``steps×steps`` grid over [−span, span]² (conditioned on c) that
+    the teacher files under c. ``box`` is asked once, for every class's grid together (``steps²·C`` queries)."""
+    dev = next(cvae.parameters()).device
+    z = latent_grid(steps, span, device=dev)
+    classes = torch.arange(num_classes, device=dev).repeat_interleave(z.shape[0])
+    images = cvae.generate(z.repeat(num_classes, 1), classes)
+    answer = box(images).to(dev)
+    top = answer.argmax(1) if answer.dim() == 2 else answer
+    return (top == classes).float().view(num_classes, -1).mean(1).cpu()

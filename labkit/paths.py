@@ -23,16 +23,21 @@ def data_dir() -> Path:
     return Path(env).expanduser() if env else _default_root() / "data"
 
 
+#: The teachers the lab ships, inside the package (so a wheel or ``pip install .`` carries them).
+SHIPPED_TEACHERS = Path(__file__).resolve().parent / "shipped" / "teachers"
+
+
 def teacher_dir() -> Path:
-    """Teacher checkpoints and their manifest: ``$LABKIT_TEACHERS`` or ``data/teachers`` (the lab's shipped ones)."""
+    """Teacher checkpoints and their manifest: ``$LABKIT_TEACHERS`` or the lab's shipped ones
+    (``labkit/shipped/teachers``, package data)."""
     env = os.environ.get("LABKIT_TEACHERS")
-    return Path(env).expanduser() if env else _default_root() / "data" / "teachers"
+    return Path(env).expanduser() if env else SHIPPED_TEACHERS
 
 
 def user_teacher_dir() -> Path:
     """Where teachers the lab does not ship are trained and cached: ``$LABKIT_TEACHERS`` if set, else
-    ``$XDG_CACHE_HOME/labkit/teachers`` (default ``~/.cache/labkit/teachers``), never the checkout's tracked
-    ``data/teachers``."""
+    ``$XDG_CACHE_HOME/labkit/teachers`` (default ``~/.cache/labkit/teachers``), never the package's tracked
+    ``labkit/shipped/teachers``."""
     env = os.environ.get("LABKIT_TEACHERS")
     if env:
         return Path(env).expanduser()

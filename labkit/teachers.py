@@ -157,6 +157,21 @@ def train_teacher(spec: TeacherSpec, device: torch.device | None = None,
     return model, float(result.best_val_acc or 0.0), accuracy(model, test.x, test.y), result.seconds
 
 
+def _load_verified(directory: Path, spec: TeacherSpec, device: torch.device) -> Teacher | None:
+    """The teacher in ``directory`` if its file matches the manifest's sha256 and loads; else ``None`` (no change)."""
+    path = directory / f"{spec.key}.pt"
+    entry = read_manifest(directory).get(spec.key)
+    if entry is None or not path.exists() or sha256_file(path) != entry.get("sha256"):
+        return None
+    model = model_for(spec.arch, dataset_info(spec.dataset))
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except Exception:  # noqa: BLE001 - any unreadable file is treated the same
+        return None
+    model.to(device).eval()
+    return Teacher(model, spec, float(entry["test_acc"]), float(entry["val_acc"]), path, "loaded")
+
+
 def get_teacher(dataset: str, arch: str | None = None, *, seed: int = 0, epochs: int | None = None,
                 device: torch.device | str | None = None, retrain: bool = False, progress: bool = True,
                 directory: Path | None = None) -> Teacher:
@@ -169,6 +184,12 @@ def get_teacher(dataset: str, arch: str | None = None, *, seed: int = 0, epochs:
         shipped = paths.teacher_dir()
         directory = shipped if spec.key in (read_manifest(shipped) if shipped.exists() else {}) \
             else paths.user_teacher_dir()
+        if directory == shipped and not os.access(shipped, os.W_OK):
+            # an installed, read-only package: load the shipped file if it verifies, else repair in the user cache
+            loaded = _load_verified(shipped, spec, device)
+            if loaded is not None and not retrain:
+                return loaded
+            directory = paths.user_teacher_dir()
     path = directory / f"{spec.key}.pt"
     manifest = read_manifest(directory) if directory.exists() else {}
     entry = manifest.get(spec.key)

@@ -16,7 +16,7 @@ from labkit.errors import UnknownNameError
 TINY = {"train_limit": 400, "epochs": 1}  # real runs, tiny sizes: the files and the resume are what is tested here
 ENTRIES = ["student", "kd"]
 SEEDS = [0, 1]
-DATA = "toy2d-blobs-3"  # its teacher is committed in data/teachers, so it loads at once
+DATA = "toy2d-blobs-3"  # its teacher is committed in labkit/shipped/teachers, so it loads at once
 
 
 @pytest.fixture(scope="module")

@@ -42,13 +42,13 @@ def test_broken_manifest_is_a_clear_error(tmp_path):
 
 def test_committed_fashion_mnist_teacher_matches_its_manifest(teacher):
     entry = read_manifest()[teacher.spec.key]
-    assert teacher.source == "loaded", "data/teachers should hold the lab's Fashion-MNIST teacher"
+    assert teacher.source == "loaded", "labkit/shipped/teachers should hold the lab's Fashion-MNIST teacher"
     assert entry["sha256"] == sha256_file(teacher.path)
     assert teacher.test_acc >= 0.89 and json.dumps(entry)
 
 
 def test_a_teacher_the_lab_does_not_ship_goes_to_the_user_cache(tmp_path, monkeypatch):
-    """Training a new teacher must not touch the tracked data/teachers/ (its manifest or a new checkpoint)."""
+    """Training a new teacher must not touch the tracked labkit/shipped/teachers/ (its manifest or a new checkpoint)."""
     from labkit import paths
 
     monkeypatch.delenv("LABKIT_TEACHERS", raising=False)

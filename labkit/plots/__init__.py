@@ -6,6 +6,7 @@ Topic modules live beside this one (``labkit.plots.<topic>``); the general ones 
 from ..metrics import entropy
 from .core import (
                    entropy_histogram,
+                   few_labels_plot,
                    history_plot,
                    image_grid,
                    soft_label_bars,
@@ -13,5 +14,5 @@ from .core import (
                    update_soft_label_figure,
 )
 
-__all__ = ["entropy", "entropy_histogram", "history_plot", "image_grid", "soft_label_bars", "soft_label_figure",
-           "update_soft_label_figure"]
+__all__ = ["entropy", "entropy_histogram", "few_labels_plot", "history_plot", "image_grid", "soft_label_bars",
+           "soft_label_figure", "update_soft_label_figure"]

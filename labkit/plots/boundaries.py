@@ -5,6 +5,7 @@ Fashion-MNIST figures. Every function returns a figure and never shows it.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -87,17 +88,26 @@ def distance_table_html(distances: Mapping[str, torch.Tensor], queries: Mapping[
 
 
 def soft_label_distributions(soft: Mapping[str, torch.Tensor], bins: int = 30) -> Figure:
-    """Histograms of the top probability and of the entropy for several sets of soft labels ``(N, C)``."""
+    """Histograms of the top probability and of the entropy for several sets of soft labels ``(N, C)``.
+
+    Bars are shares of each set's samples (common bins, so a set piled into one bin, like the teacher's near-one-hot
+    softmax, does not squash the others); entropy runs from 0 to log C (uniform).
+    """
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    num_classes = max(int(p.shape[1]) for p in soft.values())
     for name, p in soft.items():
         p = p.detach().float().cpu()
         color = MEASURE_COLORS.get(name)
-        axes[0].hist(p.max(1).values.numpy(), bins=bins, alpha=0.5, label=name, color=color, density=True)
-        axes[1].hist(entropy(p).numpy(), bins=bins, alpha=0.5, label=name, color=color, density=True)
+        share = torch.full((p.shape[0],), 1.0 / max(1, p.shape[0])).numpy()
+        axes[0].hist(p.max(1).values.numpy(), bins=bins, range=(0, 1), weights=share, alpha=0.5, label=name,
+                     color=color)
+        axes[1].hist(entropy(p).numpy(), bins=bins, range=(0, math.log(num_classes)), weights=share, alpha=0.5,
+                     label=name, color=color)
     axes[0].set_xlabel("probability of the top class")
-    axes[1].set_xlabel("entropy (nats)")
+    axes[1].set_xlabel(f"entropy (nats; {math.log(num_classes):.2f} = uniform)")
     for ax in axes:
-        ax.set_ylabel("density")
+        ax.set_ylabel("share of samples")
+        ax.set_ylim(0, 1)
         ax.legend(fontsize=8)
     fig.suptitle("How soft are the labels?")
     fig.tight_layout()
@@ -125,15 +135,30 @@ def rank_agreement_figure(spearman: Mapping[str, torch.Tensor], top2: Mapping[st
 
 def accuracy_vs_queries(points: Mapping[str, Sequence[tuple[float, float]]],
                         baselines: Mapping[str, float] | None = None,
-                        title: str = "Student accuracy against the query budget") -> Figure:
-    """Lines of (queries per sample, test accuracy) per measure, with horizontal baselines (e.g. plain KD)."""
+                        title: str = "Student accuracy against the query budget", min_span: float = 6.0) -> Figure:
+    """Lines of (queries per sample, test accuracy) per measure, with horizontal baselines (e.g. plain KD).
+
+    A measure whose points all cost 0 queries (e.g. SD) is a horizontal line too: a log axis has no 0. The y axis
+    spans at least ``min_span`` points, so differences of a few tenths (one seed's noise) do not fill the plot.
+    """
     fig, ax = plt.subplots(figsize=(7, 4))
+    ys: list[float] = []
+    styles = ["--", ":", "-."]
+    lines = dict(baselines or {})
     for name, pts in points.items():
         pts = sorted(pts)
-        ax.plot([max(q, 1) for q, _ in pts], [100 * a for _, a in pts], "o-", label=name,
-                color=MEASURE_COLORS.get(name))
-    for i, (name, acc) in enumerate((baselines or {}).items()):
-        ax.axhline(100 * acc, ls=["--", ":", "-."][i % 3], color="k", alpha=0.6, label=name)
+        if pts and all(q == 0 for q, _ in pts):
+            lines[f"{name} (0 queries)"] = pts[-1][1]
+            continue
+        ax.plot([q for q, _ in pts], [100 * a for _, a in pts], "o-", label=name, color=MEASURE_COLORS.get(name))
+        ys += [100 * a for _, a in pts]
+    for i, (name, acc) in enumerate(lines.items()):
+        ax.axhline(100 * acc, ls=styles[i % 3], color=MEASURE_COLORS.get(name.split(" (")[0], "k"), alpha=0.7,
+                   label=name)
+        ys.append(100 * acc)
+    if ys:
+        mid, half = (max(ys) + min(ys)) / 2, max(min_span, max(ys) - min(ys) + 1.0) / 2
+        ax.set_ylim(max(0.0, mid - half), min(100.0, mid + half))
     ax.set_xscale("log")
     ax.set_xlabel("teacher queries per soft-labelled sample (log)")
     ax.set_ylabel("test accuracy (%)")
@@ -145,14 +170,15 @@ def accuracy_vs_queries(points: Mapping[str, Sequence[tuple[float, float]]],
 
 
 def accuracy_bars(accuracies: Mapping[str, float], title: str = "Students on the same training data") -> Figure:
-    """Horizontal bars of test accuracy per student."""
+    """Horizontal bars of test accuracy per student, on an axis from 0 to 100 % (differences at true scale)."""
     fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(accuracies)))
     names = list(accuracies)
     vals = [100 * accuracies[n] for n in names]
     ax.barh(names, vals, color="#4C72B0")
     for i, v in enumerate(vals):
-        ax.text(v + 0.2, i, f"{v:.2f}%", va="center", fontsize=9)
-    ax.set_xlim(max(0.0, min(vals) - 10), min(100.0, max(vals) + 5))
+        ax.text(v + 1.0, i, f"{v:.2f}%", va="center", fontsize=9)
+    ax.set_xlim(0.0, 112.0)
+    ax.set_xticks(range(0, 101, 20))
     ax.set_xlabel("test accuracy (%)")
     ax.set_title(title)
     fig.tight_layout()

@@ -134,3 +134,33 @@ def history_plot(histories: dict[str, list[dict[str, float]]], key: str = "val_a
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+def few_labels_plot(points: Sequence[Any], full: dict[str, tuple[float, float, int]] | None = None,
+                    title: str = "Student alone against plain KD as labelled images grow") -> Figure:
+    """Test accuracy (mean ± std over seeds) against labelled training images, log x, one line per row.
+
+    ``points``: :class:`labkit.few_labels.FewLabelPoint` (``row``, ``size``, ``mean``, ``std``); ``full``:
+    optional ``{row: (mean, std, size)}`` for the full training set (the committed board), drawn at its size.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    rows = list(dict.fromkeys(p.row for p in points))
+    for i, row in enumerate(rows):
+        pts = sorted((p for p in points if p.row == row), key=lambda p: p.size)
+        xs = [p.size for p in pts]
+        ys = [100 * p.mean for p in pts]
+        es = [100 * p.std for p in pts]
+        if full and row in full:
+            m, s, n = full[row]
+            xs, ys, es = xs + [n], ys + [100 * m], es + [100 * s]
+        label = {"student": "student alone (true labels)", "kd": "plain KD (score box)"}.get(row, row)
+        ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=label, color=f"C{i}")
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled training images (log scale)")
+    ax.set_ylabel("test accuracy % (mean ± std, 3 seeds)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

@@ -16,7 +16,7 @@ from .core import image_grid
 
 def _caption(probs: torch.Tensor, class_names: Sequence[str]) -> list[str]:
     conf, cls = probs.float().max(1)
-    return [f"{class_names[int(c)][:10]} {float(p):.2f}" for c, p in zip(cls.cpu(), conf.cpu())]
+    return [f"{class_names[int(c)]}\n{float(p):.2f}" for c, p in zip(cls.cpu(), conf.cpu())]  # full name, 2 lines
 
 
 def few_shot_grid(images: torch.Tensor, probs: torch.Tensor, class_names: Sequence[str], per_class: int = 3,
@@ -33,7 +33,7 @@ def few_shot_grid(images: torch.Tensor, probs: torch.Tensor, class_names: Sequen
         raise ValueError("no images to show")
     sel = torch.tensor(have)
     return image_grid(images[sel.to(images.device)], _caption(probs[sel.to(probs.device)], class_names),
-                      ncols=min(len(class_names), len(have)), title=title)
+                      ncols=min(len(class_names), len(have)), title=title, size=1.3)
 
 
 def mixup_gallery(first: torch.Tensor, second: torch.Tensor, mixed: torch.Tensor, lam: torch.Tensor,
@@ -42,7 +42,7 @@ def mixup_gallery(first: torch.Tensor, second: torch.Tensor, mixed: torch.Tensor
     k = min(k, mixed.shape[0])
     imgs = torch.cat([first[:k], second[:k], mixed[:k]]).detach().float().cpu()
     conf, cls = probs[:k].float().max(1)
-    caps = ["x1"] * k + ["x2"] * k + [f"λ={float(lam[i]):.2f}\n{class_names[int(cls[i])][:9]} {float(conf[i]):.2f}"
+    caps = ["x1"] * k + ["x2"] * k + [f"λ={float(lam[i]):.2f}\n{class_names[int(cls[i])]} {float(conf[i]):.2f}"
                                       for i in range(k)]
     return image_grid(imgs, caps, ncols=k, title="MixUp: x̃ = λ·x1 + (1 − λ)·x2, labelled by the teacher", size=1.3)
 
@@ -110,7 +110,8 @@ def cvae_samples(images: torch.Tensor, is_ood: torch.Tensor, probs: torch.Tensor
     k = min(len(in_idx), len(ood_idx)) if len(in_idx) and len(ood_idx) else max(len(in_idx), len(ood_idx))
     sel = torch.cat([in_idx[:k], ood_idx[:k]])
     return image_grid(images[sel], _caption(probs[sel], class_names), ncols=max(k, 1),
-                      title="CVAE samples: top row z ~ N(0, I), bottom row z ~ U[−3, 3]² (out of distribution)")
+                      title="CVAE samples: top row z ~ N(0, I), bottom row z ~ U[−3, 3]² (out of distribution)",
+                      size=1.3)
 
 
 def latent_confidence(z: torch.Tensor, is_ood: torch.Tensor, probs: torch.Tensor) -> Figure:

@@ -77,28 +77,29 @@ def snapshot_grid(snapshots: Sequence[Snapshot], class_names: Sequence[str] | No
 
 def alignment_pictures(images: torch.Tensor, teacher_images: torch.Tensor, student_images: torch.Tensor,
                        teacher_top: Sequence[str], student_top: Sequence[str]) -> Figure:
-    """Per sample (columns): x′ = G(z), G(r_T/τ_g), G(S(x′)/τ_g) and |difference| with its L1 value.
+    """Per sample (columns): x′ = G(z), G(r_T/τ_g), G(S(x′)/τ_g) (captioned with their mean pixel) and
+    |difference| with its L1 value, every row on the same 0-1 scale.
 
     The L1 of the last row, averaged, is the alignment term of MEKD's loss.
     """
     x, gt, gs = (t.detach().float().cpu() for t in (images, teacher_images, student_images))
     diff = (gt - gs).abs()
     k = x.shape[0]
-    fig, axes = plt.subplots(4, k, figsize=(1.2 * k + 1.2, 5.2), squeeze=False)
+    fig, axes = plt.subplots(4, k, figsize=(1.2 * k + 1.2, 5.8), squeeze=False)
     rows = [("x′ = G(z)", x), ("G(r_T/τ_g)", gt), ("G(S(x′)/τ_g)", gs), ("|difference|", diff)]
     for i, (name, imgs) in enumerate(rows):
         for j in range(k):
             ax = axes[i, j]
-            vmax = 1.0 if i < 3 else max(float(diff.max()), 1e-3)
-            ax.imshow(imgs[j, 0], cmap="gray" if i < 3 else "magma", vmin=0, vmax=vmax)
+            # every row on the images' own 0-1 scale: a difference of 0.001 looks as small as it is
+            ax.imshow(imgs[j, 0], cmap="gray" if i < 3 else "magma", vmin=0, vmax=1.0)
             ax.set_xticks([])
             ax.set_yticks([])
             if j == 0:
                 ax.set_ylabel(name, fontsize=8)
             if i == 1:
-                ax.set_title(f"T: {teacher_top[j]}", fontsize=7)
+                ax.set_title(f"T: {teacher_top[j]}\nmean {float(gt[j].mean()):.2f}", fontsize=7)
             if i == 2:
-                ax.set_title(f"S: {student_top[j]}", fontsize=7)
+                ax.set_title(f"S: {student_top[j]}\nmean {float(gs[j].mean()):.2f}", fontsize=7)
             if i == 3:
                 ax.set_title(f"L1 {float(diff[j].mean()):.3f}", fontsize=7)
     fig.suptitle("The alignment loss, drawn: the image each response generates")

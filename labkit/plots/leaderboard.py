@@ -43,13 +43,20 @@ def accuracy_vs_queries(board: Leaderboard, show_reported: bool = True, show_fro
     fig = go.Figure()
     rows = board.measured()
     querying = [e for e in rows if _mean(e.queries) > 0]
-    by_x = sorted(range(len(querying)), key=lambda i: _mean(querying[i].queries))
-    text_pos = {querying[i].key: ("top center" if r % 2 == 0 else "bottom center") for r, i in enumerate(by_x)}
-    for e in querying:
+    reported = [e for e in rows if show_reported and (e.reported or {}).get("queries_approx")
+                and (e.reported or {}).get("student_acc") is not None]
+    rep_labels = [f"{e.key} (reported{'' if (e.reported or {}).get('verified', True) else '†'})" for e in reported]
+    reps = [e.reported or {} for e in reported]
+    spots = place_labels([(_mean(e.queries), _pct(_mean(e.student_acc)) or 0.0, e.key) for e in querying]
+                         + [(float(r["queries_approx"]), 100 * float(r["student_acc"]), lab)
+                            for r, lab in zip(reps, rep_labels)])
+    text_pos, rep_pos = spots[:len(querying)], spots[len(querying):]
+    for e, pos in zip(querying, text_pos):
         q = e.queries or Stat.of([0.0])
         fig.add_trace(go.Scatter(
-            x=[q.mean], y=[_pct(_mean(e.student_acc))], mode="markers+text", name=e.key, text=[e.key],
-            textposition=text_pos[e.key], legendgroup=e.access,
+            x=[q.mean], y=[_pct(_mean(e.student_acc))], mode="markers+text" if pos else "markers",
+            name=e.key if pos else f"{e.key} (label hidden: hover)", text=[e.key],
+            textposition=pos or "top center", legendgroup=e.access,
             marker={"size": 12, "color": ACCESS_COLORS.get(e.access, "#333333"),
                     "symbol": DATA_SYMBOLS.get(e.data_access, "circle"), "line": {"width": 1, "color": "white"}},
             error_y={"type": "data", "array": [_std_pct(e)], "visible": True},
@@ -60,10 +67,12 @@ def accuracy_vs_queries(board: Leaderboard, show_reported: bool = True, show_fro
                            "<extra></extra>")))
     xs = [_mean(e.queries) for e in querying]
     lo, hi = (min(xs), max(xs)) if xs else (1.0, 10.0)
-    for e in rows:
-        if e.queries is not None and _mean(e.queries) == 0:
-            fig.add_hline(y=_pct(_mean(e.student_acc)), line_dash="dash", line_color=ACCESS_COLORS["none"],
-                          annotation_text=f"{e.key}: 0 queries", annotation_position="bottom right")
+    for i, e in enumerate(e for e in rows if e.queries is not None and _mean(e.queries) == 0):
+        # a legend entry, not an annotation: rows at the same accuracy would print their names over each other
+        fig.add_trace(go.Scatter(x=[lo / 3, hi * 3], y=[_pct(_mean(e.student_acc))] * 2, mode="lines",
+                                 name=f"{e.key}: 0 queries", line={"dash": ["dash", "dashdot", "longdash"][i % 3],
+                                                                   "color": ACCESS_COLORS["none"], "width": 1.5},
+                                 hovertemplate=f"{e.key}: %{{y:.2f}}% with 0 queries<extra></extra>"))
     teacher_acc = board.teacher.get("test_acc")
     if teacher_acc is not None:
         fig.add_hline(y=_pct(float(teacher_acc)), line_dash="dot", line_color="black",
@@ -75,18 +84,17 @@ def accuracy_vs_queries(board: Leaderboard, show_reported: bool = True, show_fro
                                  line={"color": "#55a868", "width": 2, "dash": "dot"},
                                  hoverinfo="skip"))
     if show_reported:
-        for e in rows:
+        for e, label, pos in zip(reported, rep_labels, rep_pos):
             rep = e.reported or {}
-            if rep.get("queries_approx") and rep.get("student_acc") is not None:
-                mark = "" if rep.get("verified", True) else "†"
-                fig.add_trace(go.Scatter(
-                    x=[rep["queries_approx"]], y=[_pct(rep["student_acc"])], mode="markers+text",
-                    name=f"{e.key} (reported{mark})", text=[f"{e.key} (reported{mark})"], textposition="bottom center",
-                    marker={"size": 11, "symbol": "diamond-open", "color": ACCESS_COLORS.get(e.access, "#333333"),
-                            "line": {"width": 2}},
-                    hovertemplate=f"{e.key}: reported {100 * rep['student_acc']:.2f}% at about %{{x:,.0f}} queries"
-                                  f"<br>{rep.get('paper', '')}<extra></extra>"))
-                lo, hi = min(lo, rep["queries_approx"]), max(hi, rep["queries_approx"])
+            fig.add_trace(go.Scatter(
+                x=[rep["queries_approx"]], y=[_pct(rep["student_acc"])], mode="markers+text" if pos else "markers",
+                name=label if pos else f"{label} (label hidden: hover)", text=[label],
+                textposition=pos or "bottom center",
+                marker={"size": 11, "symbol": "diamond-open", "color": ACCESS_COLORS.get(e.access, "#333333"),
+                        "line": {"width": 2}},
+                hovertemplate=f"{e.key}: reported {100 * rep['student_acc']:.2f}% at about %{{x:,.0f}} queries"
+                              f"<br>{rep.get('paper', '')}<extra></extra>"))
+            lo, hi = min(lo, rep["queries_approx"]), max(hi, rep["queries_approx"])
     fig.update_xaxes(type="log", title_text="teacher queries (images sent to the teacher, log scale)",
                      range=[max(0.0, _log10(lo) - 0.4), _log10(hi) + 0.4])
     fig.update_yaxes(title_text="student test accuracy (%)")
@@ -94,6 +102,45 @@ def accuracy_vs_queries(board: Leaderboard, show_reported: bool = True, show_fro
                             f"{len(board.seeds)} seed(s); colour = access level, shape = data",
                       height=480, margin={"t": 60, "l": 60, "r": 20, "b": 60}, legend={"groupclick": "toggleitem"})
     return fig
+
+
+#: label positions tried in turn, with the label box's offset from its point in pixels (dx of its centre, dy)
+_LABEL_SPOTS = (("top center", 0.0, 14.0), ("bottom center", 0.0, -14.0), ("middle right", 1.0, 0.0),
+                ("middle left", -1.0, 0.0))
+
+
+def place_labels(points: Sequence[tuple[float, float, str]], width_px: float = 800.0, height_px: float = 360.0,
+                 char_px: float = 6.5, line_px: float = 14.0) -> list[str | None]:
+    """Text positions for point labels on a log-x, linear-y plot that do not overlap each other or the markers.
+
+    ``points``: (x > 0, y in %, label). Greedy, highest accuracy first; each label tries above, below, right and
+    left of its point; a label that fits nowhere gets ``None`` (draw the marker alone; the name is in the hover and
+    the legend). Sizes are approximate pixels of a ``width_px`` × ``height_px`` plot area.
+    """
+    import math
+
+    if not points:
+        return []
+    lx = [math.log10(max(x, 1.0)) for x, _, _ in points]
+    ys = [y for _, y, _ in points]
+    x_span = max(max(lx) - min(lx) + 0.8, 1e-6)
+    y_span = max(max(ys) - min(ys) + 10.0, 1e-6)
+    px = [(v - min(lx) + 0.4) / x_span * width_px for v in lx]
+    py = [(v - min(ys) + 5.0) / y_span * height_px for v in ys]
+    taken: list[tuple[float, float, float, float]] = [(x - 6, y - 6, x + 6, y + 6) for x, y in zip(px, py)]
+    out: list[str | None] = [None] * len(points)
+    for i in sorted(range(len(points)), key=lambda k: -ys[k]):
+        w = char_px * len(points[i][2])
+        for pos, dx, dy in _LABEL_SPOTS:
+            cx = px[i] + dx * (w / 2 + 8)
+            cy = py[i] + dy
+            box = (cx - w / 2, cy - line_px / 2, cx + w / 2, cy + line_px / 2)
+            others = [t for j, t in enumerate(taken) if j != i]
+            if all(box[2] <= t[0] or box[0] >= t[2] or box[3] <= t[1] or box[1] >= t[3] for t in others):
+                out[i] = pos
+                taken.append(box)
+                break
+    return out
 
 
 def _log10(x: float) -> float:
@@ -116,6 +163,7 @@ def accuracy_by_access(board: Leaderboard, show_reported: bool = True) -> go.Fig
             name=f"{access} access", marker_color=ACCESS_COLORS.get(access, "#333333"),
             error_y={"type": "data", "array": [_std_pct(e) for e in group], "visible": True},
             text=[f"{_pct(_mean(e.student_acc)):.1f}" for e in group], textposition="inside",
+            insidetextanchor="middle",  # mid-bar, clear of the error bar at the top
             hovertemplate="%{x}<br>test accuracy %{y:.2f}%<extra></extra>"))
     if show_reported:
         reps = [e for e in rows if e.reported and e.reported.get("student_acc") is not None]

@@ -1,6 +1,7 @@
 """Notebook 05 figures: pseudo-samples growing from noise (ZSDB3KD), boundary distances, soft labels, accuracy."""
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -56,12 +57,12 @@ def distance_curve(history: Sequence[Mapping[str, float]], title: str = "Distanc
 
 def soft_label_distributions(soft: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str],
                              title: str = "DB3 soft labels of the pseudo-samples") -> Figure:
-    """Left: the mean soft label of each class's pseudo-samples (rows: teacher class). Right: the probability
-    each soft label gives the teacher's class, and its entropy, as histograms."""
+    """Three panels: the mean soft label of each class's pseudo-samples (rows: teacher class); the probability each
+    soft label gives the teacher's class; its entropy (each quantity on its own axis)."""
     soft, labels = soft.detach().float().cpu(), labels.detach().cpu()
     c = soft.shape[1]
     mean = torch.stack([soft[labels == k].mean(0) if bool((labels == k).any()) else torch.zeros(c) for k in range(c)])
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.2, 1]})
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(14, 4.2), gridspec_kw={"width_ratios": [1.2, 1, 1]})
     im = ax1.imshow(mean.numpy(), cmap="viridis")
     ax1.set_xticks(range(c), list(class_names), rotation=60, fontsize=7, ha="right")
     ax1.set_yticks(range(c), list(class_names), fontsize=7)
@@ -70,14 +71,18 @@ def soft_label_distributions(soft: torch.Tensor, labels: torch.Tensor, class_nam
     ax1.set_title("mean soft label per class")
     fig.colorbar(im, ax=ax1, fraction=0.046)
     own = soft.gather(1, labels.view(-1, 1)).squeeze(1)
-    ax2.hist(own.numpy(), bins=30, alpha=0.7, label="p(teacher's class)")
+    ax2.hist(own.numpy(), bins=30, alpha=0.8, color="C0")
     ax2.axvline(1.0 / c, color="k", ls=":", lw=1, label="uniform 1/C")
-    ax2.set_xlabel("probability")
+    ax2.set_xlabel("probability of the teacher's class")
     ax2.set_ylabel("pseudo-samples")
-    ax3 = ax2.twiny()
-    ax3.hist(entropy(soft).numpy(), bins=30, alpha=0.4, color="C1", label="entropy (nats, top axis)")
-    ax3.set_xlabel("entropy (nats)", color="C1")
-    legend_across(ax2, ax3, fontsize=7, loc="upper center")
+    ax2.set_title("how much mass the own class keeps")
+    ax2.legend(fontsize=7)
+    ax3.hist(entropy(soft).numpy(), bins=30, alpha=0.8, color="C1")
+    ax3.axvline(math.log(c), color="k", ls=":", lw=1, label=f"uniform (log C = {math.log(c):.2f})")
+    ax3.set_xlabel("entropy (nats)")
+    ax3.set_ylabel("pseudo-samples")
+    ax3.set_title("how flat the soft labels are")
+    ax3.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     plt.close(fig)

@@ -132,8 +132,10 @@ def mixup_explorer(box: BlackBox, images: torch.Tensor, class_names: Sequence[st
     fig.update_yaxes(visible=False, row=1, col=1)
     fig.update_yaxes(range=[0, 1], title_text="probability", row=1, col=2)
     fig.update_xaxes(tickangle=45, tickfont={"size": 9}, row=1, col=2)
-    fig.update_layout(height=340, barmode="group", margin={"t": 70, "b": 80, "l": 30, "r": 10},
-                      legend={"orientation": "h", "y": 1.18, "x": 0.35}, title="MixUp")
+    # the legend sits under the class names, so it never covers the title or the subplot titles
+    fig.update_layout(height=380, barmode="group", margin={"t": 70, "b": 120, "l": 30, "r": 10},
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.42, "xanchor": "left", "x": 0.32},
+                      title="MixUp")
     fw = go.FigureWidget(fig)
     readout = widgets.HTML()
     explorer = MixupExplorer(lam_slider, pair_slider, fw, readout, widgets.VBox([pair_slider, lam_slider, fw, readout]),
