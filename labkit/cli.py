@@ -290,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run the student and kd rows on seeded, class-balanced subsets of the training "
                                    "split (epochs scaled so every size sees about 120,000 images; epoch chosen on the "
                                    "validation split) and save one record per row, size and seed in "
-                                   "<out-dir>/few-labels/<profile>/<dataset>/n<size>/.")
+                                   "<out-dir>/few-labels/n<size>/<profile>/<dataset>/.")
     p.add_argument("--dataset", default="fashion-mnist", help="data set (default fashion-mnist)")
     p.add_argument("--profile", default=None, help="size profile (default laptop)")
     p.add_argument("--sizes", type=int, nargs="+", default=[500, 2000, 8000], help="labelled images per run")

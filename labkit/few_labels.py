@@ -65,10 +65,11 @@ def epochs_for(size: int, profile_epochs: int, profile: str = "laptop") -> int:
     return max(int(profile_epochs), math.ceil(IMAGES_SEEN[get_profile(profile).name] / max(1, int(size))))
 
 
-def few_labels_dir(profile: str = "laptop", dataset: str = "fashion-mnist", out_dir: str | Path | None = None) -> Path:
-    """``<results>/few-labels/<profile>/<dataset>/``: one record per row, size and seed."""
+def few_labels_dir(out_dir: str | Path | None = None) -> Path:
+    """``<results>/few-labels/``: one record per size, row and seed, at
+    ``n<size>/<profile>/<dataset>/<row>-seed<k>.json`` (the bench's layout under each size)."""
     root = Path(out_dir) if out_dir is not None else paths.results_dir()
-    return root / "few-labels" / get_profile(profile).name / canonical_name(dataset)
+    return root / "few-labels"
 
 
 def _size_dir(base: Path, size: int) -> Path:
@@ -82,7 +83,7 @@ def run_few_labels(sizes: Sequence[int] = FEW_LABEL_SIZES, seeds: Sequence[int] 
     from .methods.kd import StudentConfig
 
     prof = get_profile(profile)
-    base = few_labels_dir(prof.name, dataset, out_dir)
+    base = few_labels_dir(out_dir)
     for n in sizes:
         if int(n) < 10:
             raise LabkitError(f"a training set of {n} images cannot hold every class; use sizes of 10 or more")
@@ -107,7 +108,7 @@ def load_few_labels(profile: str = "laptop", dataset: str = "fashion-mnist", out
     """The saved records as points (rows × sizes); a missing record is an error that names the command to run."""
     prof = get_profile(profile)
     dataset = canonical_name(dataset)
-    base = few_labels_dir(prof.name, dataset, out_dir)
+    base = few_labels_dir(out_dir)
     points = []
     for row in FEW_LABEL_ROWS:
         for n in sizes:
