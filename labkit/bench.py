@@ -149,8 +149,7 @@ BENCH_ENTRIES: tuple[BenchEntry, ...] = (
        "decision", "none", (), "ideal", "paper",
        "generated images only: every round's batch labelled once by the decision box (no re-asking)"),
     _E("ideal+round-samples", "ideal", "IDEAL + round samples: 1,500 more draws from each round's generator",
-       "decision", "none", (("ingredients", ("generated", "round-samples")), ("round_samples", 1500),
-                            ("queries", 80_000)), "ideal", "addition",
+       "decision", "none", (("variant", "round-samples"),), "ideal", "addition",
        "generated best batches + round samples (a lab addition: fresh latents through each round's trained "
        "generator, labelled once), 40 rounds of 2,000 images"),
 )

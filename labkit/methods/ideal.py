@@ -84,6 +84,14 @@ class IDEALConfig(MethodConfig):
 
     PROFILES = _PROFILES
     TITLE = "ideal option"
+    #: ``paper``: the mechanism alone; ``round-samples``: plus the lab's addition, with its own per-profile sizes
+    VARIANTS = {"paper": {"ingredients": ("generated",)},
+                "round-samples": {"ingredients": ("generated", "round-samples")}}
+    #: the addition's sizes: 40 laptop rounds of 500 + 1,500 images (chosen on a pooled teacher-labelled holdout,
+    #: docs/selection.md); smoke keeps CI fast; paper keeps the public code's rounds and adds three draws per image
+    VARIANT_PROFILES = {"round-samples": {"smoke": {"round_samples": 100, "queries": 1_200},
+                                          "laptop": {"round_samples": 1_500, "queries": 80_000},
+                                          "paper": {"round_samples": 750, "queries": 100_000}}}
     INGREDIENTS = {"generated": "images from a generator trained against the student, one teacher query each",
                    "round-samples": "a lab addition: more images from each round's trained generator, with fresh "
                                     "latents, labelled in a second call of the round"}
@@ -111,6 +119,9 @@ class IDEALConfig(MethodConfig):
     student_augment: bool = option(False, help="a lab addition: random shifts (±2 px) and flips while the reported "
                                                "student trains (the teacher's label is kept)")
     ingredients: tuple[str, ...] = option(("generated",), help="parts of the transfer set")
+    variant: str = option("paper", choices=("paper", "round-samples"),
+                          help="paper: the mechanism alone; round-samples: plus the lab's round samples, at the "
+                               "profile's sizes for them")
 
     @property
     def extra_per_round(self) -> int:
