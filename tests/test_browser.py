@@ -248,8 +248,8 @@ def test_broken_slider_callback_is_caught(page: Any, lab: bs.LabServer) -> None:
         _assert_redrawn("control (working)", outcome["working"])
         # the generic widget check (every notebook's sliders) must catch the same broken callback
         with pytest.raises(AssertionError, match="did not redraw its figure"):
-            _check_widget(sliders[0], "control-broken", "temperature", None)
-        _check_widget(sliders[1], "control-working", "temperature", None)
+            _check_widget(sliders[0], "control-broken", "temperature", None, CONTROL_REDRAW_TIMEOUT_S)
+        _check_widget(sliders[1], "control-working", "temperature", None, CONTROL_REDRAW_TIMEOUT_S)
     except BaseException:
         _failure_screenshot(page, "control")
         raise
@@ -335,7 +335,8 @@ def _wait_for_fingerprint(slider: Any, before: str | None, timeout_s: float) -> 
         slider.page.wait_for_timeout(250)
 
 
-def _check_widget(slider: Any, stem: str, description: str, expected: float | str | None) -> dict:
+def _check_widget(slider: Any, stem: str, description: str, expected: float | str | None,
+                  timeout_s: float = REDRAW_TIMEOUT_S) -> dict:
     """One slider: its value after Run All (unless ``expected`` is None), then moving it must change the figure
     it drives."""
     slider.scroll_into_view_if_needed()
@@ -352,7 +353,7 @@ def _check_widget(slider: Any, stem: str, description: str, expected: float | st
     assert before, f"{stem}: the widget with slider {description!r} draws no figure in the page"
     bs.cell_of(slider).screenshot(path=str(_shots_dir() / f"{stem}-{description}-before.png"))
     bs.move_slider(slider, ["Home" if now - low > high - now else "End"])
-    after = _wait_for_fingerprint(slider, before, REDRAW_TIMEOUT_S)
+    after = _wait_for_fingerprint(slider, before, timeout_s)
     bs.cell_of(slider).screenshot(path=str(_shots_dir() / f"{stem}-{description}-after.png"))
     assert after != before, (f"{stem}: moving {description!r} from {readout} to {bs.slider_readout(slider)} did not "
                              "redraw its figure in the page (is the observe callback connected?)")
