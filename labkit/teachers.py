@@ -157,19 +157,24 @@ def train_teacher(spec: TeacherSpec, device: torch.device | None = None,
     return model, float(result.best_val_acc or 0.0), accuracy(model, test.x, test.y), result.seconds
 
 
-def _load_verified(directory: Path, spec: TeacherSpec, device: torch.device) -> Teacher | None:
-    """The teacher in ``directory`` if its file matches the manifest's sha256 and loads; else ``None`` (no change)."""
+def _load_verified(directory: Path, spec: TeacherSpec, device: torch.device) -> tuple[Teacher | None, str]:
+    """``(teacher, "")`` if ``directory``'s checkpoint matches the manifest's sha256 and loads; else ``(None, why)``,
+    with ``why`` empty when there is no file at all. Nothing on disk changes."""
     path = directory / f"{spec.key}.pt"
-    entry = read_manifest(directory).get(spec.key)
-    if entry is None or not path.exists() or sha256_file(path) != entry.get("sha256"):
-        return None
+    if not path.exists():
+        return None, ""
+    entry = (read_manifest(directory) if directory.exists() else {}).get(spec.key)
+    if entry is None:
+        return None, "has no manifest entry, so its hash cannot be verified"
+    if sha256_file(path) != entry.get("sha256"):
+        return None, "does not match the sha256 in manifest.json (corrupt or changed)"
     model = model_for(spec.arch, dataset_info(spec.dataset))
     try:
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    except Exception:  # noqa: BLE001 - any unreadable file is treated the same
-        return None
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is treated the same
+        return None, f"could not be loaded ({type(exc).__name__})"
     model.to(device).eval()
-    return Teacher(model, spec, float(entry["test_acc"]), float(entry["val_acc"]), path, "loaded")
+    return Teacher(model, spec, float(entry["test_acc"]), float(entry["val_acc"]), path, "loaded"), ""
 
 
 def get_teacher(dataset: str, arch: str | None = None, *, seed: int = 0, epochs: int | None = None,
@@ -186,28 +191,16 @@ def get_teacher(dataset: str, arch: str | None = None, *, seed: int = 0, epochs:
             else paths.user_teacher_dir()
         if directory == shipped and not os.access(shipped, os.W_OK):
             # an installed, read-only package: load the shipped file if it verifies, else repair in the user cache
-            loaded = _load_verified(shipped, spec, device)
+            loaded, _ = _load_verified(shipped, spec, device)
             if loaded is not None and not retrain:
                 return loaded
             directory = paths.user_teacher_dir()
     path = directory / f"{spec.key}.pt"
-    manifest = read_manifest(directory) if directory.exists() else {}
-    entry = manifest.get(spec.key)
     if path.exists() and not retrain:
-        if entry is None:
-            _move_aside(path, "has no manifest entry, so its hash cannot be verified")
-        elif sha256_file(path) != entry.get("sha256"):
-            _move_aside(path, "does not match the sha256 in manifest.json (corrupt or changed)")
-        else:
-            model = model_for(spec.arch, dataset_info(spec.dataset))
-            try:
-                state = torch.load(path, map_location="cpu", weights_only=True)
-                model.load_state_dict(state)
-            except Exception as exc:  # noqa: BLE001 - any unreadable file is treated the same
-                _move_aside(path, f"could not be loaded ({type(exc).__name__})")
-            else:
-                model.to(device).eval()
-                return Teacher(model, spec, float(entry["test_acc"]), float(entry["val_acc"]), path, "loaded")
+        loaded, why = _load_verified(directory, spec, device)
+        if loaded is not None:
+            return loaded
+        _move_aside(path, why)
     model, val_acc, test_acc, seconds = train_teacher(spec, device, progress)
     directory.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".pt.tmp")

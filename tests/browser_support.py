@@ -341,7 +341,7 @@ def cell_errors(page: Any) -> list[str]:
     return page.evaluate(CELL_ERRORS_JS)
 
 
-def temperature_sliders(page: Any, description: str = "temperature") -> list[Any]:
+def labelled_sliders(page: Any, description: str = "temperature") -> list[Any]:
     """The on-screen notebook's ipywidgets sliders whose description reads exactly ``description``."""
     sliders = page.locator(f"{ACTIVE_PANEL} .widget-slider").filter(
         has=page.locator(".widget-label", has_text=description))

@@ -235,7 +235,7 @@ def test_broken_slider_callback_is_caught(page: Any, lab: bs.LabServer) -> None:
     """Negative control: the same check fails when the observe callback is missing, passes when present."""
     try:
         _run_all(page, CONTROL_NOTEBOOK)
-        sliders = bs.temperature_sliders(page)
+        sliders = bs.labelled_sliders(page)
         assert len(sliders) == 2, "the control notebook should show two temperature sliders"
         outcome = {}
         for label, slider in zip(("broken", "working"), sliders):
@@ -319,7 +319,7 @@ def _expected(spec: str, params: dict[str, Any]) -> float | str:
 
 
 def _slider(page: Any, description: str) -> Any:
-    found = bs.temperature_sliders(page, description)
+    found = bs.labelled_sliders(page, description)
     if not found:
         pytest.fail(f"no ipywidgets slider labelled {description!r} rendered in the page")
     return found[0]

@@ -96,8 +96,9 @@ class IDEALConfig(MethodConfig):
                    "round-samples": "a lab addition: more images from each round's trained generator, with fresh "
                                     "latents, labelled in a second call of the round"}
 
-    queries: int = option(help="teacher queries in all (holdout included); rounds = queries // per_round")
-    per_round: int = option(help="images generated and labelled by the teacher per round (one box call)")
+    queries: int = option(help="teacher queries in all (holdout included); rounds = queries // (per_round + the "
+                               "round samples, if on)")
+    per_round: int = option(help="images of each round's best batch, labelled by the teacher in one box call")
     g_steps: int = option(help="Adam steps of the (re-initialised) generator per round, no teacher queries")
     nz: int = option(help="latent size of the generator")
     g_width: int = option(help="generator width (channels of its last hidden layer)")
