@@ -8,7 +8,14 @@ import torch
 
 from labkit import BlackBox
 from labkit.errors import AccessDenied, ConfigError
-from labkit.methods.ideal import IDEALConfig, crop_and_flip, generator_loss, information_loss, split_holdout
+from labkit.methods.ideal import (
+    IDEALConfig,
+    crop_and_flip,
+    generator_loss,
+    information_loss,
+    public_code_queries,
+    split_holdout,
+)
 from labkit.runner import run_method
 
 TINY = {"queries": 250, "per_round": 60, "g_steps": 2, "nz": 8, "g_width": 4, "epochs": 1, "batch_size": 32,
@@ -110,6 +117,20 @@ def test_crop_and_flip_keeps_shape_and_gradient() -> None:
     assert out.shape == x.shape
     out.sum().backward()
     assert x.grad is not None and float(x.grad.abs().sum()) > 0
+
+
+def test_public_code_query_count_replays_its_loop() -> None:
+    """The public code's loop, replayed with a counting box: each round adds a batch to the pool, then labels the
+    whole pool again. Its count is the closed form, and the MNIST command (250 x 100) asks 1,262,500 times."""
+    box = BlackBox(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 10)), access="decision")
+    pool: list[torch.Tensor] = []
+    for _ in range(7):
+        pool.append(torch.rand(3, 1, 4, 4))
+        box(torch.cat(pool).flip(-1))  # kd_train: every pooled image, flipped at random, asked again
+    assert box.queries == public_code_queries(3, 7) == 3 * 7 * 8 // 2
+    assert public_code_queries(250, 100) == 1_262_500 and 250 * 100 == 25_000  # what the paper counts
+    with pytest.raises(ConfigError):
+        public_code_queries(-1, 3)
 
 
 def test_holdout_takes_the_same_share_of_every_round() -> None:

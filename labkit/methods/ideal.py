@@ -304,6 +304,14 @@ class IDEALSynthesizer(Synthesizer):
         return total / x.shape[0]
 
 
+def public_code_queries(per_round: int, rounds: int) -> int:
+    """Teacher queries of the public code's loop: each round asks again for every pooled image (after a random
+    flip), so round r asks ``per_round·r`` and R rounds ``per_round·R(R+1)/2``. The paper counts ``per_round·R``."""
+    if per_round < 0 or rounds < 0:
+        raise ConfigError("per_round and rounds must be >= 0")
+    return per_round * rounds * (rounds + 1) // 2
+
+
 def split_holdout(round_of: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
     """A boolean mask: ``fraction`` of every round's images (at least one), chosen at random, for the holdout."""
     gen = torch.Generator().manual_seed(seed + 17)
