@@ -11,10 +11,20 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
+def lab_home() -> Path:
+    """The lab's user folder for caches: ``$LABKIT_HOME``, else ``$XDG_CACHE_HOME/labkit``, else
+    ``~/.cache/labkit``. Teachers the lab trains go under it, and outside a clone its data and results too."""
+    env = os.environ.get("LABKIT_HOME")
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME")
+    return (Path(cache).expanduser() if cache else Path.home() / ".cache") / "labkit"
+
+
 def _default_root() -> Path:
     if (REPO_ROOT / "pyproject.toml").exists():
         return REPO_ROOT
-    return Path.home() / ".cache" / "labkit"
+    return lab_home()
 
 
 def data_dir() -> Path:
@@ -36,13 +46,10 @@ def teacher_dir() -> Path:
 
 def user_teacher_dir() -> Path:
     """Where teachers the lab does not ship are trained and cached: ``$LABKIT_TEACHERS`` if set, else
-    ``$XDG_CACHE_HOME/labkit/teachers`` (default ``~/.cache/labkit/teachers``), never the package's tracked
+    ``teachers/`` in :func:`lab_home` (default ``~/.cache/labkit/teachers``), never the package's tracked
     ``labkit/shipped/teachers``."""
     env = os.environ.get("LABKIT_TEACHERS")
-    if env:
-        return Path(env).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME")
-    return (Path(cache).expanduser() if cache else Path.home() / ".cache") / "labkit" / "teachers"
+    return Path(env).expanduser() if env else lab_home() / "teachers"
 
 
 def results_dir() -> Path:

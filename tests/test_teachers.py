@@ -52,6 +52,7 @@ def test_a_teacher_the_lab_does_not_ship_goes_to_the_user_cache(tmp_path, monkey
     from labkit import paths
 
     monkeypatch.delenv("LABKIT_TEACHERS", raising=False)
+    monkeypatch.delenv("LABKIT_HOME", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     shipped = paths.teacher_dir()
     manifest_before = (shipped / "manifest.json").read_bytes()
@@ -64,3 +65,21 @@ def test_a_teacher_the_lab_does_not_ship_goes_to_the_user_cache(tmp_path, monkey
     again = get_teacher("toy2d-blobs-3", seed=7, device="cpu", progress=False, epochs=2)
     assert again.source == "loaded" and again.path == t.path
     assert get_teacher("toy2d-blobs-3", device="cpu", progress=False).path.parent == shipped  # a shipped one
+
+
+def test_labkit_home_moves_the_user_cache(tmp_path, monkeypatch):
+    """``$LABKIT_HOME`` is the lab's user folder: trained teachers go to its ``teachers/``; ``$LABKIT_TEACHERS``
+    still wins; without either, the XDG cache is used."""
+    from labkit import paths
+
+    monkeypatch.delenv("LABKIT_TEACHERS", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("LABKIT_HOME", raising=False)
+    assert paths.lab_home() == tmp_path / "xdg" / "labkit"
+    assert paths.user_teacher_dir() == tmp_path / "xdg" / "labkit" / "teachers"
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path / "home"))
+    assert paths.user_teacher_dir() == tmp_path / "home" / "teachers"
+    t = get_teacher("toy2d-blobs-3", seed=8, device="cpu", progress=False, epochs=2)
+    assert t.source == "trained" and t.path.parent == tmp_path / "home" / "teachers"
+    monkeypatch.setenv("LABKIT_TEACHERS", str(tmp_path / "own"))
+    assert paths.user_teacher_dir() == tmp_path / "own"
