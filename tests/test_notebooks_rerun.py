@@ -12,6 +12,10 @@ nbclient = pytest.importorskip("nbclient")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 INLINE = "module://matplotlib_inline.backend_inline"
+#: Parameters this test sets (appended to the notebook's parameters cell). 08's smoke bench spends its whole 30 s
+#: budget each time its cell runs; nbval runs it at the notebook's own budget, so here a shorter one (the first
+#: run always completes) keeps CI under 15 minutes without skipping a cell.
+OVERRIDES = {"08_leaderboard.ipynb": "MAX_BENCH_SECONDS = 5"}
 
 
 def _images(cell: dict) -> list[str]:
@@ -25,6 +29,10 @@ def test_every_cell_runs_twice_and_shows_each_figure_once(path: Path, monkeypatc
     monkeypatch.setenv("LABKIT_PROFILE", "smoke")
     monkeypatch.setenv("MPLBACKEND", INLINE)  # as in JupyterLab: an unclosed, returned figure would show twice
     nb = nbformat.read(path, as_version=4)
+    if path.name in OVERRIDES:
+        parameters = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(parameters) == 1, f"{path.name}: one parameters cell expected"
+        parameters[0].source += "\n" + OVERRIDES[path.name] + "  # set by tests/test_notebooks_rerun.py"
     client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
                                      resources={"metadata": {"path": str(path.parent)}})
     with client.setup_kernel():
