@@ -128,7 +128,9 @@ def test_public_code_query_count_replays_its_loop() -> None:
         pool.append(torch.rand(3, 1, 4, 4))
         box(torch.cat(pool).flip(-1))  # kd_train: every pooled image, flipped at random, asked again
     assert box.queries == public_code_queries(3, 7) == 3 * 7 * 8 // 2
-    assert public_code_queries(250, 100) == 1_262_500 and 250 * 100 == 25_000  # what the paper counts
+    paper = IDEALConfig.for_profile("paper")  # the public code's MNIST command: 100 rounds of 250
+    assert (paper.per_round, paper.rounds, paper.queries) == (250, 100, 25_000)  # what the paper counts
+    assert public_code_queries(paper.per_round, paper.rounds) == 1_262_500
     with pytest.raises(ConfigError):
         public_code_queries(-1, 3)
 

@@ -120,7 +120,7 @@ class IDEALConfig(MethodConfig):
     student_augment: bool = option(False, help="a lab addition: random shifts (±2 px) and flips while the reported "
                                                "student trains (the teacher's label is kept)")
     ingredients: tuple[str, ...] = option(("generated",), help="parts of the transfer set")
-    variant: str = option("paper", choices=("paper", "round-samples"),
+    variant: str = option("paper", choices=tuple(VARIANTS),
                           help="paper: the mechanism alone; round-samples: plus the lab's round samples, at the "
                                "profile's sizes for them")
 

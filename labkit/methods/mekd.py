@@ -118,7 +118,7 @@ class MEKDConfig(MethodConfig):
                                        "G minimises CE(D_cls(G(z)), argmax z); a lab addition)")
     info_weight: float | None = option(None, help="weight λ of the information term in G's loss (None: 0.5 for "
                                        "authors, 1.0 for teacher-imitation)")
-    variant: str = option("lab", choices=("lab", "paper"), help="paper: generated images only, the authors' "
+    variant: str = option("lab", choices=tuple(VARIANTS), help="paper: generated images only, the authors' "
                           "information term; lab: the profile as is")
     tau: float = option(5.0, help="temperature τ of the KL term")
     tau_g: float = option(5.0, help="temperature τ_g of the responses fed to G in the alignment term")

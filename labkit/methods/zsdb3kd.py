@@ -111,7 +111,7 @@ class ZSDB3KDConfig(MethodConfig):
     tau: float = option(20.0, help="soft-label temperature (and the KL's)")
     alpha: float = option(0.5, help="weight of the hard-label CE term")
     holdout_fraction: float = option(0.1, help="pseudo-samples kept aside (teacher-labelled) to select the epoch")
-    variant: str = option("lab", choices=("lab", "paper"), help="paper: the authors' noise and the pseudo-samples "
+    variant: str = option("lab", choices=tuple(VARIANTS), help="paper: the authors' noise and the pseudo-samples "
                           "alone (every lab ingredient off); lab: the profile as is")
 
     def validate(self) -> None:

@@ -102,7 +102,7 @@ class ZSKDConfig(MethodConfig):
                             "does, so it cancels (every impression effectively β = 1)")
     student_tau: float | None = option(None, help="temperature of the student's KL and of its targets (re-tempered "
                                        "from the teacher's answers at tau); None: tau, as in the paper")
-    variant: str = option("lab", choices=("lab", "paper"), help="paper: impressions only, the paper's β and τ; "
+    variant: str = option("lab", choices=tuple(VARIANTS), help="paper: impressions only, the paper's β and τ; "
                           "lab: the profile as is")
     parametrisation: str = option("clamp", choices=("clamp", "sigmoid"),
                                   help="keep pixels in [0,1] by clamping after each Adam step, or via a sigmoid")
