@@ -51,7 +51,7 @@ paper-check: setup
 	$(BIN)/python -m labkit paper-check
 
 strip: setup
-	$(BIN)/python -m labkit.notebook_hygiene --strip notebooks/*.ipynb
+	$(BIN)/python -m labkit.teaching.notebook_hygiene --strip notebooks/*.ipynb
 
 clean-venv:
 	rm -rf $(VENV)

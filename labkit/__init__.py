@@ -7,10 +7,11 @@ Quick tour::
     box = BlackBox(teacher.model, access="decision")       # counted, decision-only
     run = run_method("kd", profile="laptop")               # a ResultRecord in run.record
 """
-from .blackbox import ACCESS_LEVELS, BlackBox
-from .data import LabeledTensors, dataset_info, load_dataset, load_splits
-from .device import pick_device, seed_everything
-from .errors import (
+from labkit.core import LABKIT_VERSION
+from labkit.core.blackbox import ACCESS_LEVELS, BlackBox
+from labkit.core.data import LabeledTensors, dataset_info, load_dataset, load_splits
+from labkit.core.device import pick_device, seed_everything
+from labkit.core.errors import (
                      AccessDenied,
                      CheckpointError,
                      ConfigError,
@@ -21,14 +22,14 @@ from .errors import (
                      QueryBudgetExceeded,
                      UnknownNameError,
 )
-from .methods.base import available_methods, get_method
-from .models import build_model, count_parameters
-from .profiles import Profile, get_profile
-from .results import ResultRecord
-from .runner import MethodRun, run_method
-from .teachers import get_teacher
+from labkit.core.models import build_model, count_parameters
+from labkit.core.profiles import Profile, get_profile
+from labkit.core.results import ResultRecord
+from labkit.core.teachers import get_teacher
+from labkit.methods.base import available_methods, get_method
+from labkit.studies.runner import MethodRun, run_method
 
-__version__ = "0.1.0"
+__version__ = LABKIT_VERSION
 
 __all__ = [
     "ACCESS_LEVELS", "AccessDenied", "BlackBox", "CheckpointError", "ConfigError", "DatasetNotFoundError",

@@ -1,6 +1,6 @@
 """``python -m labkit``."""
 import sys
 
-from .cli import main
+from labkit.studies.cli import main
 
 sys.exit(main())

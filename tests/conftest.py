@@ -13,8 +13,8 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
 def _fmnist_present() -> bool:
-    from labkit.data import _find_idx_pair, _idx_dirs
-    from labkit.paths import DEBIAN_FASHION_MNIST, data_dir
+    from labkit.core.data import _find_idx_pair, _idx_dirs
+    from labkit.core.paths import DEBIAN_FASHION_MNIST, data_dir
 
     dirs = _idx_dirs(data_dir(), "fashion-mnist") + [DEBIAN_FASHION_MNIST]
     return any(_find_idx_pair(d, "train") and _find_idx_pair(d, "test") for d in dirs)
@@ -36,14 +36,14 @@ def fmnist_available() -> bool:
 @pytest.fixture(scope="session")
 def teacher(fmnist_available: bool):
     """The lab's cached Fashion-MNIST LeNet-5 teacher (CPU)."""
-    from labkit.teachers import get_teacher
+    from labkit.core.teachers import get_teacher
 
     return get_teacher("fashion-mnist", device="cpu", progress=False)
 
 
 def make_idx_dataset(root: Path, name: str = "mnist", n_train: int = 120, n_test: int = 40, seed: int = 0) -> Path:
     """Write tiny MNIST-format IDX files (gzipped) under ``root/<name>`` and return that folder."""
-    from labkit.data import write_idx
+    from labkit.core.data import write_idx
 
     g = torch.Generator().manual_seed(seed)
     d = root / name

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from labkit import bench, leaderboard
-from labkit.errors import UnknownNameError
+from labkit.core.errors import UnknownNameError
+from labkit.studies import bench, leaderboard
 
 TINY = {"train_limit": 400, "epochs": 1}  # real runs, tiny sizes: the files and the resume are what is tested here
 ENTRIES = ["student", "kd"]
 SEEDS = [0, 1]
-DATA = "toy2d-blobs-3"  # its teacher is committed in labkit/shipped/teachers, so it loads at once
+DATA = "toy2d-blobs-3"  # its teacher is committed in labkit/core/shipped/teachers, so it loads at once
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_resume_reuses_saved_runs_and_options_must_match(bench_dir: Path) -> Non
 
 
 def test_cli_bench_reuses_runs_and_writes_files(bench_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from labkit.cli import main
+    from labkit.studies.cli import main
 
     argv = ["bench", "--dataset", DATA, "--profile", "smoke", "--seeds", *map(str, SEEDS), "--only", *ENTRIES,
             "--out-dir", str(bench_dir), "--no-progress", "--device", "cpu"]

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from labkit.blackbox import BlackBox
-from labkit.errors import AccessDenied, InvalidQueryError, QueryBudgetExceeded, UnknownNameError
+from labkit.core.blackbox import BlackBox
+from labkit.core.errors import AccessDenied, InvalidQueryError, QueryBudgetExceeded, UnknownNameError
 
 
 class CountingModel(nn.Module):

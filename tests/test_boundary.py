@@ -1,4 +1,4 @@
-"""labkit.boundary: bisection, SD/BD/MBD and the untargeted search, on analytic and tiny teachers."""
+"""labkit.synthesis.boundary: bisection, SD/BD/MBD and the untargeted search, on analytic and tiny teachers."""
 from __future__ import annotations
 
 import math
@@ -7,8 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from labkit import BlackBox, boundary, metrics
-from labkit.errors import InvalidQueryError
+from labkit import BlackBox
+from labkit.core import metrics
+from labkit.core.errors import InvalidQueryError
+from labkit.synthesis import boundary
 
 
 class CountingLinear(nn.Module):

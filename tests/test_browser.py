@@ -32,7 +32,7 @@ from typing import Any
 import nbformat
 import pytest
 
-from labkit.paths import REPO_ROOT, artifacts_dir
+from labkit.core.paths import REPO_ROOT, artifacts_dir
 from tests import browser_support as bs
 
 SKIP_REASON = bs.browser_skip_reason()

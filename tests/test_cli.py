@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from labkit.cli import build_parser, main
+from labkit.studies.cli import build_parser, main
 
 
 def _help_text(argv):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-import labkit.data as data
-from labkit.data import load_dataset, load_splits, make_toy2d, read_idx, write_idx
-from labkit.errors import DatasetNotFoundError, UnknownNameError
+import labkit.core.data as data
+from labkit.core.data import load_dataset, load_splits, make_toy2d, read_idx, write_idx
+from labkit.core.errors import DatasetNotFoundError, UnknownNameError
 
 from .conftest import make_idx_dataset, needs_fmnist
 

@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from labkit import BlackBox
-from labkit.errors import ConfigError, InvalidQueryError, UnknownNameError
-from labkit.losses import SoftLabelKD, build_loss, registered_name
+from labkit.core.errors import ConfigError, InvalidQueryError, UnknownNameError
+from labkit.core.losses import SoftLabelKD, build_loss, registered_name
+from labkit.core.profiles import get_profile
 from labkit.methods.db3kd import DB3KD, DB3KDConfig, DistanceLabelLoss, distance_labels, pair_budgets
-from labkit.profiles import get_profile
 
 
 def test_config_per_profile_and_bad_options() -> None:
@@ -135,7 +135,7 @@ def test_distance_labels_refuse_a_score_box() -> None:
 @pytest.mark.slow
 def test_db3kd_end_to_end_sees_only_class_ids(teacher, tmp_path, monkeypatch) -> None:
     """The CLI run writes a decision-access record; a spy on the box sees only int64 answers."""
-    from labkit.cli import main
+    from labkit.studies.cli import main
 
     seen = {"images": 0, "calls": 0}
     original = BlackBox.__call__
@@ -171,7 +171,7 @@ def test_db3kd_end_to_end_sees_only_class_ids(teacher, tmp_path, monkeypatch) ->
 @pytest.mark.slow
 def test_ingredient_switch_trains_on_the_chosen_rows_and_is_recorded(teacher) -> None:
     """Without true-label rows the student sees only the soft-labelled images; without soft labels, no query."""
-    from labkit.runner import run_method
+    from labkit.studies.runner import run_method
 
     small = dict(profile="smoke", seed=0, device="cpu", progress=False, measure="bd", queries_per_sample=28,
                  train_size=256, soft_size=64, epochs=1)

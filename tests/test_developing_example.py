@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 from labkit.methods.base import METHODS
-from labkit.runner import run_method
+from labkit.studies.runner import run_method
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "uniform_noise_kd.py"
 

@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from labkit.exercises import ExerciseResult
+from labkit.teaching.exercises import ExerciseResult
 
 CHECKERS = [("kd_loss", "check_kd_loss"), ("class_similarity", "check_class_similarity"),
             ("bisection", "check_bisect"), ("bisection", "check_distance_soft_labels"),
@@ -18,7 +18,7 @@ CHECKERS = [("kd_loss", "check_kd_loss"), ("class_similarity", "check_class_simi
 
 @pytest.mark.parametrize("module,name", CHECKERS)
 def test_a_learners_exception_becomes_a_verdict(module: str, name: str, capsys: pytest.CaptureFixture[str]) -> None:
-    check = getattr(importlib.import_module(f"labkit.exercises.{module}"), name)
+    check = getattr(importlib.import_module(f"labkit.teaching.exercises.{module}"), name)
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("oops")
@@ -36,7 +36,7 @@ def test_a_verdict_is_displayed_once() -> None:
 
 
 def test_notebook_00_refuses_a_per_image_query_loop() -> None:
-    from labkit.exercises.query_counting import check_decision_accuracy
+    from labkit.teaching.exercises.query_counting import check_decision_accuracy
 
     def looped(box, x, y):  # type: ignore[no-untyped-def]
         answers = torch.cat([box(x[i:i + 1]) for i in range(x.shape[0])])
@@ -48,9 +48,9 @@ def test_notebook_00_refuses_a_per_image_query_loop() -> None:
 
 
 def test_a_hint_is_given_once_and_a_right_count_is_not_called_wrong() -> None:
-    from labkit.exercises import dedupe_hints
-    from labkit.exercises.kd_loss import check_kd_loss
-    from labkit.exercises.mixup import check_mixup_with_thresholds
+    from labkit.teaching.exercises import dedupe_hints
+    from labkit.teaching.exercises.kd_loss import check_kd_loss
+    from labkit.teaching.exercises.mixup import check_mixup_with_thresholds
 
     msgs = dedupe_hints(["a: got 1. Use X.", "b: got 2. Use X.", "c: got 3. Use Y."])
     assert msgs == ["a: got 1. Use X.", "b: got 2 (same advice as above).", "c: got 3. Use Y."]

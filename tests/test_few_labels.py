@@ -4,9 +4,9 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pytest
 
-from labkit.errors import LabkitError
-from labkit.few_labels import epochs_for, load_few_labels, run_few_labels
-from labkit.plots import few_labels_plot
+from labkit.core.errors import LabkitError
+from labkit.studies.few_labels import epochs_for, load_few_labels, run_few_labels
+from labkit.teaching.plots import few_labels_plot
 
 
 def test_epochs_scale_with_the_set_size() -> None:
@@ -37,7 +37,7 @@ def test_committed_records_and_the_shipped_summary_agree() -> None:
     """Notebook 01 plots the committed laptop study; the wheel carries the same numbers in its summary file."""
     import json
 
-    from labkit.few_labels import SHIPPED_SUMMARY, reference_few_labels
+    from labkit.studies.few_labels import SHIPPED_SUMMARY, reference_few_labels
 
     points = load_few_labels("laptop")
     assert all(len(p.accs) == 3 for p in points)

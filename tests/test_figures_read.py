@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import torch
 
-from labkit.plots import boundaries, pseudo_samples
-from labkit.plots.generative import alignment_pictures
-from labkit.plots.leaderboard import place_labels
+from labkit.teaching.plots import boundaries, pseudo_samples
+from labkit.teaching.plots.generative import alignment_pictures
+from labkit.teaching.plots.leaderboard import place_labels
 
 
 def _boxes(points, spots, width=800.0, height=360.0, char=6.5, line=14.0):
     import math
 
-    from labkit.plots.leaderboard import _LABEL_SPOTS
+    from labkit.teaching.plots.leaderboard import _LABEL_SPOTS
 
     lx = [math.log10(x) for x, _, _ in points]
     ys = [y for _, y, _ in points]
@@ -77,7 +77,7 @@ def test_alignment_rows_share_the_image_scale() -> None:
 
 
 def test_manifold_class_share_asks_once_for_every_class() -> None:
-    from labkit.cvae import build_cvae, manifold_class_share
+    from labkit.synthesis.cvae import build_cvae, manifold_class_share
 
     cvae = build_cvae((1, 28, 28), 10)
     calls = []

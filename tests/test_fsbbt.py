@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from labkit.blackbox import BlackBox
-from labkit.cvae import MLPCVAE, ConvCVAE, build_cvae, cvae_loss, hybrid_latents, train_cvae
-from labkit.data import dataset_info, load_dataset
-from labkit.errors import AccessDenied, UnknownNameError
-from labkit.exercises.mixup import check_mixup_with_thresholds, reference_mixup_with_thresholds
+from labkit.core.blackbox import BlackBox
+from labkit.core.data import dataset_info, load_dataset
+from labkit.core.errors import AccessDenied, UnknownNameError
+from labkit.core.models import build_model
+from labkit.core.profiles import get_profile
 from labkit.methods.base import MethodData, RunContext
 from labkit.methods.fsbbt import (
     FSBBT,
@@ -21,8 +21,8 @@ from labkit.methods.fsbbt import (
     round_lambdas,
     sample_mixup_lambdas,
 )
-from labkit.models import build_model
-from labkit.profiles import get_profile
+from labkit.synthesis.cvae import MLPCVAE, ConvCVAE, build_cvae, cvae_loss, hybrid_latents, train_cvae
+from labkit.teaching.exercises.mixup import check_mixup_with_thresholds, reference_mixup_with_thresholds
 
 # --------------------------------------------------------------------------- MixUp λ rules
 
@@ -255,7 +255,7 @@ def test_run_without_cvae_shows_in_the_record(fmnist_available: bool) -> None:
 
 
 def test_cli_accepts_shots_and_ingredients() -> None:
-    from labkit.cli import build_parser
+    from labkit.studies.cli import build_parser
 
     args = build_parser().parse_args(["run", "fsbbt", "--shots", "200", "--nomixup", "1000", "--profile", "smoke",
                                       "--ingredients", "few-shot", "mixup"])
@@ -291,8 +291,8 @@ def test_plots_and_explorer_widget() -> None:
     import plotly.graph_objects as go
     from matplotlib.figure import Figure
 
-    from labkit.plots import few_shot as fp
-    from labkit.widgets.few_shot import mixup_explorer
+    from labkit.teaching.plots import few_shot as fp
+    from labkit.teaching.widgets.few_shot import mixup_explorer
 
     x, y = _striped_images(40, 4)
     torch.manual_seed(0)

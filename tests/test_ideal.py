@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from labkit import BlackBox
-from labkit.errors import AccessDenied, ConfigError
+from labkit.core.errors import AccessDenied, ConfigError
 from labkit.methods.ideal import (
     IDEALConfig,
     crop_and_flip,
@@ -16,7 +16,7 @@ from labkit.methods.ideal import (
     public_code_queries,
     split_holdout,
 )
-from labkit.runner import run_method
+from labkit.studies.runner import run_method
 
 TINY = {"queries": 250, "per_round": 60, "g_steps": 2, "nz": 8, "g_width": 4, "epochs": 1, "batch_size": 32,
         "guide_batch": 32, "curve_points": 2}
@@ -79,10 +79,10 @@ def test_round_samples_are_a_named_ingredient_with_their_own_call_and_count(monk
 def test_a_score_box_and_a_too_small_budget_are_refused() -> None:
     from torch import nn
 
-    from labkit.data import dataset_info
+    from labkit.core.data import dataset_info
+    from labkit.core.profiles import get_profile
     from labkit.methods.base import MethodData, RunContext
     from labkit.methods.ideal import IDEAL
-    from labkit.profiles import get_profile
 
     info = dataset_info("fashion-mnist")
     ctx = RunContext(get_profile("smoke"), 0, torch.device("cpu"), "lenet5-half", info, False)
@@ -143,7 +143,7 @@ def test_holdout_takes_the_same_share_of_every_round() -> None:
 
 
 def test_the_exercise_checker_accepts_the_reference_and_explains_mistakes() -> None:
-    from labkit.exercises.information_loss import check_information_loss
+    from labkit.teaching.exercises.information_loss import check_information_loss
 
     assert check_information_loss(lambda z: information_loss(z, "paper")).passed
     assert not check_information_loss(lambda z: None).attempted

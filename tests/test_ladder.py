@@ -6,18 +6,18 @@ import pytest
 import torch
 from torch import nn
 
-from labkit.blackbox import BlackBox
-from labkit.data import DatasetInfo, dataset_info, load_dataset
-from labkit.deprivatisation import DEFAULT_INFO_WEIGHT, train_generator
-from labkit.errors import AccessDenied, UnknownNameError
+from labkit.core.blackbox import BlackBox
+from labkit.core.data import DatasetInfo, dataset_info, load_dataset
+from labkit.core.errors import AccessDenied, UnknownNameError
+from labkit.core.profiles import get_profile
+from labkit.core.train import split_holdout
 from labkit.methods.base import MethodData, RunContext, get_method
 from labkit.methods.db3kd import DB3KD, DB3KDConfig
 from labkit.methods.mekd import MEKDConfig
 from labkit.methods.noise_kd import NoiseKD, NoiseKDConfig
 from labkit.methods.zsdb3kd import ZSDB3KDConfig
 from labkit.methods.zskd import ZSKDConfig, class_similarity, dirichlet_concentration, impression_transfer_set
-from labkit.profiles import get_profile
-from labkit.train import split_holdout
+from labkit.synthesis.deprivatisation import DEFAULT_INFO_WEIGHT, train_generator
 
 INFO = dataset_info("fashion-mnist")
 
@@ -174,7 +174,7 @@ def test_run_zsdb3kd_variant_paper_writes_the_papers_ingredients_alone(fmnist_av
     """`python -m labkit run zsdb3kd --variant paper` (smoke sizes): a record whose ingredients are the paper's."""
     import json
 
-    from labkit.cli import main
+    from labkit.studies.cli import main
 
     out = tmp_path / "zsdb3kd.json"
     assert main(["run", "zsdb3kd", "--variant", "paper", "--profile", "smoke", "--no-progress", "--device", "cpu",

@@ -12,11 +12,11 @@ from pathlib import Path
 import plotly.graph_objects as go
 import pytest
 
-from labkit import leaderboard as lb
-from labkit.bench import BenchEntry, get_entries
-from labkit.paper_figures import REPORTED, newer_work, primary_figure
-from labkit.paths import REPO_ROOT
-from labkit.results import ResultRecord
+from labkit.core.paths import REPO_ROOT
+from labkit.core.results import ResultRecord
+from labkit.studies import leaderboard as lb
+from labkit.studies.bench import BenchEntry, get_entries
+from labkit.studies.paper_figures import REPORTED, newer_work, primary_figure
 
 DATA = "toy2d-blobs-3"
 
@@ -166,7 +166,7 @@ def test_reported_figures_are_labelled() -> None:
 
 
 def test_pareto_front_and_exercise_check() -> None:
-    from labkit.exercises.leaderboard import check_pareto_front
+    from labkit.teaching.exercises.leaderboard import check_pareto_front
 
     assert lb.pareto_front([10, 100, 1000], [0.8, 0.7, 0.9]) == [0, 2]
     assert lb.pareto_front([50, 50, 10], [0.7, 0.7, 0.4]) == [2, 0, 1]  # identical points both stay
@@ -212,7 +212,7 @@ def test_markdown_shows_one_ladder_per_method(board: lb.Leaderboard) -> None:
 
 
 def test_figures_show_every_measured_method(board: lb.Leaderboard) -> None:
-    from labkit.plots.leaderboard import accuracy_by_access, accuracy_vs_queries
+    from labkit.teaching.plots.leaderboard import accuracy_by_access, accuracy_vs_queries
 
     fig = accuracy_vs_queries(board)
     assert isinstance(fig, go.Figure) and fig.layout.xaxis.type == "log"
@@ -227,7 +227,8 @@ def test_figures_show_every_measured_method(board: lb.Leaderboard) -> None:
 def test_plots_and_exercise_do_not_import_the_runner() -> None:
     import ast
 
-    for rel in ("labkit/plots/leaderboard.py", "labkit/exercises/leaderboard.py", "labkit/leaderboard.py"):
+    for rel in ("labkit/teaching/plots/leaderboard.py", "labkit/teaching/exercises/leaderboard.py",
+                "labkit/studies/leaderboard.py"):
         tree = ast.parse((REPO_ROOT / rel).read_text())
         modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-        assert not modules & {"bench", "runner", "labkit.bench", "labkit.runner"}, rel
+        assert not modules & {"bench", "runner", "labkit.studies.bench", "labkit.studies.runner"}, rel

@@ -22,7 +22,7 @@ from torch import nn
 
 import labkit.methods.db3kd  # noqa: F401  (registers "db3kd-distance")
 import labkit.methods.mekd  # noqa: F401  (registers "mekd-alignment")
-from labkit.losses import LOSSES
+from labkit.core.losses import LOSSES
 
 FIXTURE = Path(__file__).parent / "fixtures" / "loss_golden.json"
 N, C = 6, 5  # batch rows, classes
@@ -42,7 +42,7 @@ def _inputs(seed: int) -> dict[str, torch.Tensor]:
 
 def _generator() -> nn.Module:
     """A small seeded MEKD generator for 2-D points (C responses -> R^2)."""
-    from labkit.generators import VectorGenerator, freeze
+    from labkit.synthesis.generators import VectorGenerator, freeze
 
     torch.manual_seed(7)
     gen = VectorGenerator(C, 2, hidden=16)

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from labkit.errors import NonFiniteError, UnknownNameError
-from labkit.losses import KDLoss, SoftLabelKD, build_loss, check_finite, kd_loss, soften
+from labkit.core.errors import NonFiniteError, UnknownNameError
+from labkit.core.losses import KDLoss, SoftLabelKD, build_loss, check_finite, kd_loss, soften
 
 GOLDEN = json.loads((Path(__file__).parent / "fixtures" / "kd_golden.json").read_text())
 S = torch.tensor(GOLDEN["student_logits"])

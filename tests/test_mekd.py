@@ -7,12 +7,12 @@ import copy
 import pytest
 import torch
 
-from labkit.blackbox import BlackBox
-from labkit.data import dataset_info, load_dataset
-from labkit.deprivatisation import GeneratorSynthesizer
-from labkit.errors import AccessDenied, ConfigError, UnknownNameError
-from labkit.generators import ResponseGenerator, build_generator, centre_responses, freeze, interpolate_responses
-from labkit.losses import registered_name
+from labkit.core.blackbox import BlackBox
+from labkit.core.data import dataset_info, load_dataset
+from labkit.core.errors import AccessDenied, ConfigError, UnknownNameError
+from labkit.core.losses import registered_name
+from labkit.core.models import model_for
+from labkit.core.profiles import get_profile
 from labkit.methods.base import MethodData, RunContext, get_method, train_student
 from labkit.methods.mekd import (
     MEKD,
@@ -22,8 +22,14 @@ from labkit.methods.mekd import (
     generated_transfer_set,
     response_logits,
 )
-from labkit.models import model_for
-from labkit.profiles import get_profile
+from labkit.synthesis.deprivatisation import GeneratorSynthesizer
+from labkit.synthesis.generators import (
+    ResponseGenerator,
+    build_generator,
+    centre_responses,
+    freeze,
+    interpolate_responses,
+)
 
 INFO = dataset_info("fashion-mnist")
 TINY = dict(gan_epochs=1, epochs=1, transfer_size=192, holdout_size=64, g_width=8, d_width=4, batch_size=64)
@@ -228,7 +234,7 @@ def test_run_without_edge_images_shows_in_the_record(fmnist_available: bool) -> 
 
 
 def test_options_cli_and_errors() -> None:
-    from labkit.cli import build_parser
+    from labkit.studies.cli import build_parser
 
     args = build_parser().parse_args(["run", "mekd", "--response", "hard", "--gan-epochs", "2", "--profile", "smoke"])
     assert args.response == "hard" and args.gan_epochs == 2 and args.ingredients is None
@@ -253,7 +259,7 @@ def test_options_cli_and_errors() -> None:
 
 
 def test_alignment_exercise_checker() -> None:
-    from labkit.exercises.alignment_loss import check_alignment_loss, reference_alignment
+    from labkit.teaching.exercises.alignment_loss import check_alignment_loss, reference_alignment
 
     assert check_alignment_loss(lambda g, s, t, tau: None).attempted is False
     assert check_alignment_loss(reference_alignment).passed
@@ -268,7 +274,8 @@ def test_alignment_exercise_checker() -> None:
 def test_widget_and_plots() -> None:
     from matplotlib.figure import Figure
 
-    from labkit.plots.generative import (
+    from labkit.synthesis.base import Snapshot
+    from labkit.teaching.plots.generative import (
         accuracy_comparison,
         alignment_pictures,
         class_vector_grid,
@@ -276,8 +283,7 @@ def test_widget_and_plots() -> None:
         interpolation_strip,
         snapshot_grid,
     )
-    from labkit.synthesis import Snapshot
-    from labkit.widgets.generative import interpolation_dashboard
+    from labkit.teaching.widgets.generative import interpolation_dashboard
 
     g = freeze(_tiny_generator())
     names = list(INFO.classes)

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from labkit.errors import UnknownNameError
-from labkit.models import MODELS, build_model, count_parameters
+from labkit.core.errors import UnknownNameError
+from labkit.core.models import MODELS, build_model, count_parameters
 
 
 @pytest.mark.parametrize("name,expected", [

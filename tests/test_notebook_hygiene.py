@@ -1,7 +1,7 @@
 """Notebook hygiene: every notebook is stored clean and built the lab's way, and the checker catches bad ones.
 
-The checker is ``labkit.notebook_hygiene`` (``python -m labkit.notebook_hygiene notebooks/*.ipynb``). Here it is
-run on every notebook in ``notebooks/``, on a generated good notebook (must pass) and on generated bad ones
+The checker is ``labkit.teaching.notebook_hygiene`` (``python -m labkit.teaching.notebook_hygiene notebooks/*.ipynb``).
+Here it is run on every notebook in ``notebooks/``, on a generated good notebook (must pass) and on generated bad ones
 (outputs, execution counts, stored widget state, no exercise, no self-check, ...: each must be reported).
 The CI plumbing is checked too: ``make test`` runs nbval over every notebook in the smoke profile, and
 ``.ci/run`` prints the whole CI run time at the end, even when the run fails.
@@ -17,8 +17,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labkit import notebook_hygiene
-from labkit.paths import REPO_ROOT
+from labkit.core.paths import REPO_ROOT
+from labkit.teaching import notebook_hygiene
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 
@@ -36,7 +36,7 @@ def _good_notebook() -> nbformat.NotebookNode:
         nbformat.v4.new_markdown_cell("Some prose before the code."),
         nbformat.v4.new_code_cell("x = 1 + 1\nassert x == 2"),
         nbformat.v4.new_markdown_cell("## Your turn\n\nWrite `double(x)`."),
-        nbformat.v4.new_code_cell("from labkit.exercises.kd_loss import check_kd_loss\n\n"
+        nbformat.v4.new_code_cell("from labkit.teaching.exercises.kd_loss import check_kd_loss\n\n"
                                   "def double(x):\n    return None\n\ncheck_kd_loss(double)"),
         nbformat.v4.new_markdown_cell("### Reference solution"),
         nbformat.v4.new_code_cell("def double_reference(x):\n    return 2 * x"),

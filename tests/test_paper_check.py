@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from labkit import bench
-from labkit.bench import get_entries
-from labkit.errors import UnknownNameError
+from labkit.core.errors import UnknownNameError
+from labkit.core.results import ResultRecord
 from labkit.methods.base import get_method
-from labkit.paper_check import CHECK_PLAN, PaperCheckError, _keep_other_device_record, plan, run_paper_check
-from labkit.paper_table import PAPER_ROWS, paper_table
-from labkit.results import ResultRecord
+from labkit.studies import bench
+from labkit.studies.bench import get_entries
+from labkit.studies.paper_check import CHECK_PLAN, PaperCheckError, _keep_other_device_record, plan, run_paper_check
+from labkit.studies.paper_table import PAPER_ROWS, paper_table
 
 RUNNER_KEYS = {"train_limit", "paper_fraction", "budget"}
 

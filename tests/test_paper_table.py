@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from labkit import bench
-from labkit.paper_table import NOT_MEASURED, PAPER_ROWS, paper_table, paper_table_markdown, write_paper_table
-from labkit.results import ResultRecord
+from labkit.core.results import ResultRecord
+from labkit.studies import bench
+from labkit.studies.paper_table import NOT_MEASURED, PAPER_ROWS, paper_table, paper_table_markdown, write_paper_table
 
 
 def _save(root: Path, key: str, method: str, seed: int, acc: float) -> None:
@@ -34,7 +34,7 @@ def test_measured_rows_sit_beside_the_reported_figure(tmp_path: Path) -> None:
 
 
 def test_a_fraction_run_is_its_own_row_and_says_so(tmp_path: Path) -> None:
-    from labkit.paper_check import CHECK_PLAN
+    from labkit.studies.paper_check import CHECK_PLAN
 
     item = next(i for i in CHECK_PLAN if i.key == "zsdb3kd-paper")
     _save(tmp_path, "zsdb3kd-paper", "zsdb3kd", 0, 0.5)

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 import torch
 
-from labkit.bench import BENCH_ENTRIES, BenchEntry
-from labkit.errors import ConfigError, UnknownNameError
-from labkit.losses import build_loss
+from labkit.core.errors import ConfigError, UnknownNameError
+from labkit.core.losses import build_loss
+from labkit.core.transfer import Ingredient, TrainRecipe, TransferSet
 from labkit.methods.base import METHOD_MODULES, get_method
-from labkit.transfer import Ingredient, TrainRecipe, TransferSet
+from labkit.studies.bench import BENCH_ENTRIES, BenchEntry
 
 from .conftest import needs_fmnist
 
@@ -38,10 +38,10 @@ def _spy_on_the_test_split(monkeypatch: pytest.MonkeyPatch, cls: type) -> list[t
 
     Every labkit module's own ``load_dataset`` binding is replaced, so a method importing it directly is seen too.
     """
-    import labkit.data
+    import labkit.core.data
 
     events: list[tuple[str, str]] = []
-    original = labkit.data.load_dataset
+    original = labkit.core.data.load_dataset
 
     def spy_load(name: str, split: str = "train", *args: Any, **kwargs: Any) -> Any:
         events.append(("load", split))
@@ -68,7 +68,7 @@ def _spy_on_the_test_split(monkeypatch: pytest.MonkeyPatch, cls: type) -> list[t
 
 
 def _run_entry(entry: BenchEntry, **extra: Any) -> Any:
-    from labkit.runner import run_method
+    from labkit.studies.runner import run_method
 
     return run_method(entry.method, profile="smoke", seed=0, device="cpu", progress=False,
                       **{**entry.option_dict(), **extra})
@@ -105,10 +105,10 @@ def test_no_method_sees_the_test_split_before_its_student_is_trained(key: str, m
 
 def test_the_spy_catches_a_method_that_reads_the_test_split(monkeypatch: pytest.MonkeyPatch) -> None:
     """The spy itself works: a toy method that loads the test split inside distill is caught."""
-    import labkit.data
+    import labkit.core.data
     from labkit.methods.base import METHODS, DistillationMethod, register_method
     from labkit.methods.kd import StudentConfig
-    from labkit.runner import run_method
+    from labkit.studies.runner import run_method
 
     @register_method
     class Cheater(DistillationMethod[StudentConfig]):
@@ -118,7 +118,7 @@ def test_the_spy_catches_a_method_that_reads_the_test_split(monkeypatch: pytest.
         config_class = StudentConfig
 
         def distill(self, box, data, ctx):  # type: ignore[no-untyped-def]
-            test = labkit.data.load_dataset(ctx.info.name, "test")
+            test = labkit.core.data.load_dataset(ctx.info.name, "test")
             return TransferSet(test.x, (test.y,), "class-ids", build_loss("ce"), TrainRecipe(1, 64, 1e-3),
                                [Ingredient("labelled-data")])
 
@@ -191,7 +191,7 @@ def test_methods_never_import_the_teacher_cache_directly() -> None:
     assert len(files) >= 7
     for path in files:
         for module, names in _imports(path):
-            assert module != "labkit.teachers", f"{path.name} imports {module}"
+            assert module != "labkit.core.teachers", f"{path.name} imports {module}"
             assert "get_teacher" not in names and "teachers" not in names, f"{path.name} imports {names} from {module}"
             if module == "labkit":
                 assert not {"runner", "run_method", "get_teacher", "teachers"} & set(names), path.name
@@ -199,8 +199,8 @@ def test_methods_never_import_the_teacher_cache_directly() -> None:
 
 def test_methods_never_reach_the_teacher_cache_through_other_labkit_modules() -> None:
     closure = _labkit_closure(sorted(METHODS_DIR.glob("*.py")))
-    assert "labkit.transfer" in closure  # the walk follows relative imports
-    for forbidden in ("labkit.teachers", "labkit.runner"):
+    assert "labkit.core.transfer" in closure  # the walk follows relative imports
+    for forbidden in ("labkit.core.teachers", "labkit.studies.runner"):
         assert forbidden not in closure, f"{forbidden} is imported (via {closure.get(forbidden)})"
 
 
@@ -218,7 +218,7 @@ for name in names:
 loaded = sorted(m for m in sys.modules if m.startswith("labkit"))
 print(",".join(names))
 print(",".join(loaded))
-bad = [m for m in ("labkit.teachers", "labkit.runner") if m in sys.modules]
+bad = [m for m in ("labkit.core.teachers", "labkit.studies.runner") if m in sys.modules]
 sys.exit("loaded: " + ", ".join(bad) if bad else 0)
 """
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -308,7 +308,7 @@ def test_every_config_field_has_a_cli_flag_with_help(name: str) -> None:
 
 
 def test_run_kd_help_shows_generated_flags(capsys: pytest.CaptureFixture[str]) -> None:
-    from labkit.cli import main
+    from labkit.studies.cli import main
 
     with pytest.raises(SystemExit) as exit_:
         main(["run", "kd", "--help"])

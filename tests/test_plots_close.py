@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import ast
 
-from labkit.paths import REPO_ROOT
+from labkit.core.paths import REPO_ROOT
 
 
 def test_matplotlib_plot_functions_close_their_figures() -> None:
@@ -21,7 +21,7 @@ def test_boundary_plots_leave_no_open_figure() -> None:
     import matplotlib.pyplot as plt
     import torch
 
-    from labkit.plots import boundaries
+    from labkit.teaching.plots import boundaries
 
     plt.close("all")
     p = torch.softmax(torch.randn(20, 3), dim=1)

@@ -1,8 +1,8 @@
 """Profiles: defaults, the environment override and clear errors."""
 import pytest
 
-from labkit.errors import UnknownNameError
-from labkit.profiles import PROFILES, default_profile_name, get_profile, pick
+from labkit.core.errors import UnknownNameError
+from labkit.core.profiles import PROFILES, default_profile_name, get_profile, pick
 
 
 def test_three_profiles_and_the_student_tables_grow():
@@ -35,7 +35,7 @@ def test_unknown_profile_lists_valid(monkeypatch):
 
 
 def test_toy_names_with_a_word_for_the_class_count_say_what_is_wrong():
-    from labkit.data import canonical_name, dataset_info
+    from labkit.core.data import canonical_name, dataset_info
 
     with pytest.raises(UnknownNameError, match="'three' is not a number"):
         canonical_name("toy2d-spirals-three")

@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from labkit import BlackBox, boundary
-from labkit.errors import InvalidQueryError, UnknownNameError
+from labkit import BlackBox
+from labkit.core.errors import InvalidQueryError, UnknownNameError
+from labkit.synthesis import boundary
 
 
 class Centroids(nn.Module):

@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from labkit.data import DatasetInfo
-from labkit.query_speed import box_throughput, zsdb3kd_calls
+from labkit.core.data import DatasetInfo
+from labkit.studies.query_speed import box_throughput, zsdb3kd_calls
 
 
 class Centroids(nn.Module):

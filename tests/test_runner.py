@@ -3,13 +3,13 @@ returns a transfer set, and the runner alone trains and evaluates the student.""
 import pytest
 import torch
 
-from labkit.blackbox import BlackBox
-from labkit.errors import ConfigError, QueryBudgetExceeded, UnknownNameError
-from labkit.losses import build_loss
+from labkit.core.blackbox import BlackBox
+from labkit.core.errors import ConfigError, QueryBudgetExceeded, UnknownNameError
+from labkit.core.losses import build_loss
+from labkit.core.transfer import Ingredient, TrainRecipe, TransferSet
 from labkit.methods.base import METHODS, DistillationMethod, get_method, register_method
 from labkit.methods.kd import StudentConfig
-from labkit.runner import run_method
-from labkit.transfer import Ingredient, TrainRecipe, TransferSet
+from labkit.studies.runner import run_method
 
 SEEN: dict[str, object] = {}
 

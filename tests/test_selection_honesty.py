@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit.paths import REPO_ROOT
+from labkit.core.paths import REPO_ROOT
 
 #: a test-split figure ...
 TEST_FIGURE = re.compile(r"\btest[- ](acc(uracy|uracies)?|figures?|split|set|results?|numbers?|scores?)\b", re.I)

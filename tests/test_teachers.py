@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from labkit.errors import CheckpointError
-from labkit.teachers import default_spec, get_teacher, read_manifest, sha256_file
+from labkit.core.errors import CheckpointError
+from labkit.core.teachers import default_spec, get_teacher, read_manifest, sha256_file
 
 
 def test_train_then_load_with_hash(tmp_path):
@@ -42,14 +42,15 @@ def test_broken_manifest_is_a_clear_error(tmp_path):
 
 def test_committed_fashion_mnist_teacher_matches_its_manifest(teacher):
     entry = read_manifest()[teacher.spec.key]
-    assert teacher.source == "loaded", "labkit/shipped/teachers should hold the lab's Fashion-MNIST teacher"
+    assert teacher.source == "loaded", "labkit/core/shipped/teachers should hold the lab's Fashion-MNIST teacher"
     assert entry["sha256"] == sha256_file(teacher.path)
     assert teacher.test_acc >= 0.89 and json.dumps(entry)
 
 
 def test_a_teacher_the_lab_does_not_ship_goes_to_the_user_cache(tmp_path, monkeypatch):
-    """Training a new teacher must not touch the tracked labkit/shipped/teachers/ (its manifest or a new checkpoint)."""
-    from labkit import paths
+    """Training a new teacher must not touch the tracked labkit/core/shipped/teachers/ (its manifest or a new
+    checkpoint)."""
+    from labkit.core import paths
 
     monkeypatch.delenv("LABKIT_TEACHERS", raising=False)
     monkeypatch.delenv("LABKIT_HOME", raising=False)
@@ -70,7 +71,7 @@ def test_a_teacher_the_lab_does_not_ship_goes_to_the_user_cache(tmp_path, monkey
 def test_labkit_home_moves_the_user_cache(tmp_path, monkeypatch):
     """``$LABKIT_HOME`` is the lab's user folder: trained teachers go to its ``teachers/``; ``$LABKIT_TEACHERS``
     still wins; without either, the XDG cache is used."""
-    from labkit import paths
+    from labkit.core import paths
 
     monkeypatch.delenv("LABKIT_TEACHERS", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))

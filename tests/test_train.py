@@ -3,12 +3,12 @@ import pytest
 import torch
 from torch import nn
 
-from labkit.data import load_dataset
-from labkit.errors import NonFiniteError
-from labkit.losses import build_loss
-from labkit.metrics import accuracy, agreement
-from labkit.models import build_model
-from labkit.train import fit, random_affine, split_holdout
+from labkit.core.data import load_dataset
+from labkit.core.errors import NonFiniteError
+from labkit.core.losses import build_loss
+from labkit.core.metrics import accuracy, agreement
+from labkit.core.models import build_model
+from labkit.core.train import fit, random_affine, split_holdout
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import labkit
 from labkit import BlackBox
-from labkit.widgets.boundaries import boundary_dashboard
+from labkit.teaching.widgets.boundaries import boundary_dashboard
 
 
 def test_boundary_dashboard_names_its_query_phases() -> None:

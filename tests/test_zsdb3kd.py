@@ -8,22 +8,22 @@ import pytest
 import torch
 from torch import nn
 
-from labkit.blackbox import BlackBox
-from labkit.data import DatasetInfo
-from labkit.errors import AccessDenied, ConfigError, LabkitError
-from labkit.exercises.label_preserving_step import BandClassifier, check_label_preserving_step
+from labkit.core.blackbox import BlackBox
+from labkit.core.data import DatasetInfo
+from labkit.core.errors import AccessDenied, ConfigError, LabkitError
+from labkit.core.profiles import get_profile
+from labkit.core.train import split_holdout
 from labkit.methods.base import MethodData, RunContext, get_method, train_student
 from labkit.methods.zsdb3kd import ZSDB3KD, ZSDB3KDConfig
-from labkit.noise import noise_images
-from labkit.profiles import get_profile
-from labkit.pseudo_samples import (
+from labkit.synthesis.noise import noise_images
+from labkit.synthesis.pseudo_samples import (
     PseudoSampleInitError,
     PseudoSampleSynthesizer,
     label_preserving_step,
     rejection_sample,
 )
-from labkit.query_recorder import QueryRecorder
-from labkit.train import split_holdout
+from labkit.synthesis.query_recorder import QueryRecorder
+from labkit.teaching.exercises.label_preserving_step import BandClassifier, check_label_preserving_step
 
 ALL = ("pseudo-samples", "pseudo-sample-paths", "noise-bank", "mixup")
 
@@ -291,7 +291,7 @@ def test_profiles_and_cli_options() -> None:
     assert smoke.ingredients == ALL
     laptop = ZSDB3KDConfig.for_profile("laptop")
     assert laptop.noise == "dead-leaves" and laptop.min_init_draws >= 100_000 and not laptop.uses("mixup")
-    from labkit.cli import build_parser
+    from labkit.studies.cli import build_parser
 
     def cli_cfg(*flags: str, profile: str = "smoke") -> ZSDB3KDConfig:
         args = build_parser().parse_args(["run", "zsdb3kd", *flags])
@@ -310,7 +310,7 @@ def test_profiles_and_cli_options() -> None:
 
 @pytest.mark.slow
 def test_paper_mechanism_alone_runs_in_smoke() -> None:
-    from labkit.runner import run_method
+    from labkit.studies.runner import run_method
 
     run = run_method("zsdb3kd", profile="smoke", seed=0, progress=False, ingredients=("pseudo-samples",))
     rec = run.record
@@ -339,9 +339,14 @@ def test_exercise_checker() -> None:
 def test_dashboard_and_figures() -> None:
     from matplotlib.figure import Figure
 
-    from labkit.plots.pseudo_samples import accuracy_curves, distance_curve, snapshot_mosaic, soft_label_distributions
-    from labkit.synthesis import Snapshot
-    from labkit.widgets.pseudo_samples import pseudo_sample_dashboard
+    from labkit.synthesis.base import Snapshot
+    from labkit.teaching.plots.pseudo_samples import (
+        accuracy_curves,
+        distance_curve,
+        snapshot_mosaic,
+        soft_label_distributions,
+    )
+    from labkit.teaching.widgets.pseudo_samples import pseudo_sample_dashboard
 
     g = torch.Generator().manual_seed(0)
     labels = torch.tensor([0, 0, 1, 1, 2, 2])

@@ -7,10 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from labkit.augment import border_blur_copies
-from labkit.blackbox import BlackBox
-from labkit.data import dataset_info
-from labkit.errors import AccessDenied, ConfigError, UnknownNameError
+from labkit.core.blackbox import BlackBox
+from labkit.core.data import dataset_info
+from labkit.core.errors import AccessDenied, ConfigError, UnknownNameError
+from labkit.core.metrics import entropy
+from labkit.core.profiles import get_profile
+from labkit.core.train import split_holdout
 from labkit.methods.base import MethodData, RunContext
 from labkit.methods.zskd import (
     ZSKD,
@@ -25,10 +27,8 @@ from labkit.methods.zskd import (
     relabelled_copies,
     teacher_class_similarity,
 )
-from labkit.metrics import entropy
-from labkit.profiles import get_profile
-from labkit.runner import run_method
-from labkit.train import split_holdout
+from labkit.studies.runner import run_method
+from labkit.synthesis.augment import border_blur_copies
 
 SHAPE = (1, 28, 28)
 
@@ -150,7 +150,7 @@ def test_config_profiles_and_overrides() -> None:
 
 
 def test_cli_options_reach_the_method() -> None:
-    from labkit.cli import build_parser
+    from labkit.studies.cli import build_parser
 
     args = build_parser().parse_args(["run", "zskd", "--impressions", "64", "--iterations", "5", "--ingredients",
                                       "impressions", "--betas", "1.0", "0.1", "--profile", "smoke"])
@@ -233,7 +233,7 @@ def test_border_blur_copies_and_their_labels(teacher) -> None:
 
 
 def test_exercise_checker() -> None:
-    from labkit.exercises.class_similarity import check_class_similarity
+    from labkit.teaching.exercises.class_similarity import check_class_similarity
 
     assert not check_class_similarity(lambda w: None).attempted
     assert check_class_similarity(class_similarity).passed

@@ -5,11 +5,11 @@ from dataclasses import dataclass
 
 import torch
 
-from labkit.config import MethodConfig, option
-from labkit.losses import SoftTargetCrossEntropy
+from labkit.core.config import MethodConfig, option
+from labkit.core.losses import SoftTargetCrossEntropy
+from labkit.core.train import split_holdout
+from labkit.core.transfer import Ingredient, TrainRecipe, TransferSet
 from labkit.methods.base import DistillationMethod, register_method
-from labkit.train import split_holdout
-from labkit.transfer import Ingredient, TrainRecipe, TransferSet
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,6 @@ class UniformNoiseKD(DistillationMethod[UniformNoiseKDConfig]):
 
 
 if __name__ == "__main__":
-    from labkit.runner import run_method
+    from labkit.studies.runner import run_method
 
     print(run_method("uniform-noise-kd", profile="smoke", progress=False).record.to_json())

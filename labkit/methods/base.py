@@ -1,14 +1,14 @@
 """The common interface of every distillation method.
 
 A method is a :class:`DistillationMethod` subclass registered with :func:`register_method`.
-Its settings are a :class:`~labkit.config.MethodConfig` (``config_class``). Its
+Its settings are a :class:`~labkit.core.config.MethodConfig` (``config_class``). Its
 :meth:`~DistillationMethod.distill` receives only
 
-* a :class:`~labkit.blackbox.BlackBox` at the method's access level (never the teacher),
+* a :class:`~labkit.core.blackbox.BlackBox` at the method's access level (never the teacher),
 * the :class:`MethodData` its data access allows (labeled, unlabeled or none), and
 * a :class:`RunContext` (profile, seed, device, a factory for fresh students),
 
-and returns a :class:`~labkit.transfer.TransferSet`. The runner (:mod:`labkit.runner`) trains
+and returns a :class:`~labkit.core.transfer.TransferSet`. The runner (:mod:`labkit.studies.runner`) trains
 the student on it with :func:`train_student`, the one place a student is trained, and evaluates it.
 This package never imports the teacher cache.
 """
@@ -24,14 +24,14 @@ from typing import Any, ClassVar, Generic, TypeVar
 import torch
 from torch import nn
 
-from ..blackbox import BlackBox
-from ..config import MethodConfig
-from ..data import DatasetInfo, LabeledTensors
-from ..errors import ConfigError, UnknownNameError
-from ..models import model_for
-from ..profiles import Profile
-from ..train import FitResult, fit
-from ..transfer import TransferSet
+from labkit.core.blackbox import BlackBox
+from labkit.core.config import MethodConfig
+from labkit.core.data import DatasetInfo, LabeledTensors
+from labkit.core.errors import ConfigError, UnknownNameError
+from labkit.core.models import model_for
+from labkit.core.profiles import Profile
+from labkit.core.train import FitResult, fit
+from labkit.core.transfer import TransferSet
 
 CfgT = TypeVar("CfgT", bound=MethodConfig)
 

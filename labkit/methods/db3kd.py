@@ -2,7 +2,7 @@
 
 The teacher answers only top-1 class ids. DB3KD measures, for every training sample
 ``x`` (teacher class ``y``) and every other class ``t``, how far ``x`` is from the
-teacher's boundary toward ``t`` (:mod:`labkit.boundary`), and turns the distances
+teacher's boundary toward ``t`` (:mod:`labkit.synthesis.boundary`), and turns the distances
 into a soft label::
 
     z_t = 1/d_t (t ≠ y),   z_y = Σ_{t≠y} 1/d_t,   p = softmax(z / τ)
@@ -42,13 +42,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import boundary
-from ..blackbox import BlackBox
-from ..config import MethodConfig, ingredient_names, option
-from ..errors import ConfigError, InvalidQueryError, UnknownNameError
-from ..losses import build_loss, register_loss
-from ..transfer import Ingredient, TrainRecipe, TransferSet
-from .base import DistillationMethod, MethodData, RunContext, register_method
+from labkit.core.blackbox import BlackBox
+from labkit.core.config import MethodConfig, ingredient_names, option
+from labkit.core.errors import ConfigError, InvalidQueryError, UnknownNameError
+from labkit.core.losses import build_loss, register_loss
+from labkit.core.transfer import Ingredient, TrainRecipe, TransferSet
+from labkit.methods.base import DistillationMethod, MethodData, RunContext, register_method
+from labkit.synthesis import boundary
 
 MEASURES = ("sd", "bd", "mbd")
 SOFT_LABELS = "distance-soft-labels"

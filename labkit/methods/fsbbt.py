@@ -9,7 +9,7 @@ its transfer set from three ingredients, every image of it labelled by the teach
 2. ``mixup``: ``nomixup`` pairs drawn by shuffling, λ ~ Beta(1, 1) rounded to
    2 decimals; λ ≤ 0.05 or λ ≥ 0.95 (near-copies of a real image) are dropped,
    x̃ = λ·x₁ + (1 − λ)·x₂ is queried for the rest.
-3. ``cvae``: a conditional VAE (:mod:`labkit.cvae`) trained on the N images,
+3. ``cvae``: a conditional VAE (:mod:`labkit.synthesis.cvae`) trained on the N images,
    conditioned on the teacher's argmax, decodes as many images as MixUp did not
    keep (``cvae_count`` overrides), half from z ~ N(0, I) and half from
    z ~ U[−3, 3]² (out of distribution); each is queried. With all three on, the
@@ -31,14 +31,14 @@ from typing import Any
 
 import torch
 
-from ..blackbox import BlackBox
-from ..config import MethodConfig, option
-from ..cvae import CVAEBase, balanced_classes, build_cvae, hybrid_latents, train_cvae
-from ..errors import AccessDenied, ConfigError
-from ..losses import build_loss
-from ..train import BatchHook, random_affine, split_holdout
-from ..transfer import Ingredient, TrainRecipe, TransferSet
-from .base import DistillationMethod, MethodData, RunContext, register_method
+from labkit.core.blackbox import BlackBox
+from labkit.core.config import MethodConfig, option
+from labkit.core.errors import AccessDenied, ConfigError
+from labkit.core.losses import build_loss
+from labkit.core.train import BatchHook, random_affine, split_holdout
+from labkit.core.transfer import Ingredient, TrainRecipe, TransferSet
+from labkit.methods.base import DistillationMethod, MethodData, RunContext, register_method
+from labkit.synthesis.cvae import CVAEBase, balanced_classes, build_cvae, hybrid_latents, train_cvae
 
 #: the paper's ``nomixup`` (synthetic images in total) per data set
 PAPER_NOMIXUP: dict[str, int] = {"mnist": 24_000, "fashion-mnist": 48_000, "cifar10": 40_000}
@@ -137,7 +137,7 @@ def make_mixup_set(images: torch.Tensor, total: int, generator: torch.Generator 
 
 
 def online_mixup_hook(share: float = 0.5) -> BatchHook:
-    """A :func:`~labkit.train.fit` batch hook: mix a random ``share`` of each batch with a shuffled partner.
+    """A :func:`~labkit.core.train.fit` batch hook: mix a random ``share`` of each batch with a shuffled partner.
 
     Each chosen image gets its own λ ~ U(0, 1); its soft target is mixed with the
     same λ. The teacher is not queried for these (they are the student's

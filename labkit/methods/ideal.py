@@ -51,15 +51,15 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..blackbox import BlackBox
-from ..config import MethodConfig, option
-from ..errors import AccessDenied, ConfigError
-from ..generators import LatentGenerator
-from ..losses import build_loss
-from ..synthesis import Snapshot, SynthesisResult, Synthesizer
-from ..train import random_affine
-from ..transfer import Ingredient, TrainRecipe, TransferSet
-from .base import DistillationMethod, MethodData, RunContext, register_method
+from labkit.core.blackbox import BlackBox
+from labkit.core.config import MethodConfig, option
+from labkit.core.errors import AccessDenied, ConfigError
+from labkit.core.losses import build_loss
+from labkit.core.train import random_affine
+from labkit.core.transfer import Ingredient, TrainRecipe, TransferSet
+from labkit.methods.base import DistillationMethod, MethodData, RunContext, register_method
+from labkit.synthesis.base import Snapshot, SynthesisResult, Synthesizer
+from labkit.synthesis.generators import LatentGenerator
 
 PHASE = "teacher labels"  # the query call of every round (the best batch)
 ROUND_SAMPLES_PHASE = "teacher labels (round samples)"  # the lab addition's second call of a round

@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..blackbox import BlackBox
-from ..config import MethodConfig, option
-from ..data import LabeledTensors
-from ..errors import ConfigError
-from ..losses import KDLoss, build_loss
-from ..transfer import Ingredient, TrainRecipe, TransferSet
-from .base import DistillationMethod, MethodData, RunContext, register_method
+from labkit.core.blackbox import BlackBox
+from labkit.core.config import MethodConfig, option
+from labkit.core.data import LabeledTensors
+from labkit.core.errors import ConfigError
+from labkit.core.losses import KDLoss, build_loss
+from labkit.core.transfer import Ingredient, TrainRecipe, TransferSet
+from labkit.methods.base import DistillationMethod, MethodData, RunContext, register_method
 
 _STUDENT = {"smoke": {"epochs": 2, "batch_size": 128, "lr": 2e-3},
             "laptop": {"epochs": 12, "batch_size": 128, "lr": 2e-3},

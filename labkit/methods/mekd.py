@@ -1,8 +1,8 @@
 """MEKD: mapping-emulation KD (Ma et al., CVPR 2024), with soft (score) or hard (decision) responses.
 
-Two phases, both through the :class:`~labkit.blackbox.BlackBox` only.
+Two phases, both through the :class:`~labkit.core.blackbox.BlackBox` only.
 
-**1. Deprivatisation** (:func:`labkit.deprivatisation.train_generator`). A generator G learns
+**1. Deprivatisation** (:func:`labkit.synthesis.deprivatisation.train_generator`). A generator G learns
 to map a C-dimensional response vector z ~ N(0, I_C) to an image, emulating the inverse of the
 teacher T; its discriminator sees an *unlabeled* edge subset (a seeded random 10% of the
 training images). The information term goes through D's class head, in one of two forms
@@ -49,9 +49,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..blackbox import BlackBox
-from ..config import MethodConfig, option
-from ..deprivatisation import (
+from labkit.core.blackbox import BlackBox
+from labkit.core.config import MethodConfig, option
+from labkit.core.errors import AccessDenied, ConfigError, UnknownNameError
+from labkit.core.losses import KDLoss, build_loss, register_loss
+from labkit.core.train import FitResult, split_holdout
+from labkit.core.transfer import Ingredient, TrainRecipe, TransferSet
+from labkit.methods.base import DistillationMethod, MethodData, RunContext, register_method
+from labkit.synthesis.deprivatisation import (
     BOX_ACCESS,
     DEPRIVATISATION_LOSSES,
     RESPONSES,
@@ -62,12 +67,7 @@ from ..deprivatisation import (
     require_box,
     train_generator,
 )
-from ..errors import AccessDenied, ConfigError, UnknownNameError
-from ..generators import freeze
-from ..losses import KDLoss, build_loss, register_loss
-from ..train import FitResult, split_holdout
-from ..transfer import Ingredient, TrainRecipe, TransferSet
-from .base import DistillationMethod, MethodData, RunContext, register_method
+from labkit.synthesis.generators import freeze
 
 #: MEKD's sizes per profile; laptop is sized for two CPU cores (see docs/methods/mekd.md)
 MEKD_PROFILES: dict[str, dict[str, Any]] = {

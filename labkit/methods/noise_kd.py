@@ -13,16 +13,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..blackbox import BlackBox
-from ..config import MethodConfig, option
-from ..errors import AccessDenied, ConfigError
-from ..losses import build_loss
-from ..noise import NOISE_FAMILIES
-from ..pseudo_samples import rejection_sample
-from ..query_recorder import QueryRecorder
-from ..transfer import Ingredient, TrainRecipe, TransferSet
-from .base import DistillationMethod, MethodData, RunContext, register_method
-from .zsdb3kd import ZSDB3KDConfig
+from labkit.core.blackbox import BlackBox
+from labkit.core.config import MethodConfig, option
+from labkit.core.errors import AccessDenied, ConfigError
+from labkit.core.losses import build_loss
+from labkit.core.transfer import Ingredient, TrainRecipe, TransferSet
+from labkit.methods.base import DistillationMethod, MethodData, RunContext, register_method
+from labkit.methods.zsdb3kd import ZSDB3KDConfig
+from labkit.synthesis.noise import NOISE_FAMILIES
+from labkit.synthesis.pseudo_samples import rejection_sample
+from labkit.synthesis.query_recorder import QueryRecorder
 
 PHASE = "noise bank"
 _FROM_ZSDB3KD = {"noise": "noise", "draws": "min_init_draws", "per_class": "bank_per_class",

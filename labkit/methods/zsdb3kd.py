@@ -1,9 +1,9 @@
 """ZSDB3KD: zero-shot pseudo-samples from a decision-only teacher (Wang, ICML 2021; METHODS.md §3).
 
 No data at all, and the teacher answers only top-1 class ids. The paper's recipe (ingredient
-``pseudo-samples``; the machinery is in :mod:`labkit.pseudo_samples`):
+``pseudo-samples``; the machinery is in :mod:`labkit.synthesis.pseudo_samples`):
 
-1. draw noise (:mod:`labkit.noise`) and keep each image the teacher puts in a class that still needs
+1. draw noise (:mod:`labkit.synthesis.noise`) and keep each image the teacher puts in a class that still needs
    samples, until every class has ``per_class`` (rejection sampling, one query per draw);
 2. find each image's nearest decision boundary (random rays + bisection, then untargeted Sign-OPT)
    and step *away* from it, ``x <- clip(x - λ·θ*, 0, 1)``, halving λ where the label would change;
@@ -32,16 +32,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..blackbox import BlackBox
-from ..config import MethodConfig, option
-from ..errors import AccessDenied, ConfigError
-from ..losses import SoftLabelKD
-from ..noise import NOISE_FAMILIES
-from ..pseudo_samples import PseudoSampleSynthesizer, pseudo_sample_soft_labels
-from ..query_recorder import QueryRecorder
-from ..train import BatchHook, FitResult, split_holdout
-from ..transfer import Ingredient, TrainRecipe, TransferSet
-from .base import DistillationMethod, MethodData, RunContext, register_method, train_student
+from labkit.core.blackbox import BlackBox
+from labkit.core.config import MethodConfig, option
+from labkit.core.errors import AccessDenied, ConfigError
+from labkit.core.losses import SoftLabelKD
+from labkit.core.train import BatchHook, FitResult, split_holdout
+from labkit.core.transfer import Ingredient, TrainRecipe, TransferSet
+from labkit.methods.base import DistillationMethod, MethodData, RunContext, register_method, train_student
+from labkit.synthesis.noise import NOISE_FAMILIES
+from labkit.synthesis.pseudo_samples import PseudoSampleSynthesizer, pseudo_sample_soft_labels
+from labkit.synthesis.query_recorder import QueryRecorder
 
 _ALL = ("pseudo-samples", "pseudo-sample-paths", "noise-bank", "mixup")
 _PROFILES: dict[str, dict[str, Any]] = {

@@ -20,7 +20,7 @@ same τ. Augmentation is allowed when the teacher relabels the augmented images.
   ``"sigmoid"`` optimises ``z`` with ``x = sigmoid(z)``).
 * Ingredients: ``impressions`` (phases ``"craft impressions"``, ``"label impressions"``) and, in the smoke
   and laptop profiles, ``relabelled-copies`` (phase ``"relabel copies"``): ``copies`` copies of every
-  impression, black outside a random centred box and blurred (:func:`~labkit.augment.border_blur_copies`),
+  impression, black outside a random centred box and blurred (:func:`~labkit.synthesis.augment.border_blur_copies`),
   each labelled by the teacher at τ (one counted query per copy): the paper's relabelled augmentation.
   The copies are a lab addition: their recipe is a real-image prior tuned on the labelled validation split.
   ``variant="paper"`` (and the paper profile) keeps the impressions only. Smoke and laptop craft far fewer
@@ -41,15 +41,15 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..augment import border_blur_copies
-from ..blackbox import BlackBox
-from ..config import MethodConfig, option
-from ..errors import AccessDenied, ConfigError, UnknownNameError
-from ..losses import SoftLabelKD
-from ..synthesis import Snapshot, SynthesisResult, Synthesizer
-from ..train import split_holdout
-from ..transfer import Ingredient, TrainRecipe, TransferSet
-from .base import DistillationMethod, MethodData, RunContext, register_method
+from labkit.core.blackbox import BlackBox
+from labkit.core.config import MethodConfig, option
+from labkit.core.errors import AccessDenied, ConfigError, UnknownNameError
+from labkit.core.losses import SoftLabelKD
+from labkit.core.train import split_holdout
+from labkit.core.transfer import Ingredient, TrainRecipe, TransferSet
+from labkit.methods.base import DistillationMethod, MethodData, RunContext, register_method
+from labkit.synthesis.augment import border_blur_copies
+from labkit.synthesis.base import Snapshot, SynthesisResult, Synthesizer
 
 #: The smallest Dirichlet concentration used: min-max normalisation maps each row's least
 #: similar class to exactly 0, and a Dirichlet needs every concentration > 0.
@@ -121,7 +121,7 @@ class ZSKDConfig(MethodConfig):
         return values
 
     def validate(self) -> None:
-        """Raise :class:`~labkit.errors.ConfigError` with advice for settings that cannot work."""
+        """Raise :class:`~labkit.core.errors.ConfigError` with advice for settings that cannot work."""
         if self.impressions < 2:
             raise ConfigError("ZSKD needs at least 2 impressions (some are held out for model selection)")
         if min(self.iterations, self.craft_batch) < 1:
@@ -260,7 +260,7 @@ def impression_loss(logits: torch.Tensor, targets: torch.Tensor, tau: float) -> 
 class DataImpressionSynthesizer(Synthesizer):
     """Crafts Data Impressions through a white box (see the module doc for the recipe).
 
-    ``synthesize(n)`` returns a :class:`~labkit.synthesis.SynthesisResult` whose ``images``
+    ``synthesize(n)`` returns a :class:`~labkit.synthesis.base.SynthesisResult` whose ``images``
     are the impressions (N×C×H×W in [0, 1]) and whose ``targets`` are the teacher's soft
     labels at τ on them (one counted labelling pass, phase ``"label impressions"``).
     ``extras`` holds ``classes``, ``betas``, ``dirichlet_targets`` (the sampled y),
@@ -357,7 +357,8 @@ class DataImpressionSynthesizer(Synthesizer):
 def relabelled_copies(box: BlackBox, images: torch.Tensor, copies: int, tau: float, *, seed: int = 0,
                       box_fraction: tuple[float, float] = (0.3, 1.0), blur: tuple[float, float] = (0.5, 1.5),
                       ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``copies`` :func:`~labkit.augment.border_blur_copies` of every impression, each labelled by the teacher's
+    """``copies`` :func:`~labkit.synthesis.augment.border_blur_copies` of every impression, each labelled by the
+    teacher's
     softmax at ``tau`` (one counted query per copy, phase ``"relabel copies"``). Returns ``(images, soft_labels)``."""
     c = int(box.num_classes or 0)
     if copies <= 0 or images.shape[0] == 0:

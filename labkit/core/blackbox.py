@@ -1,0 +1,277 @@
+"""The black-box boundary between a method and its teacher.
+
+A method reaches the teacher only through a :class:`BlackBox`. Its access level
+decides what a query returns:
+
+========== ==========================================================
+decision   int64 class ids only (top-1)
+score      detached probabilities only (softmax at τ = 1)
+white      logits with input gradients, and the module itself via ``.module``
+========== ==========================================================
+
+On CUDA the box answers under bf16 autocast (``precision="auto"``; ``"fp32"`` turns it off) with
+channels-last inputs; the answers are still int64 ids or fp32 probabilities.
+
+Every call is batched, counted per image, logged by phase, and checked: a wrong shape,
+dtype, channel count, a value outside [0, 1] or a NaN is refused with a message that
+says what was expected. A call that would pass the budget raises
+:class:`~labkit.core.errors.QueryBudgetExceeded` *before* anything is answered or counted.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import nn
+
+from labkit.core.errors import AccessDenied, InvalidQueryError, QueryBudgetExceeded, UnknownNameError
+
+Access = Literal["decision", "score", "white"]
+ACCESS_LEVELS: tuple[str, ...] = ("decision", "score", "white")
+
+
+@dataclass(frozen=True)
+class QueryEvent:
+    """One call to the box: its phase, how many images, and the running total after it."""
+
+    phase: str
+    n: int
+    total: int
+
+
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+
+
+def resolve_precision(precision: str, device: torch.device, access: str) -> str:
+    """``auto`` is bf16 autocast on CUDA and fp32 elsewhere; a white box always answers in fp32."""
+    if precision not in PRECISIONS:
+        raise UnknownNameError("box precision", precision, PRECISIONS)
+    if access == "white":
+        return "fp32"
+    if precision == "auto":
+        return "bf16" if device.type == "cuda" else "fp32"
+    return precision
+
+
+def _make_oracle(model: nn.Module, access: str, device: torch.device, max_batch: int, precision: str,
+                 channels_last: bool) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[], nn.Module]]:
+    """Close over the model so that no attribute of the box holds it."""
+    autocast = precision == "bf16"
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        model.eval()  # a teacher is always queried in eval mode (BN, dropout)
+        chunks = []
+        for start in range(0, x.shape[0], max_batch):
+            part = x[start:start + max_batch].to(device, non_blocking=True)
+            if channels_last and part.dim() == 4:
+                part = part.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                chunks.append(model(part))
+        return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
+
+    def answer(x: torch.Tensor) -> torch.Tensor:
+        if access == "white":
+            return forward(x)
+        with torch.no_grad():
+            logits = forward(x).float()  # bf16 logits are compared and normalised in fp32
+            if access == "decision":
+                return logits.argmax(1).to(torch.int64)
+            return torch.softmax(logits, 1).detach().clone()
+
+    def module() -> nn.Module:
+        if access != "white":
+            raise AccessDenied(
+                f"This is a {access}-based black box: it answers "
+                f"{'class ids' if access == 'decision' else 'probabilities'} "
+                "and nothing else. Only a 'white' box gives the module; build one with BlackBox(model, access='white')."
+            )
+        return model
+
+    return answer, module
+
+
+class BlackBox:
+    """Counted, access-limited teacher queries.
+
+    >>> bb = BlackBox(teacher, access="decision", budget=10_000, input_shape=(1, 28, 28))
+    >>> labels = bb(images)          # int64 class ids, bb.queries += len(images)
+    """
+
+    def __init__(self, model: nn.Module, access: str = "decision", budget: int | None = None, *,
+                 input_shape: tuple[int, ...] | None = None, num_classes: int | None = None,
+                 device: torch.device | str | None = None, value_range: tuple[float, float] = (0.0, 1.0),
+                 max_batch: int = 4096, name: str = "teacher", precision: str = "auto",
+                 channels_last: bool | None = None) -> None:
+        if access not in ACCESS_LEVELS:
+            raise UnknownNameError("access level", access, ACCESS_LEVELS)
+        if budget is not None and budget < 0:
+            raise ValueError("budget must be None (unlimited) or a non-negative number of queries")
+        if device is None:
+            try:
+                device = next(model.parameters()).device
+            except StopIteration:
+                device = torch.device("cpu")
+        model.eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        device = torch.device(device)
+        self._precision = resolve_precision(precision, device, access)
+        # channels_last helps convolutions on CUDA; on the CPU it is left off unless asked for
+        self._channels_last = device.type == "cuda" if channels_last is None else bool(channels_last)
+        if self._channels_last:
+            model.to(memory_format=torch.channels_last)
+        self._answer, self._module = _make_oracle(model, access, device, max_batch, self._precision,
+                                                  self._channels_last)
+        self._access = access
+        self._device = torch.device(device)
+        self._budget = budget
+        self._queries = 0
+        self._by_phase: dict[str, int] = {}
+        self._log: list[QueryEvent] = []
+        self._phase = "default"
+        self._input_shape = tuple(input_shape) if input_shape is not None else None
+        self._num_classes = num_classes
+        self._range = value_range
+        self.name = name
+
+    # ------------------------------------------------------------------ read-only facts
+    @property
+    def access(self) -> str:
+        """``decision``, ``score`` or ``white``."""
+        return self._access
+
+    @property
+    def queries(self) -> int:
+        """Images queried so far (every image counts once per call)."""
+        return self._queries
+
+    @property
+    def calls(self) -> int:
+        """Calls answered so far (one call may hold any number of images)."""
+        return len(self._log)
+
+    @property
+    def calls_by_phase(self) -> dict[str, int]:
+        """Calls per phase name."""
+        out: dict[str, int] = {}
+        for event in self._log:
+            out[event.phase] = out.get(event.phase, 0) + 1
+        return out
+
+    @property
+    def precision(self) -> str:
+        """``fp32``, or ``bf16`` (autocast; answers are still int64 ids or fp32 probabilities)."""
+        return self._precision
+
+    @property
+    def budget(self) -> int | None:
+        """The query budget (None: unlimited)."""
+        return self._budget
+
+    @property
+    def remaining(self) -> int | None:
+        """Queries left before the budget (None: unlimited)."""
+        return None if self._budget is None else self._budget - self._queries
+
+    @property
+    def device(self) -> torch.device:
+        """Where queries are answered; send batches here to avoid copies."""
+        return self._device
+
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        """The shape of one input, if the box was told it."""
+        return self._input_shape
+
+    @property
+    def num_classes(self) -> int | None:
+        """Number of classes, if the box was told it."""
+        return self._num_classes
+
+    @property
+    def queries_by_phase(self) -> dict[str, int]:
+        """Queries per phase name (a copy)."""
+        return dict(self._by_phase)
+
+    @property
+    def query_log(self) -> list[QueryEvent]:
+        """Every call in order, with its phase and the running total (a copy)."""
+        return list(self._log)
+
+    @property
+    def module(self) -> nn.Module:
+        """The teacher module; only a ``white`` box gives it, others raise :class:`AccessDenied`."""
+        return self._module()
+
+    def __repr__(self) -> str:
+        budget = "unlimited" if self._budget is None else f"{self._budget:,}"
+        return f"BlackBox(access={self._access!r}, queries={self._queries:,}, budget={budget})"
+
+    def __getstate__(self) -> dict[str, object]:
+        raise AccessDenied("A BlackBox cannot be pickled or copied: that would leak the teacher.")
+
+    # ------------------------------------------------------------------ querying
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[BlackBox]:
+        """Count the queries made inside this ``with`` block under ``name``."""
+        old, self._phase = self._phase, name
+        try:
+            yield self
+        finally:
+            self._phase = old
+
+    def _validate(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise InvalidQueryError(f"A query must be a torch.Tensor batch, got {type(x).__name__}.")
+        if not torch.is_floating_point(x):
+            raise InvalidQueryError(f"A query must be a float tensor with values in [0, 1], got dtype {x.dtype}. "
+                                    "Convert uint8 images with x.float() / 255.")
+        if self._input_shape is not None:
+            want = self._input_shape
+            if x.dim() == len(want) and tuple(x.shape) == want:
+                raise InvalidQueryError(f"Got one input of shape {tuple(x.shape)}; the box answers batches of shape "
+                                        f"(N, {', '.join(map(str, want))}). Use x.unsqueeze(0).")
+            if x.dim() != len(want) + 1:
+                raise InvalidQueryError(f"Expected a batch of shape (N, {', '.join(map(str, want))}), "
+                                        f"got {tuple(x.shape)}.")
+            if len(want) == 3 and x.shape[1] != want[0]:
+                raise InvalidQueryError(f"Expected {want[0]} channel(s), got {x.shape[1]} "
+                                        f"(batch shape {tuple(x.shape)}, expected (N, {', '.join(map(str, want))})).")
+            if tuple(x.shape[1:]) != want:
+                raise InvalidQueryError(f"Expected inputs of shape {want}, got {tuple(x.shape[1:])}.")
+        if x.shape[0] == 0:
+            raise InvalidQueryError("Empty batch: send at least one input.")
+        # one pass and one host sync for the value checks: NaN and ±inf show up in the min or max
+        xd = x.detach()
+        xmin, xmax = (float(v) for v in torch.stack(torch.aminmax(xd)).tolist())
+        if not (math.isfinite(xmin) and math.isfinite(xmax)):
+            bad = int((~torch.isfinite(xd)).sum())  # the slow count, only for a batch that is refused
+            raise InvalidQueryError(f"The batch holds {bad} NaN or infinite value(s); fix the input before querying "
+                                    "(nothing was counted).")
+        lo, hi = self._range
+        if xmin < lo - 1e-6 or xmax > hi + 1e-6:
+            raise InvalidQueryError(f"Values must lie in [{lo}, {hi}] but this batch spans [{xmin:.4g}, {xmax:.4g}]. "
+                                    "Clamp with x.clamp(0, 1).")
+
+    def __call__(self, x: torch.Tensor, *, phase: str | None = None) -> torch.Tensor:
+        """Answer a batch: class ids (decision), probabilities (score) or logits (white)."""
+        self._validate(x)
+        n = int(x.shape[0])
+        if self._budget is not None and self._queries + n > self._budget:
+            raise QueryBudgetExceeded(self._queries, n, self._budget)
+        out = self._answer(x if self._access == "white" else x.detach())
+        name = phase or self._phase
+        self._queries += n
+        self._by_phase[name] = self._by_phase.get(name, 0) + n
+        self._log.append(QueryEvent(name, n, self._queries))
+        return out
+
+    def reset_counter(self) -> None:
+        """Zero the query counter and log (the budget then applies afresh)."""
+        self._queries = 0
+        self._by_phase.clear()
+        self._log.clear()

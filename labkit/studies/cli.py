@@ -1,0 +1,326 @@
+"""Command line: ``python -m labkit {data,teacher,run,profiles,methods,bench} ...``."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from labkit.core import paths
+from labkit.core.errors import LabkitError
+from labkit.core.profiles import PROFILES, default_profile_name
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="fashion-mnist",
+                   help="fashion-mnist (default), mnist, cifar10, toy2d-<family>-<k>")
+    p.add_argument("--profile", default=None,
+                   help=f"smoke | laptop | paper (default: $LABKIT_PROFILE or {default_profile_name()})")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from labkit.core.data import fetch
+
+    where = fetch(args.name, args.root)
+    print(f"{args.name}: available from {where}")
+    return 0
+
+
+def _cmd_teacher(args: argparse.Namespace) -> int:
+    from labkit.core.teachers import get_teacher, read_manifest
+
+    if args.teacher_cmd == "list":
+        for key, entry in sorted(read_manifest().items()):
+            print(f"{key}: test {100 * float(entry['test_acc']):.2f}%  val {100 * float(entry['val_acc']):.2f}%  "
+                  f"sha256 {str(entry['sha256'])[:12]}…")
+        return 0
+    t = get_teacher(args.dataset, args.arch, seed=args.seed, epochs=args.epochs, device=args.device,
+                    retrain=args.retrain, progress=not args.no_progress)
+    print(f"teacher {t.spec.arch} on {t.spec.dataset} ({t.source}): test {100 * t.test_acc:.2f}%, "
+          f"val {100 * t.val_acc:.2f}%  ->  {t.path}")
+    return 0
+
+
+def _set_threads(threads: int | None) -> None:
+    """Give torch ``threads`` CPU threads (``--threads`` of ``run`` and ``bench``); None or 0 leaves torch's choice."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from labkit.core.results import format_table, save_records
+    from labkit.methods.base import get_method
+    from labkit.studies.runner import run_method
+
+    _set_threads(args.threads)
+    cls = get_method(args.method)
+    own = {a: getattr(args, a) for a in getattr(args, "_method_opts", [])}
+    names = list(cls.companions) + [cls.name]
+    records = []
+    for name in names:
+        shared = ("epochs", "lr", "response")  # a companion baseline follows the method's recipe and answers
+        opts = own if name == cls.name else {k: v for k, v in own.items() if k in shared and k in
+                                             get_method(name).config_class.field_names()}
+        run = run_method(name, dataset=args.dataset, profile=args.profile, seed=args.seed, device=args.device,
+                         teacher_arch=args.teacher_arch, student_arch=args.student_arch, budget=args.budget,
+                         progress=not args.no_progress, **opts)
+        records.append(run.record)
+        print(f"{name}: student {100 * run.record.student_acc:.2f}%  ({run.record.wall_s:.1f} s, "
+              f"{run.record.queries:,} queries)", flush=True)
+    print()
+    print(format_table(records))
+    out = Path(args.out) if args.out else paths.results_dir() / f"{cls.name}.json"
+    save_records(records, out)
+    print(f"\nwrote {len(records)} record(s) to {out}")
+    return 0
+
+
+def _cmd_profiles(args: argparse.Namespace) -> int:
+    for p in PROFILES.values():
+        mark = "*" if p.name == default_profile_name() else " "
+        print(f"{mark} {p.name:<7} {p.description}")
+    return 0
+
+
+def _cmd_methods(args: argparse.Namespace) -> int:
+    from labkit.methods.base import available_methods, get_method
+
+    for name in available_methods():
+        try:
+            cls = get_method(name)
+        except LabkitError as exc:
+            print(f"  {name:<9} (unavailable: {exc})")
+            continue
+        print(f"  {name:<9} access={cls.access:<9} data={cls.data_access:<10} {cls.summary}")
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from labkit.studies.bench import parse_overrides, run_bench
+
+    _set_threads(args.threads)
+    out_dir = Path(args.out_dir) if args.out_dir else paths.results_dir()
+    board = run_bench(args.dataset, args.profile, args.seeds, entries=args.only, out_dir=out_dir, force=args.force,
+                      overrides=parse_overrides(args.set or []),
+                      time_budget_s=args.time_budget, device=args.device, progress=not args.no_progress,
+                      note=args.note or "", jobs=args.jobs, threads_per_job=args.threads)
+    print()
+    print(board.to_markdown())
+    return 0
+
+
+def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
+    from labkit.studies.bench import BENCH_KEYS
+
+    p = sub.add_parser("bench", help="run every method on one teacher: the leaderboard",
+                       description="Run every method (or --only some) for each seed on the same teacher and student; "
+                                   "save each run as it finishes (<out-dir>/<profile>/<dataset>/<entry>-seed<k>.json, "
+                                   "reused on the next call unless --force), then write leaderboard.json and "
+                                   "leaderboard.md into --out-dir.")
+    p.add_argument("--dataset", default="fashion-mnist", help="data set (default fashion-mnist)")
+    p.add_argument("--profile", default=None,
+                   help=f"smoke | laptop | paper (default: $LABKIT_PROFILE or {default_profile_name()})")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds to run, e.g. --seeds 0 1 2 (default 0)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
+    p.add_argument("--out-dir", default=None, help="where to write results (default: $LABKIT_RESULTS or results/)")
+    p.add_argument("--only", nargs="+", default=None, metavar="ENTRY", help=f"entries to run: {', '.join(BENCH_KEYS)}")
+    p.add_argument("--force", action="store_true", help="re-run entries even if a matching saved run exists")
+    p.add_argument("--set", action="append", metavar="ENTRY.OPTION=VALUE",
+                   help="override one option of one entry, e.g. --set db3kd-paper.queries-per-sample=500 (repeatable)")
+    p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="skip the remaining runs once this many seconds have passed (default: run everything)")
+    p.add_argument("--note", default=None, help="a note stored with the machine info, e.g. 'shared 2-core CPU'")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads per run (default: torch's choice, or cores / jobs with --jobs)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs at once in worker processes (default 1); e.g. --jobs 2 --threads 1 on 2 cores")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=_cmd_bench)
+
+
+def _cmd_query_speed(args: argparse.Namespace) -> int:
+    from labkit.core.data import dataset_info, load_dataset
+    from labkit.core.teachers import get_teacher
+    from labkit.studies.query_speed import box_throughput, zsdb3kd_calls
+
+    _set_threads(args.threads)
+    info = dataset_info(args.dataset)
+    teacher = get_teacher(args.dataset, device=args.device or "cpu", progress=False)
+    x = load_dataset(args.dataset, "train", limit=args.images, seed=0, device=args.device or "cpu").x
+    print(f"box against a raw no_grad forward, {x.shape[0]:,} images, best of {args.repeats}:")
+    for batch in args.batch_sizes:
+        for access in ("decision", "score"):
+            t = box_throughput(teacher.model, x, batch, access, info.num_classes, repeats=args.repeats)
+            print(f"  batch {batch:>6} {access:>8}: box {t.box_per_s:>9,.0f} img/s, raw {t.raw_per_s:>9,.0f} img/s, "
+                  f"ratio {t.ratio:.3f}")
+    c = zsdb3kd_calls(teacher.model, info, args.profile or "laptop", args.iterations,
+                      device=args.device or "cpu")
+    print(f"ZSDB3KD ({args.profile or 'laptop'} sizes, {c.pseudo_samples} pseudo-samples, {c.iterations} iterations, "
+          f"{c.seconds:.1f} s): {c.calls_per_iteration:,.0f} calls per iteration")
+    for phase, calls in c.calls.items():
+        print(f"  {phase:>16}: {calls:>7,} calls, {c.queries[phase]:>10,} queries, {c.queries[phase] / calls:,.1f} "
+              "per call")
+    return 0
+
+
+def _cmd_paper_check(args: argparse.Namespace) -> int:
+    from labkit.studies.paper_check import run_paper_check
+
+    _set_threads(args.threads)
+    check = run_paper_check(args.dataset, scale=args.scale, out_dir=args.out_dir, device=args.device,
+                            seeds=args.seeds, budget_s=args.time_budget, only=args.only, allow_cpu=args.allow_cpu,
+                            progress=not args.no_progress)
+    print(check.table.read_text())
+    for key, sec in check.seconds.items():
+        print(f"  {key:>20}: {'skipped (budget used up)' if sec is None else f'{sec:.1f} s'}")
+    print(f"records in {check.results}, table {check.table}")
+    return 0
+
+
+def _cmd_few_labels(args: argparse.Namespace) -> int:
+    from labkit.studies.few_labels import run_few_labels
+
+    _set_threads(args.threads)
+    points = run_few_labels(args.sizes, args.seeds, profile=args.profile or "laptop", dataset=args.dataset,
+                            out_dir=args.out_dir, force=args.force, progress=not args.no_progress)
+    for p in points:
+        print(f"  {p.row:>8} n={p.size:>6,}: test {100 * p.mean:.2f} ± {100 * p.std:.2f}% over {len(p.accs)} seeds, "
+              f"{p.queries:,} queries, {p.epochs} epochs")
+    return 0
+
+
+def _cmd_paper_table(args: argparse.Namespace) -> int:
+    from labkit.studies.paper_table import write_paper_table
+
+    out = write_paper_table(args.dataset, args.out_dir, note=args.note or "")
+    print(out.read_text())
+    print(f"wrote {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (exposed for tests and docs)."""
+    parser = argparse.ArgumentParser(prog="python -m labkit", description="The black-box distillation lab.")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("data", help="data sets", description="Make a data set available.")
+    dsub = p.add_subparsers(dest="data_cmd", required=True)
+    f = dsub.add_parser("fetch", help="find or download a data set",
+                        description="Look in $LABKIT_DATA / data/, then /usr/share/datasets (Fashion-MNIST), "
+                                    "then download.")
+    f.add_argument("name", help="fashion-mnist, mnist or cifar10")
+    f.add_argument("--root", default=None, help="data directory (default: $LABKIT_DATA or data/)")
+    f.set_defaults(func=_cmd_data)
+
+    p = sub.add_parser("teacher", help="teacher checkpoints", description="Train, load or list cached teachers.")
+    tsub = p.add_subparsers(dest="teacher_cmd", required=True)
+    t = tsub.add_parser("train", help="load the cached teacher, or train and cache it",
+                        description="Loads the teacher if its checkpoint's sha256 matches the manifest, "
+                                    "else trains it.")
+    _add_common(t)
+    t.add_argument("--arch", default=None, help="architecture (default: the data set's lab teacher)")
+    t.add_argument("--epochs", type=int, default=None, help="training epochs (default: the lab recipe)")
+    t.add_argument("--retrain", action="store_true", help="train even if a valid checkpoint exists")
+    t.set_defaults(func=_cmd_teacher)
+    tl = tsub.add_parser("list", help="list cached teachers")
+    tl.set_defaults(func=_cmd_teacher)
+
+    p = sub.add_parser("run", help="run a distillation method", description="Run a method and write result records.")
+    msub = p.add_subparsers(dest="method", required=True, metavar="METHOD")
+    from labkit.methods.base import available_methods, get_method
+
+    for name in available_methods():
+        try:
+            cls = get_method(name)
+        except LabkitError:
+            continue
+        # argparse formats help with %, so a literal "10%" in a summary must be escaped
+        mp = msub.add_parser(name, help=cls.summary.replace("%", "%%"),
+                             description=(cls.__doc__ or cls.summary).strip().replace("%", "%%"))
+        _add_common(mp)
+        mp.add_argument("--teacher-arch", default=None, help="teacher architecture (default: the data set's)")
+        mp.add_argument("--student-arch", default=None, help="student architecture (default: the data set's)")
+        mp.add_argument("--budget", type=int, default=None, help="hard cap on teacher queries")
+        mp.add_argument("--out", default=None, help="where to write the JSON records (default results/<method>.json)")
+        mp.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+        before = {a.dest for a in mp._actions}
+        cls.add_arguments(mp)
+        mp.set_defaults(func=_cmd_run, _method_opts=[a.dest for a in mp._actions if a.dest not in before])
+
+    p = sub.add_parser("profiles", help="list the size profiles")
+    p.set_defaults(func=_cmd_profiles)
+    p = sub.add_parser("methods", help="list the methods")
+    p.set_defaults(func=_cmd_methods)
+    _add_bench_parser(sub)
+    p = sub.add_parser("query-speed", help="box throughput against a raw forward, and ZSDB3KD's calls per iteration",
+                       description="Time the black box against a raw no_grad forward of the teacher on the same "
+                                   "batches, and count ZSDB3KD's box calls per phase for a few iterations. Run it on "
+                                   "an idle machine.")
+    p.add_argument("--dataset", default="fashion-mnist", help="data set (default fashion-mnist)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default cpu)")
+    p.add_argument("--profile", default=None, help="ZSDB3KD's sizes for the call count (default laptop)")
+    p.add_argument("--images", type=int, default=20_000, help="training images timed (default 20000)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[256, 4096, 20_000], help="batch sizes to time")
+    p.add_argument("--iterations", type=int, default=2, help="ZSDB3KD iterations counted (default 2)")
+    p.add_argument("--repeats", type=int, default=3, help="timings per batch size; the best counts (default 3)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.set_defaults(func=_cmd_query_speed)
+    p = sub.add_parser("paper-check", help="the paper profile of every method on one GPU in ~10 min, then the table",
+                       description="Run every paper row at the paper profile (a stated fraction where the full size "
+                                   "does not fit ten minutes on one GPU; the record says so), save the records in "
+                                   "<out-dir>/paper/<dataset>/ and write <out-dir>/paper/leaderboard.md. --scale tiny "
+                                   "runs the same plan at a few images on the CPU (the plumbing check CI runs).")
+    p.add_argument("--dataset", default="fashion-mnist", help="data set (default fashion-mnist)")
+    p.add_argument("--scale", default="gpu", help="gpu (default: the paper profile, fractions where stated) or tiny")
+    p.add_argument("--out-dir", default=None, help="the results folder (default: $LABKIT_RESULTS or results/)")
+    p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when there is one)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default 0)")
+    p.add_argument("--time-budget", type=float, default=600.0,
+                   help="seconds; rows still waiting after it are skipped (default 600)")
+    p.add_argument("--only", nargs="+", default=None, help="a subset of the paper rows")
+    p.add_argument("--allow-cpu", action="store_true", help="run the GPU sizes on the CPU anyway (hours)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_paper_check)
+    p = sub.add_parser("few-labels", help="student alone against plain KD on a few labelled images (notebook 01)",
+                       description="Run the student and kd rows on seeded, class-balanced subsets of the training "
+                                   "split (epochs scaled so every size sees about 120,000 images; epoch chosen on the "
+                                   "validation split) and save one record per row, size and seed in "
+                                   "<out-dir>/few-labels/n<size>/<profile>/<dataset>/.")
+    p.add_argument("--dataset", default="fashion-mnist", help="data set (default fashion-mnist)")
+    p.add_argument("--profile", default=None, help="size profile (default laptop)")
+    p.add_argument("--sizes", type=int, nargs="+", default=[500, 2000, 8000], help="labelled images per run")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
+    p.add_argument("--out-dir", default=None, help="the results folder (default: $LABKIT_RESULTS or results/)")
+    p.add_argument("--force", action="store_true", help="re-run records that are already saved")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_few_labels)
+    p = sub.add_parser("paper-table", help="the paper-profile records beside the papers' figures",
+                       description="Read <out-dir>/paper/<dataset>/*.json (paper-profile bench runs) and write "
+                                   "<out-dir>/paper/leaderboard.md: each measured row beside the paper's reported "
+                                   "figure and the gap, then the rows not measured yet and why.")
+    p.add_argument("--dataset", default="fashion-mnist", help="data set (default fashion-mnist)")
+    p.add_argument("--out-dir", default=None, help="the results folder (default: $LABKIT_RESULTS or results/)")
+    p.add_argument("--note", default=None, help="a line under the title, e.g. where and how the runs were made")
+    p.set_defaults(func=_cmd_paper_table)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; lab errors print one clear message and exit 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except LabkitError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

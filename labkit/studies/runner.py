@@ -1,0 +1,127 @@
+"""The runner: builds the black box and the data a method may see, lets the method build its transfer
+set, trains the student (:func:`labkit.methods.base.train_student`), evaluates it on the test split and
+fills the :class:`~labkit.core.results.ResultRecord`.
+
+Only this module (and :mod:`labkit.core.teachers`) touches the teacher and the test split; methods see the box.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from labkit.core.blackbox import BlackBox
+from labkit.core.data import DatasetInfo, balanced_indices, canonical_name, dataset_info, load_dataset
+from labkit.core.device import pick_device, seed_everything
+from labkit.core.metrics import accuracy, agreement
+from labkit.core.profiles import Profile, get_profile
+from labkit.core.results import ResultRecord
+from labkit.core.teachers import default_student_arch, default_teacher_arch, get_teacher
+from labkit.core.train import FitResult
+from labkit.core.transfer import TransferSet
+from labkit.methods.base import DistillationMethod, MethodData, RunContext, get_method, train_student
+
+
+@dataclass
+class MethodRun:
+    """A finished run: its record, the trained student, the box (query log), the transfer set and the fit."""
+
+    record: ResultRecord
+    student: nn.Module
+    box: BlackBox | None
+    transfer: TransferSet
+    fit: FitResult
+
+    @property
+    def artifacts(self) -> dict[str, Any]:
+        """Tensors and figures' data the method left for notebooks."""
+        return self.transfer.artifacts
+
+    @property
+    def history(self) -> list[dict[str, float]]:
+        """The student's per-epoch training history."""
+        return self.fit.history
+
+
+def method_data(info: DatasetInfo, data_access: str, device: torch.device, seed: int,
+                train_limit: int | None = None) -> MethodData:
+    """Load exactly the data a method's data access allows (never the test split)."""
+    if data_access == "none":
+        return MethodData(info)
+    train = load_dataset(info.name, "train", device=device, limit=train_limit, seed=seed)
+    if data_access == "unlabeled":
+        hidden_labels = train.y
+
+        def balanced_subset(n: int) -> torch.Tensor:
+            """Seeded, class-balanced indices of ``n`` unlabeled images (labels stay with the runner)."""
+            return balanced_indices(hidden_labels, min(int(n), len(hidden_labels)), seed).to(device)
+
+        return MethodData(info, unlabeled=train.x, balanced_subset=balanced_subset)
+    return MethodData(info, train=train, val=load_dataset(info.name, "val", device=device))
+
+
+def run_method(name: str, *, dataset: str = "fashion-mnist", profile: str | Profile | None = None, seed: int = 0,
+               device: torch.device | str | None = None, teacher_arch: str | None = None,
+               student_arch: str | None = None, budget: int | None = None, progress: bool = True,
+               out: str | Path | None = None, train_limit: int | None = None,
+               box_hook: Callable[[BlackBox], None] | None = None, paper_fraction: dict[str, Any] | None = None,
+               **options: Any) -> MethodRun:
+    """Run one method end to end on the lab's cached teacher and return a :class:`MethodRun`.
+
+    ``budget`` caps the teacher queries (a :class:`~labkit.core.errors.QueryBudgetExceeded` stops the run).
+    ``options`` are the method's config fields (e.g. ``epochs=3``, ``ingredients=("impressions",)``);
+    they are checked before the teacher is loaded. ``paper_fraction`` (from ``make paper-check``) goes into the
+    record as it is: a run at less than its profile's size says so there.
+    """
+    cls = get_method(name)
+    method: DistillationMethod[Any] = cls(**options)
+    prof = get_profile(profile)
+    dataset = canonical_name(dataset)
+    info = dataset_info(dataset)
+    method.config_class.for_profile(prof, dataset, **method.options)  # bad settings fail here, before any work
+    dev = torch.device(device) if device is not None else pick_device()
+    teacher_arch = teacher_arch or default_teacher_arch(dataset)
+    student_arch = student_arch or default_student_arch(dataset)
+    teacher = get_teacher(dataset, teacher_arch, device=dev, progress=progress)
+    limit = train_limit if train_limit is not None else prof.train_limit
+    data = method_data(info, cls.data_access, dev, seed, limit)
+    box = None
+    if method.access != "none":
+        box = BlackBox(teacher.model, access=method.access, budget=budget, input_shape=info.image_shape,
+                       num_classes=info.num_classes, device=dev)
+        if box_hook is not None:
+            box_hook(box)
+    ctx = RunContext(prof, seed, dev, student_arch, info, progress)
+    seed_everything(seed)
+    start = time.perf_counter()
+    transfer = method.distill(box, data, ctx)
+    student, fit = train_student(transfer, ctx, val=data.val)
+    method.after_training(transfer, student, fit, box, data, ctx)
+    wall = time.perf_counter() - start
+    by_phase = box.queries_by_phase if box else {}
+    transfer.count_queries(by_phase)
+    test = load_dataset(dataset, "test", device=dev)
+    student = student.eval()
+    record = ResultRecord(
+        method=method.label,
+        access=method.access, dataset=dataset, teacher_arch=teacher_arch, student_arch=student_arch,
+        teacher_acc=teacher.test_acc, student_acc=accuracy(student, test.x, test.y),
+        agreement=agreement(student, teacher.model, test.x), queries=box.queries if box else 0,
+        transfer_set_size=transfer.size, wall_s=round(wall, 2), device=str(dev),
+        profile=prof.name, seed=seed, val_acc=fit.best_val_acc, selection=transfer.selection,
+        queries_by_phase=by_phase, options=dict(method.options),
+        ingredients={i.name: i.as_record() for i in transfer.ingredients},
+        loss=transfer.loss_name, target_kind=transfer.target_kind, holdout_size=transfer.holdout_size,
+        best_epoch=fit.best_epoch, calls=box.calls if box else 0,
+        queries_per_call=round(box.queries / box.calls, 2) if box and box.calls else 0.0,
+        box_precision=box.precision if box else "", paper_fraction=dict(paper_fraction or {}),
+        extras=dict(transfer.extras),
+    )
+    if out is not None:
+        record.save(out)
+    return MethodRun(record, student, box, transfer, fit)

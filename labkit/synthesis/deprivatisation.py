@@ -1,0 +1,255 @@
+"""MEKD's generator side: the response modes, the edge subset, the GAN ("deprivatisation") and G's samples.
+
+**Response modes.** In ``soft`` mode the box answers probability vectors (a *score* box); in
+``hard`` mode only class ids (a *decision* box). :func:`require_box` refuses a box at any other
+level and :func:`ask_within_mode` checks every answer, so hard mode never sees a probability.
+
+**Deprivatisation** (:func:`train_generator`). A DCGAN-style generator G
+(:mod:`labkit.synthesis.generators`) learns to map a C-dimensional response vector z ~ N(0, I_C) to an
+image, emulating the inverse of the teacher T. Its discriminator D sees the *unlabeled* edge
+subset (:func:`edge_subset`: a seeded random share of the training images, no labels). A black
+box cannot be back-propagated through, so the information term goes through D's second head,
+D_cls. Two versions (``deprivatisation``):
+
+* ``"authors"`` (the paper's L_IM as the authors' code implements it): ŷ = the teacher's top class
+  on G(z) (its answer in hard mode, the argmax of its probabilities in soft mode); D and G both
+  minimise 0.5·CE(D_cls(G(z)), ŷ). Nothing ties z to a class.
+* ``"teacher-imitation"`` (a lab addition): D_cls is fitted to the teacher's *answers* on every
+  fresh G(z) (soft cross-entropy on probabilities, cross-entropy on class ids), and G minimises
+  λ·CE(D_cls(G(z)), argmax z) with λ = 1, so z plays the role of a logit vector of T.
+
+In both, only G's samples are sent to the teacher (every step, a fresh batch), never the edge
+images, and every image sent is counted in the phase ``deprivatisation: G(z)``. The share of G(z)
+on which T's top class equals argmax z (``teacher_agrees``) and, in soft mode, T's mean top
+probability (``teacher_confidence``) are logged per epoch from those same queries.
+
+Settings: Adam 2e-4, β = (0.5, 0.999), batch 64 (the paper's).
+
+:class:`GeneratorSynthesizer` draws fresh z from a frozen G and has the box answer G(z)
+(phase ``distillation: G(z)``): MEKD's generated transfer images.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from labkit.core.blackbox import BlackBox
+from labkit.core.data import DatasetInfo
+from labkit.core.errors import AccessDenied, ConfigError, UnknownNameError
+from labkit.core.losses import check_finite
+from labkit.synthesis.base import Snapshot, SynthesisResult, Synthesizer
+from labkit.synthesis.generators import build_discriminator, build_generator, freeze, one_hot_responses
+
+RESPONSES: tuple[str, ...] = ("soft", "hard")
+#: the generator's information term: the authors' (their code and paper) or the lab's teacher-imitation head
+DEPRIVATISATION_LOSSES: tuple[str, ...] = ("authors", "teacher-imitation")
+#: the information term's weight when the config leaves it open
+DEFAULT_INFO_WEIGHT: dict[str, float] = {"authors": 0.5, "teacher-imitation": 1.0}
+#: the box access each response mode is built on
+BOX_ACCESS: dict[str, str] = {"soft": "score", "hard": "decision"}
+
+
+def check_response(response: str) -> str:
+    """Normalise ``soft``/``hard``; anything else raises :class:`UnknownNameError`."""
+    key = str(response).strip().lower()
+    if key not in RESPONSES:
+        raise UnknownNameError("MEKD response", response, RESPONSES)
+    return key
+
+
+def require_box(box: BlackBox | None, response: str) -> BlackBox:
+    """The box must answer at exactly the level the response mode allows (hard: decisions only)."""
+    want = BOX_ACCESS[response]
+    if box is None:
+        raise AccessDenied(f"MEKD with {response} responses needs a {want} box; got none.")
+    if box.access != want:
+        raise AccessDenied(
+            f"MEKD with {response} responses must be given a {want!r} box, got a {box.access!r} box. "
+            + ("Hard mode must never see probabilities: build BlackBox(teacher, access='decision')."
+               if response == "hard"
+               else "Soft mode uses the teacher's probabilities: build BlackBox(teacher, access='score').")
+        )
+    return box
+
+
+def ask_within_mode(box: BlackBox, x: torch.Tensor, response: str) -> torch.Tensor:
+    """Query the box and check the answer is what the mode may see (class ids in hard mode)."""
+    out = box(x)
+    if response == "hard" and (out.dtype != torch.int64 or out.dim() != 1):
+        raise AccessDenied("hard-mode MEKD received something other than class ids; it must never see probabilities")
+    return out
+
+
+def edge_subset(unlabeled: torch.Tensor | None, fraction: float, seed: int) -> torch.Tensor:
+    """A seeded random ``fraction`` of the unlabeled images: the edge side's private data."""
+    if unlabeled is None or unlabeled.shape[0] == 0:
+        raise ConfigError("MEKD and kd-edge need unlabeled training images (data_access='unlabeled')")
+    n = max(1, int(round(unlabeled.shape[0] * fraction)))
+    idx = torch.randperm(unlabeled.shape[0], generator=torch.Generator().manual_seed(seed + 7919))[:n]
+    return unlabeled[idx.to(unlabeled.device)]
+
+
+class GANSettings(Protocol):
+    """The GAN settings :func:`train_generator` reads (MEKD's config has them)."""
+
+    @property
+    def gan_epochs(self) -> int: ...
+    @property
+    def gan_batch(self) -> int: ...
+    @property
+    def gan_lr(self) -> float: ...
+    @property
+    def beta1(self) -> float: ...
+    @property
+    def beta2(self) -> float: ...
+    @property
+    def info_weight(self) -> float | None: ...
+    @property
+    def deprivatisation(self) -> str: ...
+    @property
+    def g_width(self) -> int: ...
+    @property
+    def d_width(self) -> int: ...
+    @property
+    def display_scale(self) -> float: ...
+
+
+@dataclass
+class Deprivatisation:
+    """A trained generator and discriminator, with what happened on the way."""
+
+    generator: nn.Module
+    discriminator: nn.Module
+    history: list[dict[str, float]] = field(default_factory=list)
+    snapshots: list[Snapshot] = field(default_factory=list)
+    seconds: float = 0.0
+    edge_size: int = 0
+
+
+def _aux_loss(class_logits: torch.Tensor, answers: torch.Tensor) -> torch.Tensor:
+    """Fit D's class head to the teacher's answers: CE on class ids, soft CE on probabilities."""
+    if answers.dtype == torch.int64:
+        return F.cross_entropy(class_logits, answers)
+    return -(answers * F.log_softmax(class_logits, dim=1)).sum(1).mean()
+
+
+def train_generator(box: BlackBox, edge_images: torch.Tensor, num_classes: int, cfg: GANSettings, *,
+                    response: str = "soft", info: DatasetInfo, device: torch.device | None = None,
+                    seed: int = 0, progress: bool = True) -> Deprivatisation:
+    """Deprivatisation: train G and D on the unlabeled edge images with the teacher-imitation info term.
+
+    ``info`` is the data set's :class:`~labkit.core.data.DatasetInfo` (for the architectures).
+    Only generated images are sent to the teacher (phase ``deprivatisation: G(z)``); the edge
+    images are seen by D alone.
+    """
+    response = check_response(response)
+    require_box(box, response)
+    if cfg.deprivatisation not in DEPRIVATISATION_LOSSES:
+        raise UnknownNameError("MEKD deprivatisation loss", cfg.deprivatisation, DEPRIVATISATION_LOSSES)
+    authors = cfg.deprivatisation == "authors"
+    weight = DEFAULT_INFO_WEIGHT[cfg.deprivatisation] if cfg.info_weight is None else float(cfg.info_weight)
+    device = device or box.device
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    G = build_generator(info, cfg.g_width).to(device)
+    D = build_discriminator(info, cfg.d_width).to(device)
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.gan_lr, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.gan_lr, betas=(cfg.beta1, cfg.beta2))
+    x_edge = edge_images.to(device)
+    n = x_edge.shape[0]
+    display = one_hot_responses(list(range(num_classes)), num_classes, cfg.display_scale, device)
+    labels = torch.arange(num_classes)
+
+    def snap(step: int) -> Snapshot:
+        G.eval()
+        with torch.no_grad():
+            img = G(display).cpu()
+        G.train()
+        return Snapshot(step, img, labels)
+
+    snapshots = [snap(0)]
+    history: list[dict[str, float]] = []
+    steps = math.ceil(n / cfg.gan_batch)
+    start = time.perf_counter()
+    bar = tqdm(range(1, cfg.gan_epochs + 1), desc=f"MEKD-{response}: train G and D", disable=not progress, leave=False)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        perm = torch.randperm(n, generator=gen).to(device)
+        sums = {"d_loss": 0.0, "g_loss": 0.0, "info_loss": 0.0, "teacher_agrees": 0.0, "teacher_confidence": 0.0}
+        seen = 0
+        for s in range(steps):
+            idx = perm[s * cfg.gan_batch:(s + 1) * cfg.gan_batch]
+            real = x_edge[idx]
+            b = real.shape[0]
+            z = torch.randn(b, num_classes, generator=gen).to(device)
+            fake = G(z)
+            with box.phase("deprivatisation: G(z)"):
+                answers = ask_within_mode(box, fake.detach(), response)
+            top = answers if response == "hard" else answers.argmax(1)
+            # --- D: real/fake, plus its class head on the generated images
+            d_real, _ = D(real)
+            d_fake, c_fake = D(fake.detach())
+            d_loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
+                      + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+            if authors:  # L_IM = -ŷ_t·log D(G(z)), ŷ_t = the teacher's argmax: D and G both minimise it
+                d_loss = d_loss + weight * F.cross_entropy(c_fake, top)
+            else:  # the lab's: D's head imitates the teacher's answers (probabilities or ids)
+                d_loss = d_loss + _aux_loss(c_fake, answers)
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+            # --- G: fool D, plus the information term through D's class head
+            g_fake, g_cls = D(fake)
+            info_loss = F.cross_entropy(g_cls, top if authors else z.argmax(1))
+            g_loss = F.binary_cross_entropy_with_logits(g_fake, torch.ones_like(g_fake)) + weight * info_loss
+            check_finite(g_loss, "generator loss")
+            opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            opt_g.step()
+            sums["d_loss"] += float(d_loss.detach()) * b
+            sums["g_loss"] += float(g_loss.detach()) * b
+            sums["info_loss"] += float(info_loss.detach()) * b
+            sums["teacher_agrees"] += float((top == z.argmax(1)).float().sum())
+            if response == "soft":
+                sums["teacher_confidence"] += float(answers.max(1).values.sum())
+            seen += b
+        row = {"epoch": float(epoch), **{k: v / seen for k, v in sums.items()},
+               "queries": float(box.queries), "seconds": time.perf_counter() - t0}
+        if response == "hard":
+            row.pop("teacher_confidence")
+        history.append(row)
+        snapshots.append(snap(epoch))
+        bar.set_postfix(agree=f"{row['teacher_agrees']:.2f}", d=f"{row['d_loss']:.2f}")
+    freeze(G)
+    D.eval()
+    return Deprivatisation(G, D, history, snapshots, time.perf_counter() - start, n)
+
+
+class GeneratorSynthesizer(Synthesizer):
+    """Transfer images from a frozen generator: G(z), z ~ N(0, I_C), and the box's answers on them."""
+
+    def __init__(self, box: BlackBox, generator: nn.Module, num_classes: int, response: str = "soft",
+                 seed: int = 0, batch_size: int = 2048, phase: str = "distillation: G(z)") -> None:
+        super().__init__(box, seed)
+        self.generator = freeze(generator)
+        self.num_classes = num_classes
+        self.response = check_response(response)
+        self.batch_size = batch_size
+        self.phase = phase
+        self._gen = torch.Generator().manual_seed(seed)
+
+    def _synthesize(self, n: int, progress: bool) -> SynthesisResult:
+        device = next(self.generator.parameters()).device
+        z = torch.randn(n, self.num_classes, generator=self._gen).to(device)
+        with torch.no_grad():
+            images = torch.cat([self.generator(z[i:i + self.batch_size]) for i in range(0, n, self.batch_size)])
+        with self.box.phase(self.phase):
+            targets = ask_within_mode(self.box, images, self.response)
+        return SynthesisResult(images, targets, extras={"z": z})

@@ -1,0 +1,207 @@
+"""Small generators and discriminators for MEKD (mapping-emulation KD).
+
+:class:`ResponseGenerator` is a DCGAN-style network that maps a C-dimensional
+*response vector* (C = number of classes) to an input of the teacher. For images
+it is
+
+    centre(z) → Linear(C → w·s·s) → BN → LeakyReLU → reshape w×s×s
+              → upsample ×2 → Conv 3×3 (w → w/2) → BN → LeakyReLU
+              → upsample ×2 → Conv 3×3 (w/2 → channels) → sigmoid
+
+with s = H/4 (7 for 28×28 Fashion-MNIST, 8 for 32×32 CIFAR-10), so the output has
+the data's shape directly (no crop or resize). The sigmoid keeps pixels in [0, 1],
+the range the :class:`~labkit.core.blackbox.BlackBox` accepts.
+
+**Centred input.** A logit vector is defined only up to an additive constant (softmax
+ignores it), so the generator subtracts the mean over classes from its input first:
+``G(z) == G(z + c·1)``. Log-probabilities (a score box) and logits therefore generate
+the same image.
+
+For 2-D toy data (``toy2d-*``) :func:`build_generator` returns a small MLP with a
+sigmoid output instead, so the method also runs on points in [0, 1]².
+
+:class:`Discriminator` has two heads, as in an auxiliary-classifier GAN: ``real/fake``
+(one logit) and ``classes`` (C logits), the latter trained to imitate the teacher's
+answers so that the generator can be pushed towards images the teacher is confident
+about without back-propagating through the black box.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from labkit.core.data import DatasetInfo
+
+
+def centre_responses(z: torch.Tensor) -> torch.Tensor:
+    """Subtract each row's mean: logits are defined only up to an additive constant."""
+    return z - z.mean(dim=1, keepdim=True)
+
+
+class ResponseGenerator(nn.Module):
+    """DCGAN-style G: a C-dimensional response vector → an image in [0, 1] of shape ``image_shape``."""
+
+    def __init__(self, num_classes: int, image_shape: tuple[int, int, int], width: int = 64) -> None:
+        super().__init__()
+        channels, height, width_px = image_shape
+        if height % 4 or width_px % 4:
+            raise ValueError(f"ResponseGenerator needs image sides divisible by 4, got {height}×{width_px}")
+        if width < 2:
+            raise ValueError("generator width must be at least 2")
+        self.num_classes = num_classes
+        self.image_shape = tuple(image_shape)
+        self.base = (width, height // 4, width_px // 4)
+        self.project = nn.Sequential(
+            nn.Linear(num_classes, width * self.base[1] * self.base[2]),
+            nn.BatchNorm1d(width * self.base[1] * self.base[2]),
+            nn.LeakyReLU(0.2, inplace=True),
+        )
+        self.decode = nn.Sequential(
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(width, width // 2, 3, padding=1),
+            nn.BatchNorm2d(width // 2),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(width // 2, channels, 3, padding=1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Images (N×C×H×W in [0, 1]) for response vectors ``z`` (N×num_classes)."""
+        if z.dim() != 2 or z.shape[1] != self.num_classes:
+            raise ValueError(f"the generator expects response vectors of shape (N, {self.num_classes}), "
+                             f"got {tuple(z.shape)}")
+        h = self.project(centre_responses(z))
+        return self.decode(h.view(-1, *self.base))
+
+
+class VectorGenerator(nn.Module):
+    """MLP G for non-image data: a C-dimensional response vector → a point in [0, 1]^d."""
+
+    def __init__(self, num_classes: int, out_features: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.image_shape = (out_features,)
+        self.net = nn.Sequential(
+            nn.Linear(num_classes, hidden), nn.BatchNorm1d(hidden), nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(hidden, out_features), nn.Sigmoid(),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Points (N×d in [0, 1]) for response vectors ``z`` (N×num_classes)."""
+        if z.dim() != 2 or z.shape[1] != self.num_classes:
+            raise ValueError(f"the generator expects response vectors of shape (N, {self.num_classes}), "
+                             f"got {tuple(z.shape)}")
+        return self.net(centre_responses(z))
+
+
+class Discriminator(nn.Module):
+    """D with a real/fake head and an auxiliary class head (teacher imitation).
+
+    Images: Conv 4×4 s2 (c → w) → LeakyReLU → Conv 4×4 s2 (w → 2w) → BN → LeakyReLU →
+    flatten → two linear heads. Vectors: a two-layer MLP trunk.
+    """
+
+    def __init__(self, num_classes: int, input_shape: tuple[int, ...], width: int = 32) -> None:
+        super().__init__()
+        self.input_shape = tuple(input_shape)
+        if len(input_shape) == 3:
+            c, h, w = input_shape
+            self.trunk = nn.Sequential(
+                nn.Conv2d(c, width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(width, 2 * width, 4, 2, 1), nn.BatchNorm2d(2 * width), nn.LeakyReLU(0.2, inplace=True),
+                nn.Flatten(),
+            )
+            features = 2 * width * (h // 4) * (w // 4)
+        else:
+            d = int(math.prod(input_shape))
+            self.trunk = nn.Sequential(nn.Flatten(), nn.Linear(d, 4 * width), nn.LeakyReLU(0.2, inplace=True),
+                                       nn.Linear(4 * width, 4 * width), nn.LeakyReLU(0.2, inplace=True))
+            features = 4 * width
+        self.real_fake = nn.Linear(features, 1)
+        self.classes = nn.Linear(features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(real/fake logit (N), class logits (N×C))``."""
+        h = self.trunk(x)
+        return self.real_fake(h).squeeze(1), self.classes(h)
+
+
+class LatentGenerator(nn.Module):
+    """IDEAL's generator: a latent vector z (``nz`` values) → an image in [0, 1].
+
+    Linear(nz → 2w·s·s) → reshape → BN → upsample ×2 → Conv 3×3 (2w → 2w) → BN → LeakyReLU → upsample ×2
+    → Conv 3×3 (2w → w) → BN → LeakyReLU → Conv 3×3 (w → channels) → sigmoid, with s = H/4.
+    """
+
+    def __init__(self, nz: int, image_shape: tuple[int, int, int], width: int = 64) -> None:
+        super().__init__()
+        channels, height, width_px = image_shape
+        if height % 4 or width_px % 4:
+            raise ValueError(f"LatentGenerator needs image sides divisible by 4, got {height}×{width_px}")
+        self.nz = nz
+        self.image_shape = tuple(image_shape)
+        self.base = (2 * width, height // 4, width_px // 4)
+        self.project = nn.Linear(nz, 2 * width * self.base[1] * self.base[2])
+        self.decode = nn.Sequential(
+            nn.BatchNorm2d(2 * width),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1, bias=False), nn.BatchNorm2d(2 * width),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(2 * width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(width, channels, 3, padding=1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """Images (N×C×H×W in [0, 1]) for latent vectors ``z`` (N×nz)."""
+        if z.dim() != 2 or z.shape[1] != self.nz:
+            raise ValueError(f"the generator expects latent vectors of shape (N, {self.nz}), got {tuple(z.shape)}")
+        return self.decode(self.project(z).view(-1, *self.base))
+
+    def reset_parameters(self) -> None:
+        """Re-initialise every layer (IDEAL starts each round from a fresh generator)."""
+        for m in self.modules():
+            reset = getattr(m, "reset_parameters", None)
+            if m is not self and callable(reset):
+                reset()
+
+
+def build_generator(info: DatasetInfo, width: int = 64) -> nn.Module:
+    """The generator for a data set: :class:`ResponseGenerator` for images, :class:`VectorGenerator` otherwise."""
+    if info.is_image:
+        return ResponseGenerator(info.num_classes, tuple(info.image_shape), width)  # type: ignore[arg-type]
+    return VectorGenerator(info.num_classes, int(math.prod(info.image_shape)), hidden=width)
+
+
+def build_discriminator(info: DatasetInfo, width: int = 32) -> Discriminator:
+    """The two-headed discriminator for a data set's input shape."""
+    return Discriminator(info.num_classes, tuple(info.image_shape), width)
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """Put ``module`` in eval mode with ``requires_grad=False`` on every parameter (gradients reach its input)."""
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+def one_hot_responses(classes: torch.Tensor | list[int], num_classes: int, scale: float = 1.0,
+                      device: torch.device | str | None = None) -> torch.Tensor:
+    """Response vectors ``scale·e_k`` for class ids ``classes`` (what "G of a one-hot vector" means)."""
+    idx = torch.as_tensor(classes, dtype=torch.long, device=device)
+    return torch.nn.functional.one_hot(idx, num_classes).float() * scale
+
+
+def interpolate_responses(a: int, b: int, num_classes: int, steps: int = 8, scale: float = 1.0,
+                          device: torch.device | str | None = None) -> torch.Tensor:
+    """``steps`` response vectors on the straight line from ``scale·e_a`` to ``scale·e_b``."""
+    ends = one_hot_responses([a, b], num_classes, scale, device)
+    alpha = torch.linspace(0, 1, steps, device=ends.device).unsqueeze(1)
+    return (1 - alpha) * ends[0] + alpha * ends[1]

@@ -1,0 +1,267 @@
+"""ZSDB3KD's pseudo-samples: noise -> rejection sampling -> (nearest boundary, step away) x iterations.
+
+* :func:`rejection_sample`: draw noise (:mod:`labkit.synthesis.noise`) in batches and keep each image the teacher
+  puts in a class that still needs samples; every draw is one query.
+* :func:`search_nearest_boundary`: distance and direction of each image's nearest boundary (random
+  rays + bisection, then untargeted Sign-OPT; from the second iteration on warm-started from the
+  previous direction).
+* :func:`label_preserving_step`: ``x <- clip(x - λ·θ*, 0, 1)``, λ halved per image where the label would change.
+* :func:`pseudo_sample_soft_labels`: DB3 soft labels from the boundary distances to every other class.
+* :class:`PseudoSampleSynthesizer`: all of the above, with snapshots, history and checkpoints.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from tqdm.auto import tqdm
+
+from labkit.core.blackbox import BlackBox
+from labkit.core.errors import LabkitError
+from labkit.synthesis.base import Snapshot, SynthesisResult, Synthesizer
+from labkit.synthesis.boundary import boundary_distance, distance_soft_labels, nearest_boundary
+from labkit.synthesis.noise import noise_images
+from labkit.synthesis.query_recorder import QueryRecorder
+
+if TYPE_CHECKING:
+    from labkit.methods.zsdb3kd import ZSDB3KDConfig
+
+
+class PseudoSampleInitError(LabkitError, RuntimeError):
+    """Rejection sampling from noise ran out of draws before every class had its samples."""
+
+
+# --------------------------------------------------------------------------- starting samples
+@dataclass
+class InitialSamples:
+    """Rejection-sampling result: ``per_class`` images of every class, sorted by class."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    draws: int  # noise images queried (= queries spent)
+    hits_per_class: list[int]  # how often each class came up among all draws
+
+
+def rejection_sample(box: BlackBox | QueryRecorder, counts: torch.Tensor | list[int], image_shape: tuple[int, ...], *,
+                     seed: int = 0, batch: int = 8192, max_draws: int = 2_000_000,
+                     device: torch.device | str | None = None, progress: bool = False,
+                     noise: str = "authors", min_draws: int = 0, extra_phase: str | None = None) -> InitialSamples:
+    """Draw noise in batches until the teacher has put ``counts[c]`` images in every class ``c``
+    (and at least ``min_draws`` images were drawn, for a :class:`~labkit.synthesis.query_recorder.QueryRecorder`
+    that keeps them). Batches drawn once every class has its samples are counted under ``extra_phase``
+    (``None``: the box's current phase).
+
+    Every draw is one query. A class that still lacks samples after ``max_draws`` draws raises
+    :class:`PseudoSampleInitError` (nothing is kept). The returned images are sorted by class.
+    """
+    device = torch.device(device) if device is not None else box.device
+    need = torch.as_tensor(counts, dtype=torch.int64).clone()
+    num_classes = need.numel()
+    gen = torch.Generator().manual_seed(seed)
+    kept_x: list[torch.Tensor] = []
+    kept_y: list[torch.Tensor] = []
+    hits = torch.zeros(num_classes, dtype=torch.int64)
+    draws = 0
+    bar = tqdm(total=int(need.sum()), desc="noise → class", disable=not progress, leave=False)
+    while bool((need > 0).any()) or draws < min_draws:
+        if draws >= max(max_draws, min_draws):
+            short = {c: int(need[c]) for c in range(num_classes) if need[c] > 0}
+            seen = {c: int(hits[c]) for c in short}
+            bar.close()
+            raise PseudoSampleInitError(
+                f"After {draws:,} noise draws the teacher still has not given enough images of class(es) "
+                f"{sorted(short)} (missing {short}; seen {seen} times in all). Raise max_init_draws "
+                "(--max-init-draws), or ask for fewer pseudo-samples per class (--per-class).")
+        n = min(batch, max(max_draws, min_draws) - draws)
+        x = noise_images(n, image_shape, gen, device, noise)
+        y = box(x, phase=None if bool((need > 0).any()) else extra_phase).to(device)
+        draws += n
+        hits += torch.bincount(y.cpu(), minlength=num_classes)
+        # keep, per class, the first need[c] hits of this batch: rank of every image within its class
+        onehot = torch.nn.functional.one_hot(y, num_classes)
+        rank = (onehot.cumsum(0) * onehot).sum(1) - 1
+        keep = rank < need.to(device)[y]
+        kept_x.append(x[keep])
+        kept_y.append(y[keep])
+        got = torch.bincount(y[keep].cpu(), minlength=num_classes)
+        need -= got
+        bar.update(int(got.sum()))
+    bar.close()
+    xs, ys = torch.cat(kept_x), torch.cat(kept_y)
+    order = torch.argsort(ys, stable=True)
+    return InitialSamples(xs[order], ys[order], draws, hits.tolist())
+
+
+# --------------------------------------------------------------------------- the label-preserving step
+@dataclass
+class StepResult:
+    """One label-preserving step: new images, the λ each image moved by (0: it stayed), queries spent."""
+
+    images: torch.Tensor
+    step: torch.Tensor  # (N,) λ used; 0 where every proposal changed the label (or no direction)
+    queries: int
+
+    @property
+    def moved(self) -> torch.Tensor:
+        """Images that took a step."""
+        return self.step > 0
+
+
+def label_preserving_step(box: BlackBox, x: torch.Tensor, y: torch.Tensor, direction: torch.Tensor,
+                          step_size: float | torch.Tensor = 0.5, max_halvings: int = 5) -> StepResult:
+    """Move every image *away* from its nearest boundary without changing the teacher's label.
+
+    ``direction`` holds unit vectors ``θ*`` pointing toward each image's nearest boundary (a zero
+    vector: no boundary found, the image is left alone and costs nothing). The proposal is
+    ``clip(x − λ·θ*, 0, 1)``; images whose proposal the teacher labels differently from ``y``
+    get ``λ/2`` and are proposed again (one batched query per round, only for those images), at
+    most ``max_halvings`` times. Returns a :class:`StepResult`.
+    """
+    n = x.shape[0]
+    lam = torch.as_tensor(step_size, dtype=x.dtype, device=x.device).expand(n).clone()
+    has_dir = direction.reshape(n, -1).abs().sum(1) > 0
+    out = x.clone()
+    used = torch.zeros(n, dtype=x.dtype, device=x.device)
+    active = has_dir.nonzero().squeeze(1)
+    queries = 0
+    view = (-1,) + (1,) * (x.dim() - 1)
+    for _ in range(max_halvings + 1):
+        if active.numel() == 0:
+            break
+        proposal = (x[active] - lam[active].view(view) * direction[active]).clamp(0.0, 1.0)
+        same = box(proposal).to(x.device) == y[active]
+        queries += active.numel()
+        out[active] = torch.where(same.view(view), proposal, out[active])
+        used[active] = torch.where(same, lam[active], used[active])
+        active = active[~same]  # the one host sync of a round: the size of the next call
+        lam[active] = lam[active] / 2
+    return StepResult(out, used, queries)
+
+
+# --------------------------------------------------------------------------- nearest boundary (warm-started)
+def search_nearest_boundary(box: BlackBox, x: torch.Tensor, y: torch.Tensor, cfg: ZSDB3KDConfig,
+                            previous: torch.Tensor | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distance ``g`` and unit direction ``θ*`` (toward the boundary) of every image's nearest boundary.
+
+    Without ``previous`` this is :func:`labkit.synthesis.boundary.nearest_boundary` with ``cfg.n_directions``
+    random rays and ``cfg.signopt_queries`` of Sign-OPT. With ``previous`` (last iteration's θ*),
+    ``cfg.warm_directions`` fresh random rays compete with the bisected previous θ* (bisected in the same
+    box calls as the first random ray), and Sign-OPT refines the winner (same budget), so its progress
+    carries over from one iteration to the next.
+    """
+    rays = cfg.n_directions if previous is None else max(1, cfg.warm_directions)
+    res = nearest_boundary(box, x, y, n_directions=rays, signopt_queries=cfg.signopt_queries, n_probes=cfg.n_probes,
+                           seed=seed, previous=previous)
+    return res.distance, res.direction
+
+
+# --------------------------------------------------------------------------- DB3 soft labels
+def pseudo_sample_soft_labels(box: BlackBox, x: torch.Tensor, y: torch.Tensor, num_classes: int, n_directions: int,
+                              tau: float = 20.0, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """DB3 soft labels of pseudo-samples: BD to every other class along rays toward that class's
+    other pseudo-samples (their teacher class is known, so no check query), then
+    :func:`labkit.synthesis.boundary.distance_soft_labels`. Returns ``(soft labels (N, C), distances (N, C))``."""
+    bd = boundary_distance(box, x, y, x, y, num_classes, n_directions=n_directions, nearest=True, seed=seed)
+    return distance_soft_labels(bd.distance, y, tau), bd.distance
+
+
+# --------------------------------------------------------------------------- the synthesizer
+@dataclass
+class IterationStats:
+    """What one search-and-step iteration measured (one row of the history)."""
+
+    iteration: int
+    mean_distance: float  # mean nearest-boundary distance before the step (finite ones)
+    median_distance: float
+    found: float  # fraction of images whose search found a boundary
+    moved: float  # fraction of images that took a step
+    mean_step: float  # mean λ over the images that moved
+    queries: int  # cumulative queries after this iteration (including the initial sampling)
+
+
+class PseudoSampleSynthesizer(Synthesizer):
+    """ZSDB3KD's pseudo-samples: noise → rejection sampling → (nearest boundary, step away) × iterations.
+
+    ``synthesize(n)`` makes ``n`` samples split evenly over the classes and returns DB3 soft labels
+    as targets. ``extras`` holds the teacher classes (``labels``), the per-iteration history, the
+    boundary distances of the final images, (``checkpoints``) full copies of the images at
+    ``cfg.curve_points`` intermediate iterations, and for the lab's ingredients the ``recorder``
+    (``noise-bank``: a :class:`~labkit.synthesis.query_recorder.QueryRecorder` holding every noise draw) and the
+    ``trajectory`` (``pseudo-sample-paths``: the images before every iteration, ``(T, N, *shape)``).
+
+    With ``noise-bank``, rejection sampling draws at least ``cfg.min_init_draws`` images; the draws
+    made once every class has its starting samples are counted under the phase ``"noise bank"``.
+    """
+
+    def __init__(self, box: BlackBox, cfg: ZSDB3KDConfig, num_classes: int, image_shape: tuple[int, ...],
+                 seed: int = 0, device: torch.device | str | None = None) -> None:
+        super().__init__(box, seed, device=device, decision_only="ZSDB3KD")
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.image_shape = tuple(image_shape)
+
+    def checkpoint_iterations(self) -> list[int]:
+        """Iterations ``0, it/k, …`` (``k = curve_points``; 0: the noise start) whose images the curve keeps."""
+        k, it = self.cfg.curve_points, self.cfg.iterations
+        if k <= 0 or it <= 0:
+            return []
+        return sorted({int(round(i * it / k)) for i in range(k)})
+
+    def _synthesize(self, n: int, progress: bool) -> SynthesisResult:
+        cfg, box, c = self.cfg, self.box, self.num_classes
+        counts = torch.full((c,), n // c, dtype=torch.int64)
+        counts[: n % c] += 1
+        q0 = box.queries
+        recorder = QueryRecorder(box) if cfg.uses("noise-bank") else None  # keeps every noise draw, labelled
+        with box.phase("initial noise"):
+            init = rejection_sample(box if recorder is None else recorder, counts, self.image_shape, seed=self.seed,
+                                    batch=cfg.init_batch, max_draws=cfg.max_init_draws, device=self.device,
+                                    progress=progress,
+                                    noise=cfg.noise, min_draws=0 if recorder is None else cfg.min_init_draws,
+                                    extra_phase="noise bank")
+        x, y = init.images, init.labels
+        snap_idx = torch.cat([(y == k).nonzero().squeeze(1)[: cfg.snapshot_per_class] for k in range(c)])
+        snapshots = [Snapshot(0, x[snap_idx].cpu().clone(), y[snap_idx].cpu().clone())]
+        checkpoints: list[dict[str, Any]] = []
+        keep_at = set(self.checkpoint_iterations())
+        history: list[IterationStats] = []
+        theta: torch.Tensor | None = None
+        # the images before every iteration (their labels are verified: y)
+        keep_paths = cfg.uses("pseudo-sample-paths")
+        trajectory: list[torch.Tensor] = [x.clone()] if keep_paths else []
+        last_distance = torch.full((x.shape[0],), math.inf, dtype=torch.float64)
+        bar = tqdm(range(cfg.iterations), desc="pseudo-samples", disable=not progress, leave=False)
+        for it in bar:
+            if it in keep_at:
+                checkpoints.append({"iteration": it, "images": x.clone(), "queries": box.queries - q0})
+            with box.phase("nearest boundary"):
+                dist, theta = search_nearest_boundary(box, x, y, cfg, theta, seed=self.seed + 7919 * (it + 1))
+            with box.phase("step away"):
+                step = label_preserving_step(box, x, y, theta, cfg.step_size, cfg.max_halvings)
+            x = step.images
+            if keep_paths and it + 1 < cfg.iterations:
+                trajectory.append(x.clone())
+            found = torch.isfinite(dist)
+            fd = dist[found].double()
+            moved = step.moved
+            history.append(IterationStats(
+                it + 1, float(fd.mean()) if fd.numel() else math.nan, float(fd.median()) if fd.numel() else math.nan,
+                float(found.float().mean()), float(moved.float().mean()),
+                float(step.step[moved].mean()) if bool(moved.any()) else 0.0, box.queries - q0))
+            last_distance = dist.detach().double().cpu()
+            bar.set_postfix(dist=f"{history[-1].mean_distance:.3f}", moved=f"{history[-1].moved:.2f}")
+            if (it + 1) % cfg.snapshot_every == 0 or it + 1 == cfg.iterations:
+                snapshots.append(Snapshot(it + 1, x[snap_idx].cpu().clone(), y[snap_idx].cpu().clone()))
+        generation_queries = box.queries - q0
+        with box.phase("soft labels"):
+            soft, distances = pseudo_sample_soft_labels(box, x, y, c, cfg.label_directions, cfg.tau, self.seed)
+        extras: dict[str, object] = {
+            "labels": y, "history": [asdict(h) for h in history], "init_draws": init.draws,
+            "init_hits_per_class": init.hits_per_class, "generation_queries": generation_queries,
+            "label_queries": box.queries - q0 - generation_queries, "distances": distances,
+            "nearest_distance": last_distance, "checkpoints": checkpoints, "recorder": recorder,
+            "trajectory": torch.stack(trajectory) if trajectory else None,
+        }
+        return SynthesisResult(x, soft, snapshots, extras)

@@ -1,0 +1,1 @@
+"""What the notebooks show and check: plots, widgets, exercises and notebook hygiene."""
