@@ -9,12 +9,13 @@ NBVAL_PROFILE ?= smoke
 
 help:
 	@echo "make lab    - set up .venv, make Fashion-MNIST available, open JupyterLab on notebooks/"
-	@echo "make test   - set up .venv, lint, type-check, run pytest over tests/, then nbval over every notebook (smoke)"
+	@echo "make test   - set up .venv, lint, type-check, run pytest over tests/, then nbval over every notebook (smoke;"
+	@echo "              notebooks/conftest.py runs every cell twice and checks that no figure shows twice)"
 	@echo "make test-fast - the unit tests without the slow and browser ones (under a minute)"
 	@echo "make lint / make typecheck - ruff over labkit and tests / mypy over labkit"
 	@echo "make setup  - only create/refresh .venv (safe and fast to repeat)"
 	@echo "make strip  - remove outputs from every notebook before committing"
-	@echo "make paper-check - the paper profile of every method on one GPU (about 10 min), then results/paper/leaderboard.md"
+	@echo "make paper-check - the paper profile of every method on one GPU (about 10 min), then results/paper-check/paper/fashion-mnist/leaderboard.md"
 
 setup: $(STAMP)
 
@@ -36,13 +37,14 @@ test-fast: setup
 	$(BIN)/python -m pytest -m "not slow and not browser" tests -q
 
 lint: setup
-	$(BIN)/ruff check labkit tests docs
+	$(BIN)/ruff check labkit tests docs notebooks/conftest.py
 
 typecheck: setup
 	$(BIN)/mypy
 
+# notebooks/conftest.py: every cell runs twice in a row, under JupyterLab's inline backend, and no figure shows twice.
 test-notebooks: setup
-	LABKIT_PROFILE=$(NBVAL_PROFILE) MPLBACKEND=Agg $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks -q
+	LABKIT_PROFILE=$(NBVAL_PROFILE) $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks -q
 
 test: lint typecheck test-unit test-notebooks
 
@@ -52,6 +54,11 @@ paper-check: setup
 
 strip: setup
 	$(BIN)/python -m labkit.teaching.notebook_hygiene --strip notebooks/*.ipynb
+
+# DEVELOPING.md's module table, generated from the package (standard library only; tests/test_layout.py checks it).
+.PHONY: docs
+docs:
+	$(PYTHON) docs/module_table.py
 
 clean-venv:
 	rm -rf $(VENV)

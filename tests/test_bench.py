@@ -1,4 +1,5 @@
-"""The bench: a tiny real bench run, its files, resume, the CLI, overrides, time budget and worker processes.
+"""The bench: its rows as a keyword table, a tiny real bench run, its files, resume, plan/execute/assemble, the CLI,
+overrides, time budget and worker processes.
 
 The table itself (statistics, schema, Markdown, figures, analysis) is tested on hand-made records in
 ``tests/test_leaderboard.py``.
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from labkit.core.errors import UnknownNameError
-from labkit.studies import bench, leaderboard
+from labkit.studies import bench, bench_rows, leaderboard
+from labkit.studies.results_layout import BENCH, stray_files, study_dir
 
 TINY = {"train_limit": 400, "epochs": 1}  # real runs, tiny sizes: the files and the resume are what is tested here
 ENTRIES = ["student", "kd"]
@@ -28,8 +30,13 @@ def bench_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def _board_dir(out_dir: Path, profile: str = "smoke") -> Path:
+    """Where a bench writes its board and runs: ``<out_dir>/bench/<profile>/<DATA>/``."""
+    return study_dir(BENCH, profile, DATA, out_dir)
+
+
 def test_result_files_follow_the_schema(bench_dir: Path) -> None:
-    doc = json.loads((bench_dir / leaderboard.LEADERBOARD_JSON).read_text())
+    doc = json.loads((_board_dir(bench_dir) / leaderboard.LEADERBOARD_JSON).read_text())
     assert leaderboard.validate_leaderboard(doc) == []
     assert doc["dataset"] == DATA and doc["profile"] == "smoke" and doc["seeds"] == SEEDS
     assert [e["key"] for e in doc["entries"]] == ENTRIES
@@ -51,7 +58,7 @@ def test_result_files_follow_the_schema(bench_dir: Path) -> None:
     assert by_key["kd"]["ingredients"] == {"labelled-data": {"rows": 400, "holdout_rows": 0, "queries": 400}}
     assert by_key["student"]["ingredients"]["labelled-data"]["queries"] == 0
     # the Markdown table has every entry, the reported column, the ingredients and where it ran
-    md = (bench_dir / leaderboard.LEADERBOARD_MD).read_text()
+    md = (_board_dir(bench_dir) / leaderboard.LEADERBOARD_MD).read_text()
     assert "| student |" in md and "| kd |" in md and "**reported**" in md and "torch" in md
     assert "Ingredients: labelled-data (400 rows, 400 queries)" in md
     # each run was saved as it finished, in the per-run layout
@@ -62,12 +69,12 @@ def test_result_files_follow_the_schema(bench_dir: Path) -> None:
 
 
 def test_resume_reuses_saved_runs_and_options_must_match(bench_dir: Path) -> None:
-    before = {p: p.stat().st_mtime_ns for p in (bench_dir / "smoke").rglob("*.json")}
+    before = {p: p.stat().st_mtime_ns for p in _board_dir(bench_dir).rglob("*-seed*.json")}
     lines: list[str] = []
     board = bench.run_bench(DATA, "smoke", SEEDS, entries=ENTRIES, out_dir=bench_dir, device="cpu",
                             progress=False, overrides={k: dict(TINY) for k in ENTRIES}, log=lines.append, save=False)
     assert sum("reusing" in line for line in lines) == 4
-    assert before == {p: p.stat().st_mtime_ns for p in (bench_dir / "smoke").rglob("*.json")}
+    assert before == {p: p.stat().st_mtime_ns for p in _board_dir(bench_dir).rglob("*-seed*.json")}
     assert board.entry("kd").ingredients  # resumed records keep their ingredients
     path = bench.run_path(bench_dir, "smoke", DATA, "kd", 0)
     assert bench.load_saved_run(path, "kd", "smoke", DATA, 0, dict(TINY)) is not None
@@ -88,7 +95,8 @@ def test_cli_bench_reuses_runs_and_writes_files(bench_dir: Path, capsys: pytest.
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "reusing" in out and "| kd |" in out
-    assert leaderboard.validate_leaderboard(json.loads((bench_dir / leaderboard.LEADERBOARD_JSON).read_text())) == []
+    doc = json.loads((_board_dir(bench_dir) / leaderboard.LEADERBOARD_JSON).read_text())
+    assert leaderboard.validate_leaderboard(doc) == []
 
 
 def test_time_budget_skips_the_rest(tmp_path: Path) -> None:
@@ -103,7 +111,7 @@ def test_a_failing_run_names_its_entry(tmp_path: Path) -> None:
     with pytest.raises(bench.BenchError, match=r"kd \(seed 0\) failed"):
         bench.run_bench(DATA, "smoke", [0], entries=["kd"], out_dir=tmp_path, device="cpu", progress=False,
                         overrides={"kd": {"epochs": 0}}, log=None)
-    assert not (tmp_path / leaderboard.LEADERBOARD_JSON).exists()
+    assert not (_board_dir(tmp_path) / leaderboard.LEADERBOARD_JSON).exists()
 
 
 def test_entries_and_overrides() -> None:
@@ -112,7 +120,6 @@ def test_entries_and_overrides() -> None:
     combined = {"zsdb3kd+bank", "db3kd-bd+true-labels", "db3kd-mbd+true-labels", "mekd-soft+edge",
                 "mekd-hard+edge"}
     assert paper_rows | baselines | combined <= set(bench.BENCH_KEYS)
-    assert sorted(bench.QUICK_ORDER) == sorted(bench.BENCH_KEYS)
     for e in bench.BENCH_ENTRIES:
         assert e.rung in bench.LADDER_RUNGS and e.family and e.note, e.key
         assert "+" not in e.key or e.rung in ("addition", "combined"), e.key  # a '+' names a lab addition
@@ -171,9 +178,90 @@ def test_only_some_rows_keeps_the_others_saved_runs(bench_dir: Path, tmp_path: P
     assert [e.key for e in only.entries] == ["student"]
 
 
-def test_a_bench_of_another_profile_leaves_the_saved_board_alone(tmp_path: Path) -> None:
-    """results/ holds the laptop board; a paper-profile bench must not overwrite it."""
-    (tmp_path / leaderboard.LEADERBOARD_JSON).write_text(json.dumps({"profile": "laptop", "dataset": DATA}))
-    assert bench.board_dir(tmp_path, "smoke", DATA) == tmp_path / "smoke" / DATA
-    assert bench.board_dir(tmp_path, "laptop", DATA) == tmp_path
-    assert bench.board_dir(tmp_path / "empty", "smoke", DATA) == tmp_path / "empty"
+def test_a_bench_writes_only_in_its_own_folder_and_never_guesses(bench_dir: Path, tmp_path: Path) -> None:
+    """Every file a bench writes is in ``<out_dir>/bench/<profile>/<dataset>/``; a board of another profile saved in
+    the same results folder is left alone (the old bench looked at which board existed to decide where to write)."""
+    folder = _board_dir(bench_dir)
+    assert stray_files(bench_dir) == []
+    assert {p.parent for p in bench_dir.rglob("*") if p.is_file()} == {folder}
+    assert {p.name for p in folder.iterdir()} == {leaderboard.LEADERBOARD_JSON, leaderboard.LEADERBOARD_MD} | {
+        f"{k}-seed{s}.json" for k in ENTRIES for s in SEEDS}
+    laptop = _board_dir(tmp_path, "laptop") / leaderboard.LEADERBOARD_JSON
+    laptop.parent.mkdir(parents=True)
+    laptop.write_text(json.dumps({"profile": "laptop", "dataset": DATA}))
+    bench.run_bench(DATA, "smoke", [0], entries=["kd"], out_dir=tmp_path, device="cpu", progress=False,
+                    time_budget_s=0.0, log=None)
+    assert laptop.read_text() == json.dumps({"profile": "laptop", "dataset": DATA})
+    assert (_board_dir(tmp_path) / leaderboard.LEADERBOARD_JSON).exists() and stray_files(tmp_path) == []
+    # the control: a file outside the layout (the old root board) is reported
+    (tmp_path / leaderboard.LEADERBOARD_JSON).write_text("{}")
+    assert stray_files(tmp_path) == [tmp_path / leaderboard.LEADERBOARD_JSON]
+
+
+# ------------------------------------------------------------------------------------- the rows as a table
+#: The running order of a time-limited bench (notebook 08 in smoke) before the rows carried their cost rank.
+RUNNING_ORDER = ("fsbbt", "student", "kd-edge", "mekd-hard+edge", "kd", "db3kd-mbd+true-labels", "zskd-copies",
+                 "noise-kd", "mekd-soft+edge", "zsdb3kd+bank", "db3kd-bd+true-labels", "zskd-paper", "zsdb3kd-paper",
+                 "mekd-soft-paper", "db3kd-paper", "kd-edge-hard", "db3kd-soft-only", "db3kd-true-labels-only",
+                 "zskd-authors-code", "zsdb3kd+dead-leaves", "mekd-hard-paper", "mekd-soft+imitation",
+                 "mekd-hard+imitation", "ideal", "ideal+round-samples")
+
+
+def test_every_row_declares_every_field() -> None:
+    import dataclasses
+
+    required = [f.name for f in dataclasses.fields(bench.BenchEntry) if f.name != "options"]
+    with pytest.raises(TypeError):  # keywords only, nothing left to a default but the options
+        bench.BenchEntry("kd", "kd")  # type: ignore[misc]
+    for e in bench.BENCH_ENTRIES:
+        for name in required:
+            value = getattr(e, name)
+            assert value not in ("", None) and isinstance(value, int if name == "cost_rank" else str), (e.key, name)
+        assert all(isinstance(k, str) for k, _ in e.options), e.key
+        assert e.family in bench_rows.FAMILY_TITLES and e.rung in bench.LADDER_RUNGS, e.key
+    assert len(set(bench.BENCH_KEYS)) == len(bench.BENCH_KEYS)
+
+
+def test_cost_ranks_are_unique_and_give_the_running_order() -> None:
+    ranks = sorted(e.cost_rank for e in bench.BENCH_ENTRIES)
+    assert ranks == list(range(1, len(bench.BENCH_ENTRIES) + 1))  # unique, no gap
+    assert bench.QUICK_ORDER == RUNNING_ORDER
+
+
+def test_comparison_pairs_sit_beside_the_rows() -> None:
+    for pair in bench_rows.COST_PAIRS:
+        assert pair.more in bench.BENCH_KEYS and pair.less in bench.BENCH_KEYS and pair.more != pair.less, pair
+        assert pair.question.split(":")[0] in ("interface", "data", "method"), pair
+    assert leaderboard.COST_PAIRS is bench_rows.COST_PAIRS
+
+
+# ------------------------------------------------------------------------------------- plan, execute, assemble
+def test_plan_decides_what_runs_and_what_is_reused(bench_dir: Path) -> None:
+    folder = _board_dir(bench_dir)
+    tiny = {k: dict(TINY) for k in ENTRIES}
+    plan = bench.plan_bench(DATA, "smoke", SEEDS, folder, entries=ENTRIES, overrides=tiny, log=None)
+    assert plan.todo == [] and {k: [r.seed for r in v] for k, v in plan.reused.items()} == {k: SEEDS for k in ENTRIES}
+    forced = bench.plan_bench(DATA, "smoke", SEEDS, folder, entries=ENTRIES, overrides=tiny, force=True, log=None)
+    assert [(s, e.key) for s, e, _ in forced.todo] == [(0, "student"), (0, "kd"), (1, "student"), (1, "kd")]
+    assert all(p == bench.record_path(folder, e.key, s) for s, e, p in forced.todo)  # seed-major
+    other = bench.plan_bench(DATA, "smoke", SEEDS, folder, entries=["kd"], overrides={"kd": {"epochs": 2}}, log=None)
+    assert len(other.todo) == 2 and other.options["kd"] == {"epochs": 2}  # other options: nothing reused
+    with pytest.raises(bench.BenchError, match="at least one seed"):
+        bench.plan_bench(DATA, "smoke", [], folder, log=None)
+
+
+def test_execute_and_assemble_compose_to_run_bench(bench_dir: Path, tmp_path: Path) -> None:
+    tiny = {k: dict(TINY) for k in ENTRIES}
+    plan = bench.plan_bench(DATA, "smoke", SEEDS, _board_dir(bench_dir), entries=ENTRIES, overrides=tiny, log=None)
+    runs = bench.execute_bench(plan, device="cpu", progress=False, log=None)  # everything reused: nothing runs
+    assert {k: [r.seed for r in v] for k, v in runs.done.items()} == {k: SEEDS for k in ENTRIES}
+    assert runs.teacher["arch"] and 0.5 < runs.teacher["test_acc"] <= 1.0
+    board = bench.assemble_board(plan, runs, device="cpu", note="test")
+    saved = leaderboard.Leaderboard.load(_board_dir(bench_dir) / leaderboard.LEADERBOARD_JSON)
+    assert [e.to_dict() for e in board.entries] == [e.to_dict() for e in saved.entries]
+    assert board.runs == saved.runs and board.teacher == saved.teacher
+    # a spent time budget runs nothing, writes nothing, and the rows say so
+    fresh = bench.plan_bench(DATA, "smoke", [0], tmp_path, entries=["kd"], overrides=tiny, log=None)
+    skipped = bench.execute_bench(fresh, device="cpu", progress=False, time_budget_s=0.0, log=None)
+    assert skipped.done == {"kd": []} and skipped.skipped == {"kd": [0]} and not list(tmp_path.iterdir())
+    assert [e.status for e in bench.assemble_board(fresh, skipped, device="cpu").entries] == ["skipped"]

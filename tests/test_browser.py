@@ -3,7 +3,11 @@ notebooks (01, 02, 04, 05, 06, 07): it shows its parameter's value, and moving i
 
 nbval only proves that the cells run; it never shows that a widget renders in a browser, or that moving
 it redraws the plot. Here a real JupyterLab (loopback port, token, ``LABKIT_PROFILE=smoke``, serving a
-temporary copy of the notebooks) is driven through Playwright with Debian's Chromium:
+temporary folder) is driven through Playwright with Debian's Chromium. It serves, under each course notebook's
+name, a small notebook built from it (``widget_notebook``): the course notebook's parameters cell and its dashboard
+cells, verbatim, after a stand-in cell that makes the dashboards' inputs at a small size (a few test images, the
+cached teacher, synthetic snapshots, an untrained generator) instead of the method runs the course notebook does.
+nbval runs the course notebooks themselves once (``make test-notebooks``). Then:
 
 1. open the notebook and use Run ▸ Run All Cells, wait for the kernel to go idle, fail on any traceback;
 2. for every slider in ``WIDGETS``: its readout must equal the parameters cell's value (or its first step);
@@ -17,6 +21,7 @@ temporary copy of the notebooks) is driven through Playwright with Debian's Chro
 A control notebook with two identical dashboards, one with its ``observe`` callback removed, shows that the
 check catches a slider whose callback is broken. ``LABKIT_BROWSER_NOTEBOOKS=/some/dir`` points the test at
 other copies of the notebooks (used once to break notebook 01's callback by hand).
+Callback tests on the widget objects, without a browser, are in ``tests/test_widget_callbacks.py``.
 
 Skipped, with the reason, where Chromium (``/usr/bin/chromium``) or Playwright is missing.
 """
@@ -42,7 +47,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow,
 NOTEBOOK_DIR = Path(os.environ.get("LABKIT_BROWSER_NOTEBOOKS", REPO_ROOT / "notebooks"))
 CONTROL_NOTEBOOK = "browser_control.ipynb"
 
-RUN_ALL_TIMEOUT_MS = 420_000   # smoke: ~1 min per notebook alone; 4 min seen on a 2-core CPU shared 8 ways
+RUN_ALL_TIMEOUT_MS = 420_000   # a widget notebook takes seconds; course notebooks at smoke (LABKIT_BROWSER_NOTEBOOKS
+                               # aside) ~1 min alone, 4 min seen on a 2-core CPU shared 8 ways
 REDRAW_TIMEOUT_S = 60.0        # slider -> kernel callback -> comm message -> plotly redraw
 CONTROL_REDRAW_TIMEOUT_S = 15.0  # the control's callback is instant; a broken one is waited on this long
 DRAW_TIMEOUT_S = 20.0          # traces follow the first (empty) draw within seconds; a plot still empty then stays so
@@ -78,11 +84,103 @@ def _control_notebook(path: Path) -> None:
     nbformat.write(nb, path)
 
 
+#: Per widget notebook: the stand-in cell that makes its dashboards' inputs at a small size (the course notebook
+#: makes them with a smoke run of its method), and a piece of each course cell copied after it (the cells that
+#: build the dashboards; each piece must occur in exactly one code cell). The parameters cell is always copied.
+_TEACHER = """import torch
+import labkit
+from labkit import BlackBox
+from types import SimpleNamespace
+
+profile = labkit.get_profile(PROFILE)
+teacher = labkit.get_teacher(DATASET, progress=False)
+info = labkit.dataset_info(DATASET)
+"""
+STAND_INS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "01_kd_fundamentals.ipynb": (_TEACHER + """test = labkit.load_dataset(DATASET, "test")
+box = BlackBox(teacher.model, access="score", input_shape=info.image_shape, num_classes=info.num_classes)
+probs = box(test.x[SHOW])
+titles = [info.classes[int(y)] for y in test.y[SHOW]]
+""", ("dash = temperature_dashboard(",)),
+    "02_decision_boundaries.ipynb": ("", ("map_box = BlackBox(", "dash = boundary_dashboard(")),
+    "04_data_impressions.ipynb": (_TEACHER + """from labkit.methods.zskd import teacher_class_similarity
+from labkit.synthesis.base import Snapshot
+from labkit.teaching.plots import impressions as iplots
+from labkit.teaching.widgets.impressions import impression_evolution_dashboard, simplex_dashboard
+
+names = list(info.classes)
+white = BlackBox(teacher.model, access="white", input_shape=info.image_shape, num_classes=info.num_classes)
+sim = teacher_class_similarity(white)
+pairs = iplots.most_similar_pairs(sim, names, k=5)
+noise = torch.rand(len(names), *info.image_shape, generator=torch.Generator().manual_seed(SEED))
+synth = SimpleNamespace(snapshots=[Snapshot(step, noise * (1 - step / 8) + step / 16, torch.arange(len(names)))
+                                   for step in (0, 4, 8)])  # stand-in: one image per class, noise fading to grey
+""", ("simplex = simplex_dashboard(", "evolution = impression_evolution_dashboard(")),
+    "05_pseudo_samples.ipynb": ("""import torch
+import labkit
+from types import SimpleNamespace
+from labkit.synthesis.base import Snapshot
+from labkit.teaching.widgets.pseudo_samples import pseudo_sample_dashboard
+
+info = labkit.dataset_info("fashion-mnist")
+noise = torch.rand(2 * info.num_classes, *info.image_shape, generator=torch.Generator().manual_seed(SEED))
+labels = torch.arange(info.num_classes).repeat_interleave(2)
+snapshots = [Snapshot(step, (noise + step / 6).clamp(0, 1), labels) for step in (0, 1, 2, 3)]
+history = [{"iteration": step, "mean_distance": 0.1 * step} for step in (1, 2, 3)]
+run = SimpleNamespace(artifacts={"snapshots": snapshots, "history": history})  # stand-in for the ZSDB3KD run
+""", ("dash = pseudo_sample_dashboard(",)),
+    "06_few_shot_black_box.ipynb": (_TEACHER + """
+x_few = labkit.load_dataset(DATASET, "test", limit=40).x  # stand-in for the few-shot images
+run = SimpleNamespace(box=BlackBox(teacher.model, access="score", input_shape=info.image_shape,
+                                   num_classes=info.num_classes))
+""", ("explorer = mixup_explorer(",)),
+    "07_generative_alignment.ipynb": ("""import torch
+import labkit
+from types import SimpleNamespace
+from labkit.synthesis.generators import build_generator
+
+info = labkit.dataset_info(DATASET)
+classes = list(info.classes)
+torch.manual_seed(SEED)
+G = build_generator(info)  # stand-in: an untrained generator and student
+pixels = int(torch.tensor(info.image_shape).prod())
+soft = SimpleNamespace(student=torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(pixels, info.num_classes)))
+""", ("dash = interpolation_dashboard(",)),
+}
+
+
+def widget_notebook(course: Path) -> Any:
+    """The notebook the browser runs for ``course``: its parameters cell, the stand-in cell, its dashboard cells."""
+    stand_in, pieces = STAND_INS[course.name]
+    nb = nbformat.read(course, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    parameters = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(parameters) == 1, f"{course.name}: one parameters cell expected"
+    copied = []
+    for piece in pieces:
+        found = [c for c in code if piece in c.source]
+        assert len(found) == 1, f"{course.name}: {piece!r} should occur in one code cell, found {len(found)}"
+        copied.append(found[0])
+    out = nbformat.v4.new_notebook(metadata=nb.metadata)
+    out.cells = [nbformat.v4.new_markdown_cell(f"# {course.stem}: its dashboards, for the browser test"),
+                 nbformat.v4.new_code_cell(parameters[0].source, metadata={"tags": ["parameters"]})]
+    if stand_in:
+        out.cells.append(nbformat.v4.new_code_cell(stand_in))
+    out.cells += [nbformat.v4.new_code_cell(c.source) for c in sorted(copied, key=code.index)]
+    return out
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory):
-    """JupyterLab serving copies of notebooks 01, 02 and the control notebook; always shut down."""
+    """JupyterLab serving the widget notebooks (``widget_notebook``) and the control notebook; always shut down."""
     work = tmp_path_factory.mktemp("jupyterlab")
-    sources = [NOTEBOOK_DIR / name for name in WIDGETS if (NOTEBOOK_DIR / name).exists()]
+    built = work / "built"
+    built.mkdir()
+    sources = []
+    for name in WIDGETS:
+        if (NOTEBOOK_DIR / name).exists():
+            nbformat.write(widget_notebook(NOTEBOOK_DIR / name), built / name)
+            sources.append(built / name)
     control = work / CONTROL_NOTEBOOK
     _control_notebook(control)
     with bs.jupyter_lab(sources + [control], work) as server:

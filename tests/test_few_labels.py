@@ -6,6 +6,7 @@ import pytest
 
 from labkit.core.errors import LabkitError
 from labkit.studies.few_labels import epochs_for, load_few_labels, run_few_labels
+from labkit.studies.results_layout import stray_files
 from labkit.teaching.plots import few_labels_plot
 
 
@@ -21,6 +22,10 @@ def test_run_and_reload_few_labels(tmp_path) -> None:
     by_row = {p.row: p for p in points}
     assert by_row["kd"].queries == 100 and by_row["student"].queries == 0  # KD asks once per labelled image
     assert all(p.epochs == 5 and len(p.accs) == 1 and 0 < p.mean <= 1 for p in points)
+    folder = tmp_path / "few-labels" / "smoke" / "fashion-mnist" / "n100"  # <study>/<profile>/<dataset>/n<size>/
+    assert sorted(p.relative_to(folder).as_posix() for p in tmp_path.rglob("*") if p.is_file()) == [
+        "kd-seed0.json", "student-seed0.json"]
+    assert stray_files(tmp_path) == []
     again = load_few_labels("smoke", out_dir=tmp_path, sizes=[100], seeds=[0])
     assert [p.accs for p in again] == [p.accs for p in points]
     plt.close("all")

@@ -46,7 +46,7 @@ def test_wheel_in_a_new_venv_runs_notebook_00_outside_the_clone(tmp_path: Path, 
     _run(sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(site), str(wheel))
     where = _run(str(python), "-c", "import labkit, pathlib; print(pathlib.Path(labkit.__file__).resolve())")
     assert str(site) in where and str(REPO_ROOT) not in where, f"labkit imported from {where}"
-    shipped = _run(str(python), "-c", "from labkit import paths; print(sorted(p.name for p in "
+    shipped = _run(str(python), "-c", "from labkit.core import paths; print(sorted(p.name for p in "
                                       "paths.teacher_dir().iterdir()))")
     assert "manifest.json" in shipped and "fashion-mnist__lenet5" in shipped, "the wheel must carry the teachers"
 

@@ -10,10 +10,21 @@ from labkit.core.errors import AccessDenied, UnknownNameError
 from labkit.core.models import build_model
 from labkit.core.profiles import get_profile
 from labkit.methods.base import MethodData, RunContext
-from labkit.methods.fsbbt import (
-    FSBBT,
+from labkit.methods.fsbbt import FSBBT, FSBBTConfig
+from labkit.synthesis.cvae import (
+    MLPCVAE,
+    ConvCVAE,
+    CVAESettings,
+    CVAESynthesizer,
+    build_cvae,
+    cvae_loss,
+    hybrid_latents,
+    train_cvae,
+)
+from labkit.synthesis.mixup import (
     FewShotConfigError,
-    FSBBTConfig,
+    MixUpSettings,
+    MixUpSynthesizer,
     make_mixup_set,
     mixup_keep_mask,
     mixup_pairs,
@@ -21,7 +32,6 @@ from labkit.methods.fsbbt import (
     round_lambdas,
     sample_mixup_lambdas,
 )
-from labkit.synthesis.cvae import MLPCVAE, ConvCVAE, build_cvae, cvae_loss, hybrid_latents, train_cvae
 from labkit.teaching.exercises.mixup import check_mixup_with_thresholds, reference_mixup_with_thresholds
 
 # --------------------------------------------------------------------------- MixUp λ rules
@@ -63,6 +73,39 @@ def test_mixup_set_counts_pairs_and_mixing() -> None:
         assert sorted(second[50 * r:50 * (r + 1)].tolist()) == list(range(50))
     with pytest.raises(FewShotConfigError):
         make_mixup_set(x, 10, low=0.6, high=0.4)
+
+
+def test_mixup_synthesizer_answers_the_kept_mixes_in_one_call() -> None:
+    """synthesize(n): the same draws as make_mixup_set from the same generator, one box call for the kept mixes."""
+    x = torch.rand(30, 1, 6, 6, generator=torch.Generator().manual_seed(1))
+    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(36, 3))
+    box = BlackBox(teacher, access="score", input_shape=(1, 6, 6), num_classes=3)
+    synth = MixUpSynthesizer(box, x, MixUpSettings(low=0.2, high=0.8), 3, generator=torch.Generator().manual_seed(2))
+    res = synth.synthesize(100, progress=False)
+    ms = make_mixup_set(x, 100, torch.Generator().manual_seed(2), 0.2, 0.8)
+    assert torch.equal(res.images, ms.images) and torch.equal(res.extras["mixup"].lam, ms.lam)
+    assert box.queries == box.queries_by_phase["mixup"] == ms.kept == len(res) and res.targets.shape == (ms.kept, 3)
+    empty = synth.nothing()
+    assert len(empty) == 0 and empty.targets.shape == (0, 3) and empty.extras["mixup"].drawn == 0
+    assert box.queries == ms.kept  # the empty result asks nothing
+
+
+def test_cvae_settings_come_from_the_cvae_fields_and_nothing_trains_no_cvae() -> None:
+    cfg = FSBBTConfig.for_profile("smoke", cvae_lr=1e-2, latent_dim=3)
+    assert cfg.cvae_settings() == CVAESettings(epochs=10, batch_size=128, lr=1e-2, latent_dim=3, ood_fraction=0.5,
+                                               ood_range=3.0)
+    assert cfg.mixup_settings() == MixUpSettings(low=0.05, high=0.95)
+    x, y = _striped_images(20, 4)
+    teacher = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 4))
+    box = BlackBox(teacher, access="score", input_shape=(1, 28, 28), num_classes=4)
+    p = torch.nn.functional.one_hot(y, 4).float()
+    synth = CVAESynthesizer(box, x, p, CVAESettings(epochs=1, latent_dim=3), 4, generator=torch.Generator())
+    empty = synth.nothing()
+    assert len(empty) == 0 and empty.extras["model"] is None and empty.extras["latents"].shape == (0, 3)
+    assert synth.model is None and box.queries == 0
+    res = synth.synthesize(6, progress=False)
+    assert synth.model is res.extras["model"] and len(res.extras["history"]) == 1 and box.queries == 6
+    assert res.extras["classes"].tolist() == [0, 1, 2, 3, 0, 1] and int(res.extras["is_ood"].sum()) == 3
 
 
 def test_online_mixup_hook_keeps_probability_targets() -> None:

@@ -8,15 +8,15 @@ import torch
 
 from labkit import BlackBox
 from labkit.core.errors import AccessDenied, ConfigError
-from labkit.methods.ideal import (
-    IDEALConfig,
+from labkit.methods.ideal import IDEALConfig, public_code_queries, split_holdout
+from labkit.studies.runner import run_method
+from labkit.synthesis.ideal_rounds import (
+    IDEALSynthesizer,
+    RoundSettings,
     crop_and_flip,
     generator_loss,
     information_loss,
-    public_code_queries,
-    split_holdout,
 )
-from labkit.studies.runner import run_method
 
 TINY = {"queries": 250, "per_round": 60, "g_steps": 2, "nz": 8, "g_width": 4, "epochs": 1, "batch_size": 32,
         "guide_batch": 32, "curve_points": 2}
@@ -93,6 +93,32 @@ def test_a_score_box_and_a_too_small_budget_are_refused() -> None:
         IDEAL(**TINY).distill(BlackBox(model, access="decision", budget=30), MethodData(info), ctx)
     with pytest.raises(ConfigError, match="pays for no round"):
         IDEALConfig.for_profile("smoke", queries=50, per_round=60)
+
+
+def test_round_settings_count_the_round_samples_only_when_the_ingredient_is_on() -> None:
+    """The rounds get the round samples from the config's ingredient, not from its round_samples size alone."""
+    paper = IDEALConfig.for_profile("smoke", round_samples=40).round_settings()
+    assert (paper.per_round, paper.extra_per_round, paper.images_per_round) == (100, 0, 100)
+    more = IDEALConfig.for_profile("smoke", variant="round-samples").round_settings()
+    assert (more.extra_per_round, more.images_per_round) == (100, 200)
+    assert (more.g_steps, more.nz, more.g_width, more.guide_batch, more.info_mode) == (3, 32, 8, 64, "paper")
+
+
+def test_the_synthesizer_runs_as_many_rounds_as_the_budget_pays_for() -> None:
+    """synthesize(n): n // images_per_round rounds, every image labelled once, round samples marked."""
+    from torch import nn
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4 * 4, 3))
+    box = BlackBox(model, access="decision", input_shape=(1, 4, 4), num_classes=3)
+    settings = RoundSettings(per_round=6, g_steps=1, nz=4, g_width=2, guide_batch=4, extra_per_round=3,
+                             curve_points=1)
+    synth = IDEALSynthesizer(box, settings, lambda: nn.Sequential(nn.Flatten(), nn.Linear(16, 3)), 3, (1, 4, 4))
+    res = synth.synthesize(20, progress=False)
+    assert res.extras["rounds"] == 2 and len(res) == 18 == box.queries
+    assert box.queries_by_phase == {"teacher labels": 12, "teacher labels (round samples)": 6}
+    assert res.extras["is_round_sample"].tolist() == ([False] * 6 + [True] * 3) * 2
+    with pytest.raises(AccessDenied):
+        IDEALSynthesizer(BlackBox(model, access="score"), settings, nn.Identity, 3, (1, 4, 4))
 
 
 def test_information_term_is_the_class_balance() -> None:

@@ -135,8 +135,8 @@ def test_authors_information_term_follows_the_teachers_answer(teacher) -> None:
     box = BlackBox(teacher.model, access="decision", input_shape=(1, 28, 28), num_classes=10)
     cfg = MEKDConfig.for_profile("smoke", variant="paper", gan_epochs=1, g_width=8, d_width=4, gan_batch=32)
     edge = load_dataset("fashion-mnist", "train", limit=96, seed=0).x
-    dep = train_generator(box, edge, 10, cfg, response="hard", info=INFO, device=torch.device("cpu"), seed=0,
-                          progress=False)
+    dep = train_generator(box, edge, 10, cfg.gan_settings(), response="hard", info=INFO, device=torch.device("cpu"),
+                          seed=0, progress=False)
     assert box.queries == box.queries_by_phase["deprivatisation: G(z)"] == 96  # every G(z) of every step, once
     assert len(dep.history) == 1 and "teacher_confidence" not in dep.history[0]
     with pytest.raises(UnknownNameError, match="deprivatisation"):

@@ -1,6 +1,6 @@
 """Every registered training loss pinned by a stored value on fixed, seeded inputs (torchdistill style).
 
-The stored values live in ``tests/fixtures/loss_golden.json``. A loss whose number changes fails here;
+The stored values live in ``data/fixtures/loss_golden.json``. A loss whose number changes fails here;
 if the change is intended, regenerate the file and say why in the commit::
 
     python tests/test_loss_golden.py --regenerate
@@ -24,7 +24,7 @@ import labkit.methods.db3kd  # noqa: F401  (registers "db3kd-distance")
 import labkit.methods.mekd  # noqa: F401  (registers "mekd-alignment")
 from labkit.core.losses import LOSSES
 
-FIXTURE = Path(__file__).parent / "fixtures" / "loss_golden.json"
+FIXTURE = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "loss_golden.json"
 N, C = 6, 5  # batch rows, classes
 TOL = 1e-6
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from labkit.core.errors import NonFiniteError, UnknownNameError
 from labkit.core.losses import KDLoss, SoftLabelKD, build_loss, check_finite, kd_loss, soften
 
-GOLDEN = json.loads((Path(__file__).parent / "fixtures" / "kd_golden.json").read_text())
+GOLDEN = json.loads((Path(__file__).resolve().parents[1] / "data" / "fixtures" / "kd_golden.json").read_text())
 S = torch.tensor(GOLDEN["student_logits"])
 T = torch.tensor(GOLDEN["teacher_logits"])
 Y = torch.tensor(GOLDEN["labels"])

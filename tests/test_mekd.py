@@ -14,15 +14,10 @@ from labkit.core.losses import registered_name
 from labkit.core.models import model_for
 from labkit.core.profiles import get_profile
 from labkit.methods.base import MethodData, RunContext, get_method, train_student
-from labkit.methods.mekd import (
-    MEKD,
-    EdgeKDConfig,
-    GenerativeAlignmentLoss,
-    MEKDConfig,
-    generated_transfer_set,
-    response_logits,
-)
-from labkit.synthesis.deprivatisation import GeneratorSynthesizer
+from labkit.methods.kd_edge import EdgeKD, EdgeKDConfig
+from labkit.methods.mekd import MEKD, MEKDConfig, generated_transfer_set
+from labkit.synthesis.alignment import GenerativeAlignmentLoss, response_logits
+from labkit.synthesis.deprivatisation import GANSettings, GeneratorSynthesizer
 from labkit.synthesis.generators import (
     ResponseGenerator,
     build_generator,
@@ -241,7 +236,7 @@ def test_options_cli_and_errors() -> None:
     assert build_parser().parse_args(["run", "mekd", "--ingredients", "generated"]).ingredients == ["generated"]
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "mekd", "--response", "medium"])
-    assert get_method("mekd") is MEKD and get_method("kd-edge").access == "score"
+    assert get_method("mekd") is MEKD and get_method("kd-edge") is EdgeKD and EdgeKD.access == "score"
     with pytest.raises(UnknownNameError, match="hard"):
         MEKD(response="fuzzy")
     with pytest.raises(UnknownNameError, match="transfer_size"):
@@ -256,6 +251,17 @@ def test_options_cli_and_errors() -> None:
     for prof in ("smoke", "laptop", "paper"):
         m, k = MEKDConfig.for_profile(prof), EdgeKDConfig.for_profile(prof)
         assert (k.epochs, k.lr, k.batch_size, k.edge_fraction) == (m.epochs, m.lr, m.batch_size, m.edge_fraction)
+
+
+def test_gan_settings_are_the_configs_gan_fields() -> None:
+    """MEKD's config builds the GAN's settings; the settings refuse an unknown information term by name."""
+    cfg = MEKDConfig.for_profile("laptop", deprivatisation="authors", info_weight=0.25, gan_lr=1e-3)
+    s = cfg.gan_settings()
+    assert s == GANSettings(gan_epochs=8, g_width=32, d_width=16, gan_batch=128, gan_lr=1e-3, beta1=0.5, beta2=0.999,
+                            deprivatisation="authors", info_weight=0.25, display_scale=3.0)
+    assert MEKDConfig.for_profile("smoke").gan_settings().deprivatisation == "teacher-imitation"
+    with pytest.raises(UnknownNameError, match="deprivatisation"):
+        GANSettings(gan_epochs=1, g_width=8, d_width=4, deprivatisation="imitate")
 
 
 def test_alignment_exercise_checker() -> None:

@@ -188,6 +188,8 @@ def test_make_test_runs_nbval_on_every_notebook_in_the_smoke_profile() -> None:
     nbval = [line for line in out.splitlines() if "--nbval" in line]
     assert nbval, out
     assert "LABKIT_PROFILE=smoke" in nbval[0] and " notebooks" in nbval[0], nbval[0]
+    # the one notebook tier: notebooks/conftest.py re-runs every cell under the inline backend, which Agg would hide
+    assert "MPLBACKEND" not in nbval[0] and (REPO_ROOT / "notebooks" / "conftest.py").is_file(), nbval[0]
     assert any("pytest tests" in line for line in out.splitlines()), out
 
 

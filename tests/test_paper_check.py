@@ -14,7 +14,8 @@ from labkit.methods.base import get_method
 from labkit.studies import bench
 from labkit.studies.bench import get_entries
 from labkit.studies.paper_check import CHECK_PLAN, PaperCheckError, _keep_other_device_record, plan, run_paper_check
-from labkit.studies.paper_table import PAPER_ROWS, paper_table
+from labkit.studies.paper_table import PAPER_ROWS, paper_dir, paper_table
+from labkit.studies.results_layout import stray_files
 
 RUNNER_KEYS = {"train_limit", "paper_fraction", "budget"}
 
@@ -52,7 +53,7 @@ def test_the_gpu_scale_refuses_a_machine_without_cuda(tmp_path: Path) -> None:
 
 
 def test_a_record_from_another_device_is_kept_beside(tmp_path: Path) -> None:
-    path = bench.run_path(tmp_path, "paper", "fashion-mnist", "kd", 0)
+    path = bench.record_path(paper_dir("fashion-mnist", tmp_path), "kd", 0)
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"device": "cpu"}))
     _keep_other_device_record(path, torch.device("cpu"))  # same kind: left to be replaced
@@ -64,7 +65,9 @@ def test_a_record_from_another_device_is_kept_beside(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_tiny_paper_check_runs_every_row_and_writes_the_table(tmp_path: Path) -> None:
     check = run_paper_check(scale="tiny", out_dir=tmp_path, device="cpu", progress=False, log=None)
-    assert check.table == tmp_path / "paper" / "leaderboard.md" and check.table.exists()
+    folder = tmp_path / "paper-check" / "paper" / "fashion-mnist"
+    assert check.results == folder and check.table == folder / "leaderboard.md" and check.table.exists()
+    assert stray_files(tmp_path) == [] and {p.parent for p in tmp_path.rglob("*") if p.is_file()} == {folder}
     assert set(check.seconds) == set(PAPER_ROWS) and all(s is not None and s > 0 for s in check.seconds.values())
     for key in PAPER_ROWS:
         rec = ResultRecord.from_dict(json.loads((check.results / f"{key}-seed0.json").read_text()))

@@ -5,7 +5,14 @@ from pathlib import Path
 
 from labkit.core.results import ResultRecord
 from labkit.studies import bench
-from labkit.studies.paper_table import NOT_MEASURED, PAPER_ROWS, paper_table, paper_table_markdown, write_paper_table
+from labkit.studies.paper_table import (
+    NOT_MEASURED,
+    PAPER_ROWS,
+    paper_dir,
+    paper_table,
+    paper_table_markdown,
+    write_paper_table,
+)
 
 
 def _save(root: Path, key: str, method: str, seed: int, acc: float) -> None:
@@ -13,7 +20,7 @@ def _save(root: Path, key: str, method: str, seed: int, acc: float) -> None:
                        student_arch="lenet5-half", teacher_acc=0.9054, student_acc=acc, agreement=acc,
                        queries=55_000, transfer_set_size=55_000, wall_s=100.0 + seed, device="cpu", profile="paper",
                        seed=seed, extras={"bench": {"entry": key, "options": {}}})
-    rec.save(bench.run_path(root, "paper", "fashion-mnist", key, seed))
+    rec.save(bench.record_path(paper_dir("fashion-mnist", root), key, seed))
 
 
 def test_measured_rows_sit_beside_the_reported_figure(tmp_path: Path) -> None:
@@ -29,7 +36,8 @@ def test_measured_rows_sit_beside_the_reported_figure(tmp_path: Path) -> None:
     assert "| kd | full | 88.50 ± 0.71 | 0, 1 | 89.66" in md and "| -1.16 |" in md and "two seeds on a CPU" in md
     assert "## Not measured yet" in md and "**zsdb3kd-paper**" in md and "| student |" not in md
     out = write_paper_table("fashion-mnist", tmp_path)
-    assert out == tmp_path / "paper" / "leaderboard.md" and out.read_text() == paper_table_markdown(
+    assert out == tmp_path / "paper-check" / "paper" / "fashion-mnist" / "leaderboard.md"
+    assert out.read_text() == paper_table_markdown(
         "fashion-mnist", tmp_path)
 
 
@@ -43,7 +51,7 @@ def test_a_fraction_run_is_its_own_row_and_says_so(tmp_path: Path) -> None:
                        transfer_set_size=3000, wall_s=200.0, device="cuda:0", profile="paper", seed=1,
                        paper_fraction=item.overrides("gpu")["paper_fraction"],
                        extras={"bench": {"entry": "zsdb3kd-paper", "options": {}}})
-    rec.save(bench.run_path(tmp_path, "paper", "fashion-mnist", "zsdb3kd-paper", 1))
+    rec.save(bench.record_path(paper_dir("fashion-mnist", tmp_path), "zsdb3kd-paper", 1))
     rows = [r for r in paper_table("fashion-mnist", tmp_path) if r.key == "zsdb3kd-paper"]
     assert [r.fraction for r in rows] == ["full", "10% (per_class 3000 → 300)"]  # cpu first, then cuda
     assert [r.seeds for r in rows] == [[0], [1]] and rows[1].machine.endswith("cuda:0")
@@ -51,9 +59,11 @@ def test_a_fraction_run_is_its_own_row_and_says_so(tmp_path: Path) -> None:
 
 
 def test_the_committed_cpu_paper_runs_are_in_the_repository() -> None:
-    """results/paper/ is tracked (it was once git-ignored): the measured rows must be there in a clean clone."""
+    """results/paper-check/ is tracked (the paper runs were once git-ignored): the measured rows must be there in a
+    clean clone."""
     root = Path(__file__).resolve().parents[1] / "results"
     rows = {r.key: r for r in paper_table("fashion-mnist", root) if r.accuracy is not None}
     assert {"student", "kd", "fsbbt"} <= set(rows)
     assert all(rows[k].seeds == [0, 1, 2] and rows[k].fraction == "full" for k in ("student", "kd", "fsbbt"))
-    assert (root / "paper" / "leaderboard.md").read_text().startswith("# Paper profile: fashion-mnist")
+    table = paper_dir("fashion-mnist", root) / "leaderboard.md"
+    assert table.read_text().startswith("# Paper profile: fashion-mnist")

@@ -2,6 +2,7 @@
 recorder, the transfer set and its ingredients, the method, the CLI."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -18,6 +19,7 @@ from labkit.methods.zsdb3kd import ZSDB3KD, ZSDB3KDConfig
 from labkit.synthesis.noise import noise_images
 from labkit.synthesis.pseudo_samples import (
     PseudoSampleInitError,
+    PseudoSampleSettings,
     PseudoSampleSynthesizer,
     label_preserving_step,
     rejection_sample,
@@ -64,6 +66,11 @@ def toy_cfg(**kw: object) -> ZSDB3KDConfig:
                 noise="authors")
     base.update(kw)
     return ZSDB3KDConfig.for_profile("smoke", **base)
+
+
+def toy_settings(**kw: object) -> PseudoSampleSettings:
+    """The synthesizer's settings that :func:`toy_cfg` builds."""
+    return toy_cfg(**kw).pseudo_sample_settings()
 
 
 def test_noise_images_follow_the_formula() -> None:
@@ -146,7 +153,7 @@ def test_step_moves_away_and_halves_where_the_label_would_change() -> None:
 
 def test_every_step_keeps_the_label_and_distance_rises() -> None:
     box, model = toy_box()
-    cfg = toy_cfg()
+    cfg = toy_settings()
     synth = PseudoSampleSynthesizer(box, cfg, 3, (2,), seed=0)
     res = synth.synthesize(36, progress=False)
     y = res.extras["labels"]
@@ -167,8 +174,7 @@ def test_every_step_keeps_the_label_and_distance_rises() -> None:
 
 def test_query_counts_are_exact() -> None:
     box, model = toy_box()
-    cfg = toy_cfg(iterations=3)
-    res = PseudoSampleSynthesizer(box, cfg, 3, (2,), seed=3).synthesize(18, progress=False)
+    res = PseudoSampleSynthesizer(box, toy_settings(iterations=3), 3, (2,), seed=3).synthesize(18, progress=False)
     assert model.seen == box.queries == sum(box.queries_by_phase.values())
     assert res.extras["generation_queries"] + res.extras["label_queries"] == box.queries
     assert res.extras["history"][-1]["queries"] == res.extras["generation_queries"]
@@ -196,9 +202,36 @@ def test_query_recorder_keeps_labelled_queries_without_extra_queries() -> None:
         assert float((model(draw.x).argmax(1) == draw.y).float().mean()) > 0.95
 
 
+def test_settings_say_what_the_ingredients_keep() -> None:
+    """The config turns its lab ingredients into the synthesizer's flags and copies its sizes."""
+    plain = toy_settings()
+    assert (plain.keep_noise_bank, plain.keep_paths) == (False, False)
+    both = toy_settings(ingredients=ALL, min_init_draws=640, iterations=4)
+    assert (both.keep_noise_bank, both.keep_paths, both.min_init_draws, both.iterations) == (True, True, 640, 4)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        both.iterations = 1  # type: ignore[misc]
+
+
+def test_paths_are_kept_only_when_asked_for() -> None:
+    """keep_paths: the images before every iteration, (T, N, *shape), the first one the rejection-sampled start."""
+    box, model = toy_box()
+    settings = toy_settings(iterations=3, ingredients=("pseudo-samples", "pseudo-sample-paths"))
+    res = PseudoSampleSynthesizer(box, settings, 3, (2,), seed=1).synthesize(9, progress=False)
+    trajectory = res.extras["trajectory"]
+    assert isinstance(trajectory, torch.Tensor) and trajectory.shape == (3, 9, 2)
+    with torch.no_grad():  # every kept state carries the pseudo-sample's label
+        assert all(bool((model(t).argmax(1) == res.extras["labels"]).all()) for t in trajectory)
+    box0, _ = toy_box()
+    res0 = PseudoSampleSynthesizer(box0, toy_settings(iterations=3), 3, (2,), seed=1).synthesize(9, progress=False)
+    assert res0.extras["trajectory"] is None
+    assert torch.equal(res0.images, res.images)  # keeping the paths changes no draw and no query
+    assert box0.queries == box.queries
+
+
 def test_noise_bank_records_exactly_the_noise_draws() -> None:
     box, model = toy_box()
-    cfg = toy_cfg(iterations=2, ingredients=("pseudo-samples", "noise-bank"), min_init_draws=640, bank_per_class=10)
+    cfg = toy_settings(iterations=2, ingredients=("pseudo-samples", "noise-bank"), min_init_draws=640,
+                       bank_per_class=10)
     res = PseudoSampleSynthesizer(box, cfg, 3, (2,), seed=2).synthesize(18, progress=False)
     recorder = res.extras["recorder"]
     assert isinstance(recorder, QueryRecorder) and res.extras["trajectory"] is None  # no paths asked for
@@ -207,7 +240,7 @@ def test_noise_bank_records_exactly_the_noise_draws() -> None:
     assert model.seen == box.queries > res.extras["init_draws"]  # the search is not recorded, and costs as always
     # without the noise bank: no recorder, and only the draws the pseudo-samples need
     box0, _ = toy_box()
-    res0 = PseudoSampleSynthesizer(box0, toy_cfg(iterations=1, min_init_draws=640), 3, (2,)).synthesize(
+    res0 = PseudoSampleSynthesizer(box0, toy_settings(iterations=1, min_init_draws=640), 3, (2,)).synthesize(
         9, progress=False)
     assert res0.extras["recorder"] is None and res0.extras["init_draws"] < 640
     assert "noise bank" not in box0.queries_by_phase
@@ -276,7 +309,7 @@ def test_only_a_decision_box_is_accepted() -> None:
     with pytest.raises(AccessDenied):
         ZSDB3KD().distill(box, MethodData(info), ctx)
     with pytest.raises(AccessDenied):
-        PseudoSampleSynthesizer(box, toy_cfg(), 3, (2,))
+        PseudoSampleSynthesizer(box, toy_settings(), 3, (2,))
     cls = get_method("zsdb3kd")
     assert cls is ZSDB3KD and cls.access == "decision" and cls.data_access == "none"
 

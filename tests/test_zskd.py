@@ -14,21 +14,20 @@ from labkit.core.metrics import entropy
 from labkit.core.profiles import get_profile
 from labkit.core.train import split_holdout
 from labkit.methods.base import MethodData, RunContext
-from labkit.methods.zskd import (
-    ZSKD,
+from labkit.methods.zskd import ZSKD, ZSKDConfig, impression_transfer_set
+from labkit.studies.runner import run_method
+from labkit.synthesis.augment import border_blur_copies
+from labkit.synthesis.impressions import (
     DataImpressionSynthesizer,
-    ZSKDConfig,
+    ImpressionSettings,
     class_similarity,
     dirichlet_concentration,
     dirichlet_targets,
     final_linear,
     impression_plan,
-    impression_transfer_set,
     relabelled_copies,
     teacher_class_similarity,
 )
-from labkit.studies.runner import run_method
-from labkit.synthesis.augment import border_blur_copies
 
 SHAPE = (1, 28, 28)
 
@@ -94,8 +93,9 @@ def test_impression_plan_balances_classes_and_betas() -> None:
 def test_crafting_lowers_loss_toward_targets(teacher, parametrisation: str) -> None:
     box = white_box(teacher)
     n, iters = 30, 20
-    synth = DataImpressionSynthesizer(box, iterations=iters, lr=0.05, batch_size=16, snapshots=4,
-                                      parametrisation=parametrisation, seed=3)
+    settings = ImpressionSettings(iterations=iters, lr=0.05, batch_size=16, snapshots=4,
+                                  parametrisation=parametrisation)
+    synth = DataImpressionSynthesizer(box, settings, seed=3)
     res = synth.synthesize(n, progress=False)
     hist = res.extras["loss_history"]
     assert hist.shape == (iters + 1,)
@@ -117,7 +117,7 @@ def test_white_box_required(teacher) -> None:
     for access in ("score", "decision"):
         box = white_box(teacher, access)
         with pytest.raises(AccessDenied, match="white-box"):
-            DataImpressionSynthesizer(box, iterations=2)
+            DataImpressionSynthesizer(box, ImpressionSettings(iterations=2))
         with pytest.raises(AccessDenied, match="white-box"):
             ZSKD(impressions=10, iterations=2).distill(box, MethodData(info), ctx)
         assert box.queries == 0
@@ -147,6 +147,20 @@ def test_config_profiles_and_overrides() -> None:
         ZSKDConfig.for_profile("smoke", ingredients=("relabelled-copies",))
     with pytest.raises(UnknownNameError):  # the removed relabel-augmented path is refused by name
         ZSKDConfig.for_profile("smoke", augment=True)
+
+
+def test_impression_settings_come_from_the_crafting_fields() -> None:
+    """The synthesizer crafts at craft_lr and craft_batch, never at the student's lr and batch size."""
+    cfg = ZSKDConfig.for_profile("laptop", beta_mode="authors", parametrisation="sigmoid")
+    s = cfg.impression_settings()
+    assert (s.iterations, s.lr, s.batch_size, s.tau, s.betas) == (16, cfg.craft_lr, 3000, 20.0, (1.0, 0.1))
+    assert (s.lr, s.batch_size) != (cfg.lr, cfg.batch_size)
+    assert (s.parametrisation, s.beta_mode, s.snapshots) == ("sigmoid", "authors", cfg.snapshots)
+    assert ImpressionSettings() == ImpressionSettings(1500, 0.01, 4096, 20.0, (1.0, 0.1), "clamp", 12, "paper")
+    with pytest.raises(ValueError, match="parametrisation"):
+        ImpressionSettings(parametrisation="tanh")
+    with pytest.raises(UnknownNameError):
+        ImpressionSettings(beta_mode="both")
 
 
 def test_cli_options_reach_the_method() -> None:

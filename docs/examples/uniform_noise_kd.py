@@ -5,15 +5,15 @@ from dataclasses import dataclass
 
 import torch
 
-from labkit.core.config import MethodConfig, option
+from labkit.core.config import StudentRecipeConfig, option
 from labkit.core.losses import SoftTargetCrossEntropy
 from labkit.core.train import split_holdout
-from labkit.core.transfer import Ingredient, TrainRecipe, TransferSet
+from labkit.core.transfer import Ingredient, TransferSet
 from labkit.methods.base import DistillationMethod, register_method
 
 
 @dataclass(frozen=True)
-class UniformNoiseKDConfig(MethodConfig):
+class UniformNoiseKDConfig(StudentRecipeConfig):
     """Sizes per profile are data; every field becomes a CLI flag with this help text."""
 
     PROFILES = {"smoke": {"images": 2000, "epochs": 2}, "laptop": {"images": 50_000, "epochs": 10},
@@ -47,7 +47,7 @@ class UniformNoiseKD(DistillationMethod[UniformNoiseKDConfig]):
             probs = box(x)  # one batched call; the box counts every image
         keep, hold = split_holdout(cfg.images, cfg.holdout_fraction, ctx.seed, ctx.device)
         return TransferSet(x[keep], (probs[keep],), "probabilities", SoftTargetCrossEntropy(),
-                           TrainRecipe(cfg.epochs, cfg.batch_size, cfg.lr, desc="uniform-noise KD"),
+                           cfg.recipe(desc="uniform-noise KD"),
                            [Ingredient("uniform-noise", phases=("uniform noise",), holdout_rows=len(hold))],
                            holdout=(x[hold], probs[hold].argmax(1)), selection="teacher-labelled noise holdout")
 

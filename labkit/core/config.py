@@ -8,8 +8,11 @@ epochs=3)`` gives the laptop values with ``epochs`` overridden; an unknown key r
 :class:`~labkit.core.errors.UnknownNameError` listing the valid ones. ``XConfig.add_arguments(parser)``
 adds ``--epochs``, ``--lr``, ... generated from the fields.
 
-The field ``ingredients`` (when a config declares it) names the parts of the transfer set the method
-builds; :attr:`MethodConfig.INGREDIENTS` lists the valid names with one line each.
+A field declared with ``option(choices=...)`` only takes those values, from the command line or from Python
+(:meth:`MethodConfig.check`). The field ``ingredients`` (when a config declares it) names the parts of the transfer
+set the method builds; :attr:`MethodConfig.INGREDIENTS` lists the valid names with one line each. A method that
+trains a student (every method) declares its config on :class:`StudentRecipeConfig`, whose ``epochs``,
+``batch_size`` and ``lr`` give :meth:`StudentRecipeConfig.recipe`.
 """
 from __future__ import annotations
 
@@ -19,19 +22,21 @@ import typing
 from dataclasses import MISSING, dataclass, fields
 from typing import Any, ClassVar, TypeVar
 
-from labkit.core.errors import ConfigError, UnknownNameError
+from labkit.core.errors import ConfigError, UnknownChoiceError, UnknownNameError
 from labkit.core.profiles import Profile, get_profile
+from labkit.core.transfer import TrainRecipe
 
 C = TypeVar("C", bound="MethodConfig")
 
 
 def option(default: Any = MISSING, *, help: str, choices: tuple[Any, ...] | None = None, cli: bool = True,
            flag: str | None = None) -> Any:
-    """A config field with its help text (and optional ``choices``); ``cli=False`` keeps it off the command line."""
+    """A config field with its help text and optional ``choices`` (the only values it takes); ``cli=False`` keeps
+    it off the command line. Fields are keyword-only, so a subclass may re-declare one with a default."""
     meta = {"help": help, "choices": choices, "cli": cli, "flag": flag}
     if isinstance(default, (list, dict, set)):
         raise TypeError("use a tuple for a sequence default")
-    return dataclasses.field(default=default, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,8 @@ class MethodConfig:
     def variant_values(cls, variant: str, profile: str) -> dict[str, Any]:
         """What ``variant`` sets on top of ``profile``'s values: :attr:`VARIANTS`, then :attr:`VARIANT_PROFILES`."""
         if variant not in cls.VARIANTS:
-            raise UnknownNameError(f"{cls.TITLE.split()[0]} variant", variant, list(cls.VARIANTS))
+            raise UnknownNameError(f"{cls.TITLE.split()[0]} variant", variant, list(cls.VARIANTS),
+                                   hint="Choose one with --variant (command line) or variant=... (Python).")
         return {**cls.VARIANTS[variant], **cls.VARIANT_PROFILES.get(variant, {}).get(profile, {})}
 
     @classmethod
@@ -99,10 +105,9 @@ class MethodConfig:
         return cfg
 
     def check(self) -> None:
-        """Shared checks (the student recipe, ingredient names), then the subclass's :meth:`validate`."""
-        recipe = {name: getattr(self, name) for name in ("epochs", "batch_size", "lr") if hasattr(self, name)}
-        if recipe.get("epochs", 1) < 1 or recipe.get("batch_size", 1) < 1 or recipe.get("lr", 1.0) <= 0:
-            raise ConfigError(f"the student needs epochs >= 1, batch_size >= 1 and lr > 0; got {recipe}")
+        """Shared checks (every field's ``choices``, ingredient names), then the subclass's :meth:`validate`."""
+        for f in fields(self):
+            self._check_choices(f)
         if self.INGREDIENTS and hasattr(self, "ingredients"):
             chosen = tuple(self.ingredients)
             for name in chosen:
@@ -111,6 +116,18 @@ class MethodConfig:
             if not chosen:
                 raise ConfigError(f"choose at least one ingredient: {', '.join(self.INGREDIENTS)}")
         self.validate()
+
+    def _check_choices(self, f: dataclasses.Field[Any]) -> None:
+        """Refuse a value of ``f`` outside its declared ``choices`` (each element, for a sequence field)."""
+        choices = f.metadata.get("choices")
+        value = getattr(self, f.name)
+        if not choices or (value is None and f.default is None):
+            return
+        for item in value if isinstance(value, tuple) else (value,):
+            if item not in choices:
+                flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+                raise UnknownChoiceError(f"{self.TITLE.split()[0]} {f.name}", str(item), [str(c) for c in choices],
+                                         hint=f"Choose one with {flag} (command line) or {f.name}=... (Python).")
 
     def validate(self) -> None:
         """Raise :class:`~labkit.core.errors.ConfigError` for settings that cannot work (default: nothing to check)."""
@@ -154,6 +171,30 @@ class MethodConfig:
             parser.add_argument(flag, **kwargs)
             added.append(f.name)
         return added
+
+
+@dataclass(frozen=True)
+class StudentRecipeConfig(MethodConfig):
+    """A method config with the student's recipe: epochs, batch size and learning rate (Adam, one-cycle).
+
+    A subclass may re-declare one of the three fields for its own help text or default.
+    """
+
+    epochs: int = option(help="student training epochs")
+    batch_size: int = option(help="student batch size")
+    lr: float = option(help="student learning rate (Adam, one-cycle)")
+
+    def recipe(self, **extra: Any) -> TrainRecipe:
+        """The :class:`~labkit.core.transfer.TrainRecipe` for these values; ``extra`` sets its other fields
+        (``desc``, ``augment``, ``batch_hook``, ``seed_offset``)."""
+        return TrainRecipe(self.epochs, self.batch_size, self.lr, **extra)
+
+    def check(self) -> None:
+        """The recipe can train (epochs >= 1, batch_size >= 1, lr > 0), then the shared checks."""
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            got = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
+            raise ConfigError(f"the student needs epochs >= 1, batch_size >= 1 and lr > 0; got {got}")
+        super().check()
 
 
 def ingredient_names(value: str | Any) -> tuple[str, ...]:

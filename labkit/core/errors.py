@@ -26,6 +26,11 @@ class ConfigError(LabkitError, ValueError):
     """A method's settings cannot work together (a size below 1, an empty ingredient list, ...)."""
 
 
+class UnknownChoiceError(UnknownNameError, ConfigError):
+    """A config field's value is not one of its declared ``choices`` (an unknown name and a setting that cannot work,
+    so ``except UnknownNameError`` and ``except ConfigError`` both catch it)."""
+
+
 class DatasetNotFoundError(LabkitError, FileNotFoundError):
     """No source for a data set worked."""
 
@@ -56,3 +61,7 @@ class AccessDenied(LabkitError, PermissionError):
 
 class InvalidQueryError(LabkitError, ValueError):
     """A query batch has the wrong shape, dtype, channels, range, or holds NaN."""
+
+
+class BenchError(LabkitError):
+    """The bench or its leaderboard cannot do what was asked (a saved file does not match, a run failed, ...)."""

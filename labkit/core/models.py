@@ -1,4 +1,4 @@
-"""The lab's architectures, built by name (METHODS.md §7).
+"""The lab's architectures, built by name (each paper's teacher and student networks).
 
 ``lenet5`` / ``lenet5-half``          ZSKD / FS-BBT LeNet-5 (32×32 input; 28×28 is padded by 2).
 ``lenet5-db3`` / ``lenet5-db3-half``  DB3KD LeNet-5 (28×28 input).

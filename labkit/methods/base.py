@@ -11,11 +11,16 @@ Its settings are a :class:`~labkit.core.config.MethodConfig` (``config_class``).
 and returns a :class:`~labkit.core.transfer.TransferSet`. The runner (:mod:`labkit.studies.runner`) trains
 the student on it with :func:`train_student`, the one place a student is trained, and evaluates it.
 This package never imports the teacher cache.
+
+Every ``distill`` first passes :meth:`DistillationMethod.check_box`, the one access guard: a box at any
+other level than the method's ``access`` (or no box) is refused before the method runs. ``@register_method`` is
+the only registry; ``labkit/methods/__init__.py`` imports every method module, so they are all registered once
+``labkit.methods`` is imported.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,10 +29,10 @@ from typing import Any, ClassVar, Generic, TypeVar
 import torch
 from torch import nn
 
-from labkit.core.blackbox import BlackBox
+from labkit.core.blackbox import ACCESS_LEVELS, BlackBox
 from labkit.core.config import MethodConfig
 from labkit.core.data import DatasetInfo, LabeledTensors
-from labkit.core.errors import ConfigError, UnknownNameError
+from labkit.core.errors import AccessDenied, ConfigError, UnknownNameError
 from labkit.core.models import model_for
 from labkit.core.profiles import Profile
 from labkit.core.train import FitResult, fit
@@ -36,6 +41,10 @@ from labkit.core.transfer import TransferSet
 CfgT = TypeVar("CfgT", bound=MethodConfig)
 
 DATA_ACCESS = ("labeled", "unlabeled", "none")
+#: what a box at each access level gives a method (for the access guard's message)
+BOX_GIVES = {"decision": "top-1 class ids only: the method must never see probabilities",
+             "score": "the teacher's probability vectors",
+             "white": "white-box access: the teacher's weights and gradients"}
 
 
 @dataclass
@@ -78,6 +87,13 @@ class DistillationMethod(ABC, Generic[CfgT]):
     companions: ClassVar[tuple[str, ...]] = ()  # methods the CLI runs beside this one (e.g. baselines)
     config_class: type[CfgT]  # the method's settings: a MethodConfig with per-profile tables
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass's own :meth:`distill` is wrapped so that :meth:`check_box` runs before it."""
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("distill")
+        if own is not None:
+            cls.distill = _guarded(own)  # type: ignore[method-assign]
+
     def __init__(self, **options: Any) -> None:
         self.options = {k: v for k, v in options.items() if v is not None}
         valid = self.config_class.field_names()
@@ -99,6 +115,18 @@ class DistillationMethod(ABC, Generic[CfgT]):
         """This run's settings: the profile's table with this method's options."""
         return self.config_class.for_profile(ctx.profile, ctx.info.name, **self.options)
 
+    def check_box(self, box: BlackBox | None) -> None:
+        """The access guard: refuse (:class:`AccessDenied`) a box whose level is not this method's ``access``.
+
+        ``access`` may be set per instance (MEKD's ``response``); ``"none"`` takes whatever it is given.
+        """
+        if self.access == "none" or (box is not None and box.access == self.access):
+            return
+        got = "no teacher at all" if box is None else f"a {box.access!r} box"
+        raise AccessDenied(f"{self.label} needs a {self.access!r} box ({BOX_GIVES[self.access]}); it was given "
+                           f"{got}. Build it with BlackBox(model, access={self.access!r}) (run_method does), or "
+                           "pick a method for the box you have (python -m labkit methods lists each one's access).")
+
     @abstractmethod
     def distill(self, box: BlackBox | None, data: MethodData, ctx: RunContext) -> TransferSet:
         """Build the transfer set through ``box`` (never the teacher otherwise); the runner trains the student."""
@@ -106,6 +134,16 @@ class DistillationMethod(ABC, Generic[CfgT]):
     def after_training(self, transfer: TransferSet, student: nn.Module, fit: FitResult, box: BlackBox | None,
                        data: MethodData, ctx: RunContext) -> None:
         """Optional: add facts to ``transfer.extras``/``artifacts`` once the student is trained (default: nothing)."""
+
+
+def _guarded(distill: Callable[..., TransferSet]) -> Callable[..., TransferSet]:
+    """``distill`` with the method's access guard (:meth:`DistillationMethod.check_box`) in front."""
+    @functools.wraps(distill)
+    def guarded(self: DistillationMethod[Any], box: BlackBox | None, *args: Any, **kwargs: Any) -> TransferSet:
+        self.check_box(box)
+        return distill(self, box, *args, **kwargs)
+
+    return guarded
 
 
 def train_student(transfer: TransferSet, ctx: RunContext,
@@ -128,11 +166,6 @@ def train_student(transfer: TransferSet, ctx: RunContext,
 
 
 METHODS: dict[str, type[DistillationMethod]] = {}
-#: name -> module under labkit.methods that registers it (imported on first use)
-METHOD_MODULES: dict[str, str] = {
-    "student": "kd", "kd": "kd", "db3kd": "db3kd", "zskd": "zskd", "zsdb3kd": "zsdb3kd",
-    "fsbbt": "fsbbt", "mekd": "mekd", "kd-edge": "mekd", "noise-kd": "noise_kd", "ideal": "ideal",
-}
 
 
 def register_method(cls: type[DistillationMethod]) -> type[DistillationMethod]:
@@ -141,23 +174,20 @@ def register_method(cls: type[DistillationMethod]) -> type[DistillationMethod]:
         raise ValueError("a registered method needs a name")
     if cls.data_access not in DATA_ACCESS:
         raise ValueError(f"data_access must be one of {DATA_ACCESS}")
+    if cls.access not in (*ACCESS_LEVELS, "none"):
+        raise ValueError(f"access must be one of {(*ACCESS_LEVELS, 'none')}")
     METHODS[cls.name] = cls
     return cls
 
 
 def available_methods() -> list[str]:
     """Names of every method the lab knows."""
-    return sorted(set(METHOD_MODULES) | set(METHODS))
+    return sorted(METHODS)
 
 
 def get_method(name: str) -> type[DistillationMethod]:
-    """The method class registered as ``name`` (imports its module on first use)."""
+    """The method class registered as ``name`` (case, spaces and ``_`` for ``-`` are forgiven)."""
     key = name.strip().lower().replace("_", "-")
-    if key not in METHODS and key in METHOD_MODULES:
-        try:
-            importlib.import_module(f"labkit.methods.{METHOD_MODULES[key]}")
-        except ModuleNotFoundError as exc:
-            raise UnknownNameError("method (its module is missing)", name, sorted(METHODS)) from exc
     if key not in METHODS:
         raise UnknownNameError("method", name, available_methods())
     return METHODS[key]

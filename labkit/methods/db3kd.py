@@ -1,37 +1,22 @@
 """DB3KD (Wang, ICML 2021): decision-based black-box KD with training data.
 
-The teacher answers only top-1 class ids. DB3KD measures, for every training sample
-``x`` (teacher class ``y``) and every other class ``t``, how far ``x`` is from the
-teacher's boundary toward ``t`` (:mod:`labkit.synthesis.boundary`), and turns the distances
-into a soft label::
+The teacher answers only top-1 class ids. For each of ``soft_size`` training samples ``x`` (teacher class ``y``)
+and every other class ``t``, the method measures how far ``x`` is from the teacher's boundary toward ``t``
+(:mod:`labkit.synthesis.boundary`) and turns the distances into a soft label::
 
     z_t = 1/d_t (t ≠ y),   z_y = Σ_{t≠y} 1/d_t,   p = softmax(z / τ)
 
-Three robustness measures give the distances: ``sd`` (nearest class-t training
-sample, no queries), ``bd`` (bisection toward class-t samples, with pruning) and
-``mbd`` (Sign-OPT from the BD solution).
+``measure`` picks the distances: ``sd`` (nearest class-t training sample, no queries), ``bd`` (bisection toward
+class-t samples, with pruning) or ``mbd`` (Sign-OPT from the BD solution). ``queries_per_sample`` caps each
+soft-labelled sample's queries, label query included (:func:`pair_budgets` splits it per class). The ingredient
+``true-label-rows`` adds the other ``train_size − soft_size`` samples with their true labels. The loss
+(``"db3kd-distance"``, batch mean, one τ for labels and student)::
 
-**Paper recipe.** Every training sample gets a distance soft label; the authors spend
-up to 20k queries per (sample, class) pair and train with CE plus the KL summed over
-the batch (no τ²), τ = 20.
+    ℓ = α·CE(S(x), y) + (1 − α)·τ²·KL(p ‖ softmax(S(x)/τ))   (soft-labelled rows)
+    ℓ = CE(S(x), y)                                         (true-label rows)
 
-**The lab's differences.**
-
-* Query budget: ``queries_per_sample`` caps each soft-labelled sample's queries,
-  label query included. BD spends ``(queries_per_sample − 1) // (C − 1)`` per
-  (sample, class) pair; MBD gives ``bd_share`` of that to BD and the rest to Sign-OPT.
-* Ingredients: ``distance-soft-labels`` are the ``soft_size`` samples that get a
-  distance soft label (the only ones queried); ``true-label-rows`` (a lab addition)
-  are the other ``train_size − soft_size`` samples, trained with CE on the true label.
-* Loss (``"db3kd-distance"``), batch mean, same τ for labels and student::
-
-      ℓ = α·CE(S(x), y) + (1 − α)·τ²·KL(p ‖ softmax(S(x)/τ))   (soft-labelled rows)
-      ℓ = CE(S(x), y)                                         (true-label rows)
-
-  The τ² keeps the soft term's gradient independent of τ; ``y`` is the true label.
-
-The epoch is selected on the labelled validation split. The experiments behind the
-profile sizes are in ``docs/methods/db3kd.md``.
+where ``y`` is the true label. The epoch is selected on the labelled validation split. The paper's recipe, where
+the lab differs and the experiments behind the profile sizes: ``docs/methods/db3kd.md``.
 """
 from __future__ import annotations
 
@@ -43,10 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from labkit.core.blackbox import BlackBox
-from labkit.core.config import MethodConfig, ingredient_names, option
-from labkit.core.errors import ConfigError, InvalidQueryError, UnknownNameError
+from labkit.core.config import StudentRecipeConfig, ingredient_names, option
+from labkit.core.errors import ConfigError, InvalidQueryError
 from labkit.core.losses import build_loss, register_loss
-from labkit.core.transfer import Ingredient, TrainRecipe, TransferSet
+from labkit.core.transfer import Ingredient, TransferSet
 from labkit.methods.base import DistillationMethod, MethodData, RunContext, register_method
 from labkit.synthesis import boundary
 
@@ -57,7 +42,7 @@ LABEL_PHASE = "teacher labels"  # box phase of the one label query per soft-labe
 
 
 @dataclass(frozen=True)
-class DB3KDConfig(MethodConfig):
+class DB3KDConfig(StudentRecipeConfig):
     """Sizes and settings of DB3KD (per profile; any field can be overridden)."""
 
     PROFILES = {
@@ -81,9 +66,6 @@ class DB3KDConfig(MethodConfig):
     }
     TITLE = "DB3KD option"
 
-    epochs: int = option(help="student training epochs")
-    batch_size: int = option(help="student batch size")
-    lr: float = option(help="student learning rate (Adam, one-cycle)")
     measure: str = option(help="robustness measure: sd (no queries) | bd | mbd", choices=MEASURES)
     queries_per_sample: int = option(help="query budget per soft-labelled sample (a cap, label query included)")
     train_size: int | None = option(None, help="training samples used (None: all the runner gives)")
@@ -100,9 +82,7 @@ class DB3KDConfig(MethodConfig):
     rtol: float = option(boundary.DEFAULT_RTOL, help="relative bisection tolerance")
 
     def validate(self) -> None:
-        """Known measure, τ > 0, α in [0, 1], sizes ≥ 1, and true-label rows only where some rows are left."""
-        if self.measure not in MEASURES:
-            raise UnknownNameError("DB3KD measure", self.measure, MEASURES)
+        """τ > 0, α in [0, 1], sizes ≥ 1, and true-label rows only where some rows are left."""
         if self.tau <= 0 or not 0 <= self.alpha <= 1:
             raise ConfigError("DB3KD needs tau > 0 and 0 <= alpha <= 1")
         if any(s is not None and s < 1 for s in (self.train_size, self.soft_size)):
@@ -221,8 +201,6 @@ class DB3KD(DistillationMethod[DB3KDConfig]):
         if data.train is None or data.val is None:
             raise ConfigError("DB3KD needs labeled training data (data_access='labeled')")
         cfg = self.config(ctx)
-        if cfg.uses(SOFT_LABELS) and cfg.measure != "sd" and (box is None or box.access != "decision"):
-            raise InvalidQueryError("DB3KD is decision-based: give it BlackBox(model, access='decision').")
         train = data.train
         gen = torch.Generator().manual_seed(ctx.seed)
         n_train = len(train) if cfg.train_size is None else min(cfg.train_size, len(train))
@@ -237,7 +215,7 @@ class DB3KD(DistillationMethod[DB3KDConfig]):
                               f"soft-labelled; lower soft_size or use ingredients=({SOFT_LABELS!r},)")
         n_rows = n_train if cfg.uses(TRUE_LABELS) else n_soft
         c = ctx.info.num_classes
-        recipe = TrainRecipe(cfg.epochs, cfg.batch_size, cfg.lr, desc=f"DB3KD ({cfg.measure})")
+        recipe = cfg.recipe(desc=f"DB3KD ({cfg.measure})")
         extras: dict[str, Any] = {
             "config": cfg.as_dict(), "measure": cfg.measure, "soft_labelled": n_soft, "train_size": n_rows,
             "budget_per_sample": cfg.queries_per_sample if cfg.measure != "sd" and n_soft else 0,

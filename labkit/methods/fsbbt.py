@@ -32,13 +32,30 @@ from typing import Any
 import torch
 
 from labkit.core.blackbox import BlackBox
-from labkit.core.config import MethodConfig, option
-from labkit.core.errors import AccessDenied, ConfigError
+from labkit.core.config import StudentRecipeConfig, option
 from labkit.core.losses import build_loss
-from labkit.core.train import BatchHook, random_affine, split_holdout
-from labkit.core.transfer import Ingredient, TrainRecipe, TransferSet
+from labkit.core.train import random_affine, split_holdout
+from labkit.core.transfer import Ingredient, TransferSet
 from labkit.methods.base import DistillationMethod, MethodData, RunContext, register_method
-from labkit.synthesis.cvae import CVAEBase, balanced_classes, build_cvae, hybrid_latents, train_cvae
+from labkit.synthesis.base import settings_from
+from labkit.synthesis.cvae import CVAESettings, CVAESynthesizer
+from labkit.synthesis.mixup import (  # the names notebooks and exercises import from here, too
+    FewShotConfigError,
+    MixupSet,
+    MixUpSettings,
+    MixUpSynthesizer,
+    make_mixup_set,
+    mix,
+    mixup_keep_mask,
+    mixup_pairs,
+    online_mixup_hook,
+    round_lambdas,
+    sample_mixup_lambdas,
+)
+
+__all__ = ["FSBBT", "FSBBTConfig", "label_counts", "FewShotConfigError", "MixupSet", "MixUpSettings",
+           "MixUpSynthesizer", "make_mixup_set", "mix", "mixup_keep_mask", "mixup_pairs", "online_mixup_hook",
+           "round_lambdas", "sample_mixup_lambdas"]
 
 #: the paper's ``nomixup`` (synthetic images in total) per data set
 PAPER_NOMIXUP: dict[str, int] = {"mnist": 24_000, "fashion-mnist": 48_000, "cifar10": 40_000}
@@ -46,120 +63,10 @@ PAPER_NOMIXUP: dict[str, int] = {"mnist": 24_000, "fashion-mnist": 48_000, "cifa
 INGREDIENT_ORDER: tuple[str, ...] = ("few-shot", "mixup", "cvae")
 
 
-class FewShotConfigError(ConfigError):
-    """An FS-BBT setting that cannot work (too many shots for the pool, a bad threshold, ...)."""
-
-
-# --------------------------------------------------------------------------- MixUp
-
-def round_lambdas(lam: torch.Tensor, decimals: int = 2) -> torch.Tensor:
-    """λ rounded to ``decimals`` places (float64, so 0.05 stays 0.05)."""
-    scale = 10 ** decimals
-    return torch.round(lam.double() * scale) / scale
-
-
-def mixup_keep_mask(lam: torch.Tensor, low: float = 0.05, high: float = 0.95, decimals: int = 2) -> torch.Tensor:
-    """True where a (rounded) λ lies strictly inside (low, high): λ ≤ low or λ ≥ high are dropped.
-
-    The comparison is done on integer hundredths, so floating-point noise never
-    decides whether λ = 0.05 is kept.
-    """
-    scale = 10 ** decimals
-    k = torch.round(lam.double() * scale).long()
-    return (k > round(low * scale)) & (k < round(high * scale))
-
-
-def sample_mixup_lambdas(n: int, generator: torch.Generator | None = None, low: float = 0.05, high: float = 0.95,
-                         decimals: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` draws of λ ~ Beta(1, 1) (= U(0, 1)) rounded to ``decimals``; returns ``(λ, keep)``."""
-    lam = round_lambdas(torch.rand(n, generator=generator, dtype=torch.float64), decimals)
-    return lam, mixup_keep_mask(lam, low, high, decimals)
-
-
-def mixup_pairs(n_images: int, n_pairs: int, generator: torch.Generator | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Index pairs by shuffling: per round a random permutation p, pairs (p[k], p[k+1 mod N]).
-
-    Every image appears once as the first and once as the second member per round,
-    and an image is never paired with itself (for N ≥ 2).
-    """
-    if n_images < 2:
-        raise FewShotConfigError("MixUp needs at least 2 images to pair")
-    rounds = -(-n_pairs // n_images)
-    perms = torch.stack([torch.randperm(n_images, generator=generator) for _ in range(rounds)])
-    first, second = perms.flatten(), perms.roll(-1, dims=1).flatten()
-    return first[:n_pairs], second[:n_pairs]
-
-
-def mix(x1: torch.Tensor, x2: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
-    """λ·x₁ + (1 − λ)·x₂ with one λ per row, broadcast over the other dimensions."""
-    lam = lam.to(device=x1.device, dtype=x1.dtype).view(-1, *([1] * (x1.dim() - 1)))
-    return lam * x1 + (1 - lam) * x2
-
-
-@dataclass
-class MixupSet:
-    """The MixUp images FS-BBT keeps, with their λ and parent indices, and how many draws were dropped."""
-
-    images: torch.Tensor  # kept mixes, on the images' device
-    lam: torch.Tensor  # their λ (float64, rounded)
-    first: torch.Tensor  # index of x₁ in the few-shot set
-    second: torch.Tensor  # index of x₂
-    drawn: int  # λ draws in total (= nomixup)
-    all_lam: torch.Tensor  # every drawn λ, kept or not (for histograms)
-
-    @property
-    def kept(self) -> int:
-        """Number of mixes kept."""
-        return int(self.images.shape[0])
-
-    @property
-    def dropped(self) -> int:
-        """Number of draws dropped by the thresholds (the CVAE makes up for these)."""
-        return self.drawn - self.kept
-
-
-def make_mixup_set(images: torch.Tensor, total: int, generator: torch.Generator | None = None,
-                   low: float = 0.05, high: float = 0.95, decimals: int = 2) -> MixupSet:
-    """Draw ``total`` (pair, λ) and keep the mixes whose rounded λ lies inside (low, high)."""
-    if not 0.0 <= low < high <= 1.0:
-        raise FewShotConfigError(f"MixUp thresholds need 0 ≤ low < high ≤ 1, got low={low}, high={high}")
-    if total <= 0:
-        empty = images[:0]
-        none = torch.zeros(0, dtype=torch.long)
-        return MixupSet(empty, torch.zeros(0, dtype=torch.float64), none, none, 0, torch.zeros(0, dtype=torch.float64))
-    first, second = mixup_pairs(images.shape[0], total, generator)
-    lam, keep = sample_mixup_lambdas(total, generator, low, high, decimals)
-    first, second, lam_kept = first[keep], second[keep], lam[keep]
-    dev = images.device
-    mixed = mix(images[first.to(dev)], images[second.to(dev)], lam_kept).clamp_(0.0, 1.0)
-    return MixupSet(mixed, lam_kept, first, second, total, lam)
-
-
-def online_mixup_hook(share: float = 0.5) -> BatchHook:
-    """A :func:`~labkit.core.train.fit` batch hook: mix a random ``share`` of each batch with a shuffled partner.
-
-    Each chosen image gets its own λ ~ U(0, 1); its soft target is mixed with the
-    same λ. The teacher is not queried for these (they are the student's
-    regularisation, not new transfer images).
-    """
-    def hook(x: torch.Tensor, targets: tuple[torch.Tensor, ...], gen: torch.Generator
-             ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        b = x.shape[0]
-        partner = torch.randperm(b, generator=gen).to(x.device)
-        lam = torch.rand(b, generator=gen).to(x.device)
-        chosen = (torch.rand(b, generator=gen) < share).to(x.device)
-        lam = torch.where(chosen, lam, torch.ones_like(lam))
-        x_mixed = mix(x, x[partner], lam)
-        t_mixed = tuple(mix(t.float(), t[partner].float(), lam) if t.is_floating_point() else t for t in targets)
-        return x_mixed, t_mixed
-    return hook
-
-
 # --------------------------------------------------------------------------- configuration
 
 @dataclass(frozen=True)
-class FSBBTConfig(MethodConfig):
+class FSBBTConfig(StudentRecipeConfig):
     """Sizes and settings of FS-BBT (see the module doc for what each ingredient does)."""
 
     PROFILES = {
@@ -177,9 +84,6 @@ class FSBBTConfig(MethodConfig):
     shots: int = option(help="N, class-balanced few-shot images")
     nomixup: int = option(help="synthetic images in total: MixUp kept + CVAE")
     cvae_epochs: int = option(help="CVAE training epochs")
-    epochs: int = option(help="student epochs")
-    batch_size: int = option(help="student batch size")
-    lr: float = option(help="student learning rate (Adam, one-cycle)")
     ingredients: tuple[str, ...] = option(INGREDIENT_ORDER, help="parts of the transfer set to build")
     mixup_low: float = option(0.05, help="MixUp drops λ at or below this")
     mixup_high: float = option(0.95, help="MixUp drops λ at or above this")
@@ -220,45 +124,21 @@ class FSBBTConfig(MethodConfig):
         if not 0.0 <= self.online_mixup <= 1.0 or not 0.0 <= self.ood_fraction <= 1.0:
             raise FewShotConfigError("online_mixup and ood_fraction are shares in [0, 1]")
 
+    def mixup_settings(self) -> MixUpSettings:
+        """The MixUp synthesizer's λ thresholds."""
+        return MixUpSettings(low=self.mixup_low, high=self.mixup_high)
+
+    def cvae_settings(self) -> CVAESettings:
+        """The CVAE synthesizer's training (``cvae_epochs``, ``cvae_batch_size``, ``cvae_lr``) and latents."""
+        return settings_from(CVAESettings, self, epochs=self.cvae_epochs, batch_size=self.cvae_batch_size,
+                             lr=self.cvae_lr)
+
 
 def label_counts(probs: torch.Tensor, num_classes: int) -> list[int]:
     """How many rows of ``probs`` have each class as their argmax."""
     if probs.shape[0] == 0:
         return [0] * num_classes
     return torch.bincount(probs.argmax(1), minlength=num_classes).cpu().tolist()
-
-
-@dataclass
-class CVAEPart:
-    """The CVAE ingredient: the model, its history, the decoded images and the box's answers."""
-
-    model: CVAEBase | None
-    history: list[dict[str, float]]
-    images: torch.Tensor
-    probs: torch.Tensor
-    latents: torch.Tensor
-    is_ood: torch.Tensor
-    classes: torch.Tensor
-
-
-def make_cvae_part(box: BlackBox, x_few: torch.Tensor, p_few: torch.Tensor, count: int, cfg: FSBBTConfig,
-                   gen: torch.Generator, ctx: RunContext) -> CVAEPart:
-    """Train the CVAE on the few-shot images (conditioned on the teacher's argmax), decode ``count`` images, query."""
-    dev = x_few.device
-    if count <= 0:
-        return CVAEPart(None, [], x_few[:0], p_few[:0], torch.zeros(0, cfg.latent_dim, device=dev),
-                        torch.zeros(0, dtype=torch.bool, device=dev), torch.zeros(0, dtype=torch.long, device=dev))
-    torch.manual_seed(ctx.seed + 1)
-    cvae = build_cvae(tuple(x_few.shape[1:]), ctx.info.num_classes, cfg.latent_dim).to(dev)
-    trained = train_cvae(cvae, x_few, p_few.argmax(1), epochs=cfg.cvae_epochs, batch_size=cfg.cvae_batch_size,
-                         lr=cfg.cvae_lr, seed=ctx.seed, progress=ctx.progress, desc="FS-BBT CVAE")
-    z, is_ood = hybrid_latents(count, cfg.latent_dim, ood_fraction=cfg.ood_fraction, ood_range=cfg.ood_range,
-                               generator=gen, device=dev)
-    y = balanced_classes(count, ctx.info.num_classes, device=dev)
-    x = cvae.generate(z, y)
-    with box.phase("cvae"):
-        p = box(x)
-    return CVAEPart(cvae, trained.history, x, p, z, is_ood, y)
 
 
 # --------------------------------------------------------------------------- the method
@@ -279,10 +159,7 @@ class FSBBT(DistillationMethod[FSBBTConfig]):
 
     def distill(self, box: BlackBox | None, data: MethodData, ctx: RunContext) -> TransferSet:
         """Build the few-shot, MixUp and CVAE images, have the box answer each, hold out 10% for selection."""
-        if box is None or box.access != "score":
-            raise AccessDenied("FS-BBT needs a score-based box (probability vectors); "
-                               f"got {'no box' if box is None else repr(box.access) + ' access'}. "
-                               "Build one with BlackBox(model, access='score').")
+        assert box is not None  # check_box (the base class) refused a missing box
         if data.unlabeled is None:
             raise FewShotConfigError("FS-BBT needs unlabeled training images (data_access='unlabeled').")
         cfg = self.config(ctx)
@@ -302,19 +179,22 @@ class FSBBT(DistillationMethod[FSBBTConfig]):
         with box.phase("few-shot"):
             p_few = box(x_few)
 
-        # MixUp
-        mixup = make_mixup_set(x_few, cfg.nomixup if cfg.uses("mixup") else 0, gen, cfg.mixup_low, cfg.mixup_high)
-        p_mix = p_few[:0]
-        if mixup.kept:
-            with box.phase("mixup"):
-                p_mix = box(mixup.images)
+        # MixUp: nomixup (pair, λ) draws from gen; the box answers the mixes kept
+        mixing = MixUpSynthesizer(box, x_few, cfg.mixup_settings(), num_classes, generator=gen)
+        n_mix = cfg.nomixup if cfg.uses("mixup") else 0
+        mixed = mixing.synthesize(n_mix, progress=ctx.progress) if n_mix > 0 else mixing.nothing()
+        mixup, p_mix = mixed.extras["mixup"], mixed.targets
+        assert isinstance(mixup, MixupSet)
 
         # CVAE: as many images as the synthetic budget has left, unless cvae_count says otherwise
         n_cvae = 0 if not cfg.uses("cvae") else cfg.nomixup - mixup.kept if cfg.cvae_count is None else cfg.cvae_count
-        cvae = make_cvae_part(box, x_few, p_few, n_cvae, cfg, gen, ctx)
+        decoding = CVAESynthesizer(box, x_few, p_few, cfg.cvae_settings(), num_classes, generator=gen, seed=ctx.seed,
+                                   desc="FS-BBT CVAE")
+        cvae = decoding.synthesize(n_cvae, progress=ctx.progress) if n_cvae > 0 else decoding.nothing()
+        cv = cvae.extras
 
         # the transfer set, with a teacher-labelled holdout for selecting the epoch
-        parts = {"few-shot": (x_few, p_few), "mixup": (mixup.images, p_mix), "cvae": (cvae.images, cvae.probs)}
+        parts = {"few-shot": (x_few, p_few), "mixup": (mixup.images, p_mix), "cvae": (cvae.images, cvae.targets)}
         names = [n for n in INGREDIENT_ORDER if cfg.uses(n)]
         x_all = torch.cat([parts[n][0] for n in names])
         p_all = torch.cat([parts[n][1] for n in names])
@@ -324,20 +204,19 @@ class FSBBT(DistillationMethod[FSBBTConfig]):
         ingredients = [Ingredient(n, phases=(n,), holdout_rows=int(h)) for n, h in zip(names, held)]
         augment = random_affine(cfg.max_shift, cfg.max_rotation) if ctx.info.is_image else None
         hook = online_mixup_hook(cfg.online_mixup) if cfg.online_mixup > 0 else None
-        recipe = TrainRecipe(cfg.epochs, cfg.batch_size, cfg.lr, augment=augment, batch_hook=hook,
-                             desc="FS-BBT student")
+        recipe = cfg.recipe(augment=augment, batch_hook=hook, desc="FS-BBT student")
         extras: dict[str, Any] = {
             "config": cfg.as_dict(), "shots": int(x_few.shape[0]), "few_shot_selection": how,
             "mixup_drawn": mixup.drawn, "mixup_kept": mixup.kept, "mixup_dropped": mixup.dropped,
-            "cvae_images": int(cvae.images.shape[0]), "cvae_ood_images": int(cvae.is_ood.sum()),
-            "synthetic_images": int(mixup.kept + cvae.images.shape[0]),
-            "cvae_final_loss": cvae.history[-1]["loss"] if cvae.history else None,
+            "cvae_images": len(cvae), "cvae_ood_images": int(cv["is_ood"].sum()),  # type: ignore[attr-defined]
+            "synthetic_images": int(mixup.kept + len(cvae)),
+            "cvae_final_loss": cv["history"][-1]["loss"] if cv["history"] else None,  # type: ignore[index]
             "label_counts": {n: label_counts(parts[n][1], num_classes) for n in INGREDIENT_ORDER},
         }
         artifacts: dict[str, Any] = {
             "few_shot_images": x_few, "few_shot_probs": p_few, "mixup": mixup, "mixup_probs": p_mix,
-            "cvae": cvae.model, "cvae_history": cvae.history, "cvae_images": cvae.images, "cvae_probs": cvae.probs,
-            "cvae_latents": cvae.latents, "cvae_is_ood": cvae.is_ood, "cvae_classes": cvae.classes,
+            "cvae": cv["model"], "cvae_history": cv["history"], "cvae_images": cvae.images, "cvae_probs": cvae.targets,
+            "cvae_latents": cv["latents"], "cvae_is_ood": cv["is_ood"], "cvae_classes": cv["classes"],
             "sources": source, "config": cfg,
         }
         return TransferSet(x_all[keep], (p_all[keep],), "probabilities", build_loss("soft-ce"), recipe, ingredients,

@@ -1,69 +1,46 @@
 """IDEAL (Zhang et al., ICLR 2023): query-efficient, data-free distillation from a decision-only teacher.
 
-**The paper's recipe** (and its public code, SonyResearch/IDEAL). For each of R rounds:
+R = ``queries // (per_round + round samples)`` rounds (``queries`` is the whole teacher budget, holdout included)
+of :mod:`labkit.synthesis.ideal_rounds`: a generator trained against a guide student at no query cost, one box call
+for its best batch, one pass of the guide over every image labelled so far. With the ``round-samples`` ingredient (a
+lab addition), ``round_samples`` more images per round from the trained G are labelled in a second call: more
+queries, almost no compute. ``holdout_fraction`` of every round's images are labelled in the same call but kept out
+of training: that teacher-labelled holdout selects the epoch of the reported student, a fresh student trained by
+:func:`labkit.methods.base.train_student` on the other labelled images; the guide only steers G.
+``student_augment`` (off) shifts and flips the reported student's inputs; it was measured to hurt on the pooled
+holdout (generated images sit near boundaries, where a shift changes the answer).
 
-1. *Generate, at no query cost.* Re-initialise the generator G and train it for ``g_steps`` Adam steps
-   (``lr_g``, β = (0.5, 0.999)) against the current student S only, on one fixed batch of latent codes z:
-   ``L_G = CE(S(aug(G(z))), y) + λ·L_info``, the targets y cycling through the classes. ``aug`` is a random
-   crop (padding 4) and a horizontal flip. The batch of the step with the lowest loss is kept.
-2. *Query once.* Ask the teacher for the class ids of those ``per_round`` images (one box call).
-3. *Train.* One pass of S over every image labelled so far, cross-entropy on the teacher's class ids
-   (SGD, lr 0.01, momentum 0.9, weight decay 5e-4).
-
-``L_info`` (``info_mode``): ``"paper"`` is the class-balance (information-entropy) term on the batch-mean
-prediction p̄, ``Σ_c p̄_c log p̄_c``, minimised when the student spreads the batch over every class.
-``"authors"`` is what the public code computes instead, the mean of ``p log p`` over every sample and class
-(it raises each sample's own entropy). λ = ``info_weight`` (5 in the public code).
-
-**Where the lab differs** (experiment notes: ``docs/methods/ideal.md``):
-
-* *Queries.* Each generated image is asked once and its answer kept. The public code's training pass asks
-  the teacher again for every pooled image (after a random flip) in every round, ``per_round·R(R+1)/2``
-  queries in all, while the paper counts ``per_round·R``.
-* *Selection.* ``holdout_fraction`` of every round's images are labelled in the same call but kept out of
-  training: a teacher-labelled holdout. The reported student is a fresh student trained by the lab's one
-  trainer (:func:`labkit.methods.base.train_student`) on every labelled image, its epoch chosen on that
-  holdout. The round-trained student (the "guide") only steers the generator; the public code reports the
-  guide at its best *test* epoch.
-* *Budget.* ``queries`` (``--queries``) is the whole teacher budget, holdout included: R = queries // (per_round
-  + round samples).
-* *Round samples* (ingredient ``round-samples``, off unless named; bench row ``ideal+round-samples``): once a
-  round's G is trained, ``round_samples`` more images from fresh latents go through it and are labelled in a second
-  box call of the round (phase ``teacher labels (round samples)``). They add queries but almost no compute (G is
-  trained once per round either way). Not in the paper.
-* *Student augmentation* (``student_augment``, off): shifts and flips while the reported student trains, keeping
-  the teacher's label. Measured to hurt on the pooled holdout (generated images sit near boundaries, where a shift
-  changes the answer); kept as a switch for that ablation.
-* *Speed.* G and the guide run in channels-last memory (same arithmetic; G's steps about 1.6x faster on two CPU
-  cores).
-* *Sizes* per profile. Laptop: a narrow G (width 8) for two CPU cores, ``lr_g`` 1e-2 and the public code's
-  information term (chosen on a pooled teacher-labelled holdout). The paper profile uses the public code's MNIST
-  settings (250 images × 100 rounds, 30 G steps at 1e-3, nz 256, width 64) and the paper's information term.
+The paper's recipe, where the public code and the lab differ, the sizes per profile and the measurements:
+``docs/methods/ideal.md``.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import nn
-from tqdm.auto import tqdm
 
 from labkit.core.blackbox import BlackBox
-from labkit.core.config import MethodConfig, option
-from labkit.core.errors import AccessDenied, ConfigError
+from labkit.core.config import StudentRecipeConfig, option
+from labkit.core.errors import ConfigError
 from labkit.core.losses import build_loss
 from labkit.core.train import random_affine
-from labkit.core.transfer import Ingredient, TrainRecipe, TransferSet
+from labkit.core.transfer import Ingredient, TransferSet
 from labkit.methods.base import DistillationMethod, MethodData, RunContext, register_method
-from labkit.synthesis.base import Snapshot, SynthesisResult, Synthesizer
-from labkit.synthesis.generators import LatentGenerator
+from labkit.synthesis.base import settings_from
+from labkit.synthesis.ideal_rounds import (  # the names notebooks and exercises import from here, too
+    INFO_MODES,
+    PHASE,
+    ROUND_SAMPLES_PHASE,
+    IDEALSynthesizer,
+    RoundSettings,
+    crop_and_flip,
+    generator_loss,
+    information_loss,
+)
 
-PHASE = "teacher labels"  # the query call of every round (the best batch)
-ROUND_SAMPLES_PHASE = "teacher labels (round samples)"  # the lab addition's second call of a round
-INFO_MODES = ("paper", "authors")
+__all__ = ["IDEAL", "IDEALConfig", "public_code_queries", "split_holdout", "IDEALSynthesizer", "RoundSettings",
+           "crop_and_flip", "generator_loss", "information_loss"]
 
 _PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {"queries": 600, "per_round": 100, "g_steps": 3, "nz": 32, "g_width": 8, "epochs": 3,
@@ -79,7 +56,7 @@ _PROFILES: dict[str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
-class IDEALConfig(MethodConfig):
+class IDEALConfig(StudentRecipeConfig):
     """Sizes and settings of IDEAL (per-profile table ``PROFILES``; override any field by keyword)."""
 
     PROFILES = _PROFILES
@@ -152,156 +129,12 @@ class IDEALConfig(MethodConfig):
                               "raise --queries or lower --per-round")
         if not 0 < self.holdout_fraction < 0.5:
             raise ConfigError("holdout_fraction must lie in (0, 0.5)")
-        if self.info_mode not in INFO_MODES:
-            raise ConfigError(f"unknown info_mode {self.info_mode!r}; choose one of {INFO_MODES}")
         if self.info_weight < 0:
             raise ConfigError("info_weight must be >= 0")
 
-
-# --------------------------------------------------------------------------- the generator's loss
-def information_loss(student_logits: torch.Tensor, mode: str = "paper") -> torch.Tensor:
-    """IDEAL's information term. ``paper``: ``Σ_c p̄_c log p̄_c`` of the batch-mean prediction p̄ (−entropy of
-    the class balance; minimal when the batch covers every class equally). ``authors``: ``mean(p log p)`` over
-    every sample and class, as the public code computes it."""
-    p = F.softmax(student_logits, dim=1)
-    if mode == "paper":
-        mean = p.mean(0)
-        return (mean * torch.log(mean.clamp_min(1e-12))).sum()
-    if mode == "authors":
-        return (p * torch.log(p.clamp_min(1e-12))).mean()
-    raise ConfigError(f"unknown info_mode {mode!r}; choose one of {INFO_MODES}")
-
-
-def generator_loss(student_logits: torch.Tensor, targets: torch.Tensor, info_weight: float = 5.0,
-                   mode: str = "paper") -> torch.Tensor:
-    """``CE(S(x), y) + λ·L_info``: what the generator minimises each step (no teacher involved)."""
-    return F.cross_entropy(student_logits, targets) + info_weight * information_loss(student_logits, mode)
-
-
-def crop_and_flip(x: torch.Tensor, gen: torch.Generator, padding: int = 4) -> torch.Tensor:
-    """A differentiable random crop (zero padding ``padding``) and horizontal flip, one draw per image."""
-    n, _, h, w = x.shape
-    shift = torch.randint(-padding, padding + 1, (n, 2), generator=gen, device=x.device).to(x.dtype)
-    flip = torch.where(torch.rand(n, generator=gen, device=x.device) < 0.5, -1.0, 1.0).to(x.dtype)
-    theta = torch.zeros(n, 2, 3, dtype=x.dtype, device=x.device)
-    theta[:, 0, 0] = flip
-    theta[:, 1, 1] = 1.0
-    theta[:, 0, 2] = 2 * shift[:, 0] / w
-    theta[:, 1, 2] = 2 * shift[:, 1] / h
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
-
-
-# --------------------------------------------------------------------------- the rounds
-class IDEALSynthesizer(Synthesizer):
-    """IDEAL's rounds: generate against the guide student, one teacher call, one guide pass over the pool.
-
-    ``synthesize(n)`` runs ``n // per_round`` rounds (``n``: the query budget) and returns every generated
-    image with the teacher's class id. ``extras`` holds per round the teacher's class counts, the generator's
-    final loss and the guide's training loss, the round of every image (``round_of``), and the guide's weights
-    at ``curve_points`` rounds (``curve``) with the queries spent by then.
-    """
-
-    def __init__(self, box: BlackBox, cfg: IDEALConfig, student_factory: Any, num_classes: int,
-                 image_shape: tuple[int, int, int], seed: int = 0, device: torch.device | str | None = None) -> None:
-        super().__init__(box, seed, device=device, decision_only="IDEAL")
-        self.cfg = cfg
-        self.num_classes = num_classes
-        self.image_shape = tuple(image_shape)
-        self.new_student = student_factory
-
-    def curve_rounds(self, rounds: int) -> list[int]:
-        """Rounds (1-based) after which the guide's weights are kept: evenly spread, the last one included."""
-        k = max(0, min(self.cfg.curve_points, rounds))
-        return sorted({max(1, int(round(rounds * (i + 1) / k))) for i in range(k)}) if k else []
-
-    def _synthesize(self, n: int, progress: bool) -> SynthesisResult:
-        cfg, box, c, dev = self.cfg, self.box, self.num_classes, self.device
-        rounds = n // cfg.images_per_round
-        gen = torch.Generator(device=dev).manual_seed(self.seed)
-        # channels-last: G's convolutions and their backward through the guide run about 1.6x faster on two CPU
-        # cores (95 vs 155 ms per step of 500 images at width 8, docs/methods/ideal.md) and on CUDA
-        generator = LatentGenerator(cfg.nz, self.image_shape, cfg.g_width).to(dev)  # type: ignore[arg-type]
-        generator.to(memory_format=torch.channels_last)
-        guide: nn.Module = self.new_student().to(memory_format=torch.channels_last)
-        opt_s = torch.optim.SGD(guide.parameters(), lr=cfg.guide_lr, momentum=0.9, weight_decay=5e-4)
-        targets = torch.arange(cfg.per_round, device=dev) % c  # the classes in turn, as the public code
-        xs: list[torch.Tensor] = []
-        ys: list[torch.Tensor] = []
-        history: list[dict[str, Any]] = []
-        snapshots: list[Snapshot] = []
-        curve: list[dict[str, Any]] = []
-        keep_curve = set(self.curve_rounds(rounds))
-        snap_idx = torch.cat([(targets == k).nonzero().squeeze(1)[: cfg.snapshot_per_class] for k in range(c)])
-        bar = tqdm(range(rounds), desc="IDEAL rounds", disable=not progress, leave=False)
-        for r in bar:
-            # 1. generate against the guide only (no teacher query)
-            if cfg.reset_generator or r == 0:
-                generator.reset_parameters()
-            generator.train()
-            guide.eval()
-            for p in guide.parameters():
-                p.requires_grad_(False)
-            opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr_g, betas=(0.5, 0.999))
-            z = torch.randn(cfg.per_round, cfg.nz, generator=gen, device=dev)
-            best_loss = torch.full((), math.inf, device=dev)
-            best_x = torch.zeros((cfg.per_round,) + self.image_shape, device=dev)
-            for _ in range(cfg.g_steps):
-                opt_g.zero_grad(set_to_none=True)
-                images = generator(z)
-                loss = generator_loss(guide(crop_and_flip(images, gen)), targets, cfg.info_weight, cfg.info_mode)
-                better = loss.detach() < best_loss  # kept on the device: no host sync per step
-                best_x = torch.where(better, images.detach(), best_x)
-                best_loss = torch.where(better, loss.detach(), best_loss)
-                loss.backward()
-                opt_g.step()
-            for p in guide.parameters():
-                p.requires_grad_(True)
-            # 2. one teacher call for the round's images
-            with box.phase(PHASE):
-                labels = box(best_x.clamp(0, 1)).to(dev)
-            if cfg.extra_per_round:  # the lab addition: more draws from this round's G, fresh latents, a second call
-                with torch.no_grad():
-                    more = generator(torch.randn(cfg.extra_per_round, cfg.nz, generator=gen, device=dev))
-                with box.phase(ROUND_SAMPLES_PHASE):
-                    more_labels = box(more.clamp(0, 1)).to(dev)
-                best_x, labels = torch.cat([best_x, more]), torch.cat([labels, more_labels])
-            xs.append(best_x)
-            ys.append(labels)
-            # 3. one pass of the guide over every image labelled so far
-            guide_loss = self._guide_pass(guide, opt_s, torch.cat(xs), torch.cat(ys), gen)
-            counts = torch.bincount(labels, minlength=c)
-            history.append({"round": r + 1, "queries": (r + 1) * cfg.images_per_round, "g_loss": best_loss,
-                            "guide_loss": guide_loss, "teacher_counts": counts})
-            snapshots.append(Snapshot(r + 1, best_x[snap_idx].cpu(), targets[snap_idx].cpu()))  # the class aimed at
-            if r + 1 in keep_curve:
-                curve.append({"round": r + 1, "queries": (r + 1) * cfg.images_per_round,
-                              "state": {k: v.detach().cpu().clone() for k, v in guide.state_dict().items()}})
-        for h in history:  # one host transfer at the end, not one per round
-            h["g_loss"] = float(h["g_loss"])
-            h["guide_loss"] = float(h["guide_loss"])
-            h["teacher_counts"] = h["teacher_counts"].tolist()
-        round_of = torch.arange(rounds, device=dev).repeat_interleave(cfg.images_per_round)
-        is_round_sample = (torch.arange(cfg.images_per_round, device=dev) >= cfg.per_round).repeat(rounds)
-        return SynthesisResult(torch.cat(xs), torch.cat(ys), snapshots,
-                               {"history": history, "curve": curve, "round_of": round_of, "rounds": rounds,
-                                "is_round_sample": is_round_sample})
-
-    def _guide_pass(self, guide: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                    gen: torch.Generator) -> torch.Tensor:
-        """One epoch of the guide over the pool, cross-entropy on the teacher's ids; the mean loss (a tensor)."""
-        guide.train()
-        order = torch.randperm(x.shape[0], generator=gen, device=x.device)
-        total = torch.zeros((), device=x.device)
-        for s in range(0, x.shape[0], self.cfg.guide_batch):
-            idx = order[s:s + self.cfg.guide_batch]
-            opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(guide(x[idx]), y[idx])
-            loss.backward()
-            opt.step()
-            total = total + loss.detach() * idx.numel()
-        guide.eval()
-        return total / x.shape[0]
+    def round_settings(self) -> RoundSettings:
+        """The rounds' settings: G's and the guide's sizes, the information term, and the round samples if on."""
+        return settings_from(RoundSettings, self)
 
 
 def public_code_queries(per_round: int, rounds: int) -> int:
@@ -338,8 +171,7 @@ class IDEAL(DistillationMethod[IDEALConfig]):
 
     def distill(self, box: BlackBox | None, data: MethodData, ctx: RunContext) -> TransferSet:
         """Run the rounds through the box, then hand every labelled image (less the holdout) to the trainer."""
-        if box is None or box.access != "decision":
-            raise AccessDenied("IDEAL needs a 'decision' box (top-1 class ids only).")
+        assert box is not None  # check_box (the base class) refused a missing box
         if not ctx.info.is_image:
             raise ConfigError(f"IDEAL generates images; {ctx.info.name!r} is not an image data set. "
                               "Pick fashion-mnist, mnist or cifar10.")
@@ -348,8 +180,8 @@ class IDEAL(DistillationMethod[IDEALConfig]):
             raise ConfigError(f"the box's budget ({box.remaining:,} queries left) pays for no round of "
                               f"{cfg.per_round} images; raise the budget or lower --per-round")
         budget = cfg.queries if box.remaining is None else min(cfg.queries, box.remaining)
-        synth = IDEALSynthesizer(box, cfg, lambda: ctx.new_student(seed_offset=101), ctx.info.num_classes,
-                                 ctx.info.image_shape, ctx.seed, ctx.device)  # type: ignore[arg-type]
+        synth = IDEALSynthesizer(box, cfg.round_settings(), lambda: ctx.new_student(seed_offset=101),
+                                 ctx.info.num_classes, ctx.info.image_shape, ctx.seed, ctx.device)  # type: ignore[arg-type]
         res = synth.synthesize(budget, progress=ctx.progress)
         hold = split_holdout(res.extras["round_of"], cfg.holdout_fraction, ctx.seed)  # type: ignore[arg-type]
         x, y = res.images, res.targets
@@ -362,7 +194,7 @@ class IDEAL(DistillationMethod[IDEALConfig]):
         augment = random_affine(max_shift=2.0, flip=True) if cfg.student_augment else None
         return TransferSet(
             x[~hold], (y[~hold],), "class-ids", build_loss("ce"),
-            TrainRecipe(cfg.epochs, cfg.batch_size, cfg.lr, augment=augment, desc="IDEAL student"),
+            cfg.recipe(augment=augment, desc="IDEAL student"),
             ingredients, source=extra[~hold].long(),
             holdout=(x[hold], y[hold]), selection="teacher-labelled holdout of the generated images",
             extras={"config": cfg.as_dict(), "rounds": res.extras["rounds"], "history": history,

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from labkit.core.blackbox import BlackBox
-from labkit.core.config import MethodConfig, option
+from labkit.core.config import StudentRecipeConfig, option
 from labkit.core.data import LabeledTensors
 from labkit.core.errors import ConfigError
 from labkit.core.losses import KDLoss, build_loss
-from labkit.core.transfer import Ingredient, TrainRecipe, TransferSet
+from labkit.core.transfer import Ingredient, TransferSet
 from labkit.methods.base import DistillationMethod, MethodData, RunContext, register_method
 
 _STUDENT = {"smoke": {"epochs": 2, "batch_size": 128, "lr": 2e-3},
@@ -24,15 +24,11 @@ _STUDENT = {"smoke": {"epochs": 2, "batch_size": 128, "lr": 2e-3},
 
 
 @dataclass(frozen=True)
-class StudentConfig(MethodConfig):
+class StudentConfig(StudentRecipeConfig):
     """The student trained alone: epochs, batch size, learning rate."""
 
     PROFILES = _STUDENT
     TITLE = "student option"
-
-    epochs: int = option(help="student training epochs")
-    batch_size: int = option(help="student batch size")
-    lr: float = option(help="student learning rate (Adam, one-cycle)")
 
 
 @dataclass(frozen=True)
@@ -72,7 +68,7 @@ class StudentAlone(DistillationMethod[StudentConfig]):
         train, _ = require_labeled(data)
         cfg = self.config(ctx)
         return TransferSet(train.x, (train.y,), "class-ids", build_loss("ce"),
-                           TrainRecipe(cfg.epochs, cfg.batch_size, cfg.lr, desc="student alone"),
+                           cfg.recipe(desc="student alone"),
                            [Ingredient("labelled-data")], extras={"config": cfg.as_dict()})
 
 
@@ -89,8 +85,7 @@ class PlainKD(DistillationMethod[KDConfig]):
 
     def distill(self, box: BlackBox | None, data: MethodData, ctx: RunContext) -> TransferSet:
         """Every training image answered once by the score box; targets (probabilities, true labels)."""
-        if box is None:
-            raise ConfigError("plain KD needs a score box")
+        assert box is not None  # check_box (the base class) refused a missing box
         train, _ = require_labeled(data)
         cfg = self.config(ctx)
         with box.phase("label transfer set"):
@@ -98,6 +93,6 @@ class PlainKD(DistillationMethod[KDConfig]):
         loss = KDLoss(tau=cfg.tau, alpha=cfg.alpha, from_probabilities=True)
         extras: dict[str, Any] = {"config": cfg.as_dict()}
         return TransferSet(train.x, (probs, train.y), "probabilities", loss,
-                           TrainRecipe(cfg.epochs, cfg.batch_size, cfg.lr, desc="plain KD"),
+                           cfg.recipe(desc="plain KD"),
                            [Ingredient("labelled-data", phases=("label transfer set",))],
                            extras=extras, artifacts={"teacher_probs": probs})

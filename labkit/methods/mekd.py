@@ -11,16 +11,9 @@ minimise 0.5·CE(D_cls(G(z)), T's top class on G(z))) or ``"teacher-imitation"``
 D's head imitates T's answers and G minimises CE(D_cls(G(z)), argmax z)). Only G's samples are
 sent to T in this phase.
 
-**2. Distillation** (:class:`GenerativeAlignmentLoss`, registered as ``"mekd-alignment"``).
-G is frozen. Fresh z give x′ = G(z) and the box answers r_T = T(x′): probabilities in soft
-mode (turned into logits by log), class ids in hard mode (turned into one-hot vectors). The
-student S minimises
-
-    w_f·‖G(S(x′)/τ_g) − G(r_T/τ_g)‖₁ + w_kl·τ·KL(softmax(r_T/τ) ‖ softmax(S(x′)/τ))
-
-with τ = τ_g = 5 and w_f = w_kl = 1 (‖·‖₁ is the mean absolute pixel difference). Gradients of
-the first term reach S *through* the frozen G, which still gives signal when r_T is only a
-one-hot decision. Hard mode is built on a decision box and refuses any other.
+**2. Distillation** (:class:`~labkit.synthesis.alignment.GenerativeAlignmentLoss`, ``"mekd-alignment"``): G is
+frozen, and the student aligns its logits with the box's answers on fresh G(z) through G. Hard mode is built on a
+decision box and refuses any other.
 
 Ingredients of the transfer set:
 
@@ -35,9 +28,8 @@ Ingredients of the transfer set:
 ``variant="paper"`` (and the paper profile) is the paper's mechanism alone: ``generated`` only,
 the authors' information term. The smoke and laptop profiles add both lab additions.
 
-The companion ``kd-edge`` is plain KD (score box, loss ``"kd"``; or, with ``response="hard"``, a
-decision box and cross-entropy on the class ids) on the very same edge subset with MEKD's student
-recipe: the like-for-like baselines. What was measured with which settings, and how the laptop
+The companion ``kd-edge`` (:mod:`labkit.methods.kd_edge`) is plain KD on the very same edge subset with MEKD's
+student recipe: the like-for-like baselines. What was measured with which settings, and how the laptop
 student recipe was chosen, is in ``docs/methods/mekd.md`` and ``docs/selection.md``.
 """
 from __future__ import annotations
@@ -46,20 +38,22 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from labkit.core.blackbox import BlackBox
-from labkit.core.config import MethodConfig, option
-from labkit.core.errors import AccessDenied, ConfigError, UnknownNameError
-from labkit.core.losses import KDLoss, build_loss, register_loss
+from labkit.core.config import StudentRecipeConfig, option
+from labkit.core.errors import ConfigError
 from labkit.core.train import FitResult, split_holdout
-from labkit.core.transfer import Ingredient, TrainRecipe, TransferSet
+from labkit.core.transfer import Ingredient, TransferSet
 from labkit.methods.base import DistillationMethod, MethodData, RunContext, register_method
+from labkit.synthesis.alignment import GenerativeAlignmentLoss, generative_alignment, response_logits
+from labkit.synthesis.base import settings_from
 from labkit.synthesis.deprivatisation import (
     BOX_ACCESS,
     DEPRIVATISATION_LOSSES,
     RESPONSES,
+    GANSettings,
+    GeneratorSamplingSettings,
     GeneratorSynthesizer,
     ask_within_mode,
     check_response,
@@ -68,6 +62,9 @@ from labkit.synthesis.deprivatisation import (
     train_generator,
 )
 from labkit.synthesis.generators import freeze
+
+__all__ = ["MEKD", "MEKDConfig", "generated_transfer_set", "response_mode", "GenerativeAlignmentLoss",
+           "generative_alignment", "response_logits"]
 
 #: MEKD's sizes per profile; laptop is sized for two CPU cores (see docs/methods/mekd.md)
 MEKD_PROFILES: dict[str, dict[str, Any]] = {
@@ -84,7 +81,7 @@ GAN_PHASES = ("deprivatisation: G(z)", "distillation: G(z)")
 
 
 @dataclass(frozen=True)
-class MEKDConfig(MethodConfig):
+class MEKDConfig(StudentRecipeConfig):
     """Sizes and settings of MEKD (both phases); see the module doc."""
 
     PROFILES = MEKD_PROFILES
@@ -98,11 +95,8 @@ class MEKDConfig(MethodConfig):
 
     edge_fraction: float = option(help="share of the unlabeled training images the edge side holds")
     gan_epochs: int = option(help="passes of the GAN over the edge subset")
-    epochs: int = option(help="student epochs")
     transfer_size: int = option(help="generated images the student trains on")
     holdout_size: int = option(help="generated, teacher-labelled images that select the epoch (without edge-images)")
-    batch_size: int = option(help="student batch size")
-    lr: float = option(help="student learning rate (Adam, one-cycle)")
     g_width: int = option(help="generator channels at the lowest resolution")
     d_width: int = option(help="discriminator channels of its first conv")
     response: str = option("soft", choices=RESPONSES, help="soft: the teacher answers probabilities (score box); "
@@ -128,10 +122,7 @@ class MEKDConfig(MethodConfig):
     edge_holdout: float = option(0.1, help="with edge-images: share of the answered edge images held out for selection")
 
     def validate(self) -> None:
-        """The response mode must be known, 'generated' on, sizes positive, temperatures > 0."""
-        check_response(self.response)
-        if self.deprivatisation not in DEPRIVATISATION_LOSSES:
-            raise UnknownNameError("MEKD deprivatisation loss", self.deprivatisation, DEPRIVATISATION_LOSSES)
+        """'generated' on, sizes positive, temperatures > 0 (the base checks the choices)."""
         if self.info_weight is not None and self.info_weight < 0:
             raise ConfigError(f"info_weight must be >= 0 (or None for the loss's default), got {self.info_weight}")
         if not self.uses("generated"):
@@ -147,6 +138,10 @@ class MEKDConfig(MethodConfig):
         if self.tau <= 0 or self.tau_g <= 0:
             raise ConfigError("the temperatures tau and tau_g must be > 0")
 
+    def gan_settings(self) -> GANSettings:
+        """The deprivatisation's settings: the GAN's epochs, batch, optimiser, widths and information term."""
+        return settings_from(GANSettings, self)
+
 
 def response_mode(method: DistillationMethod[Any]) -> str:
     """Normalise a method's ``response`` option (soft | hard), store it back, and set the box access the runner
@@ -155,79 +150,6 @@ def response_mode(method: DistillationMethod[Any]) -> str:
     method.options["response"] = response
     method.access = BOX_ACCESS[response]
     return response
-
-
-# ---------------------------------------------------------------------------------------------- the loss
-def response_logits(response: torch.Tensor, num_classes: int, mode: str, eps: float = 1e-8) -> torch.Tensor:
-    """The teacher's response as a logit-like vector: log p (soft) or a one-hot vector (hard)."""
-    mode = check_response(mode)
-    if mode == "hard":
-        if torch.is_floating_point(response):
-            raise AccessDenied("hard mode takes class ids (int64), not probabilities or scores")
-        return F.one_hot(response.long(), num_classes).float()
-    if not torch.is_floating_point(response) or response.dim() != 2:
-        raise ValueError("soft mode takes an N×C tensor of probabilities")
-    return torch.log(response.float().clamp_min(eps))
-
-
-def generative_alignment(generator: nn.Module, student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-                         tau_g: float = 5.0, teacher_images: torch.Tensor | None = None) -> torch.Tensor:
-    """‖G(S/τ_g) − G(r_T/τ_g)‖₁ (mean absolute difference); gradients reach S through G.
-
-    ``teacher_images`` may hold a precomputed G(r_T/τ_g) (it carries no gradient).
-    """
-    if teacher_images is None:
-        with torch.no_grad():
-            teacher_images = generator(teacher_logits.float() / tau_g)
-    student_images = generator(student_logits.float() / tau_g)
-    return (student_images - teacher_images.detach()).abs().mean()
-
-
-@register_loss("mekd-alignment")
-class GenerativeAlignmentLoss(nn.Module):
-    """MEKD's distillation loss around a frozen generator (see the module docstring).
-
-    ``forward(student_logits, teacher_response, teacher_images=None)``: ``teacher_response``
-    is N×C probabilities (soft) or N class ids (hard). The generator is frozen here
-    (eval mode, ``requires_grad=False``) and kept out of ``parameters()``.
-    """
-
-    def __init__(self, generator: nn.Module, num_classes: int, response: str = "soft", tau: float = 5.0,
-                 tau_g: float = 5.0, w_f: float = 1.0, w_kl: float = 1.0) -> None:
-        super().__init__()
-        self.response = check_response(response)
-        self._generator = (freeze(generator),)  # a tuple: not registered as a sub-module, not optimised
-        self.num_classes, self.tau, self.tau_g = num_classes, float(tau), float(tau_g)
-        self.w_f, self.w_kl = float(w_f), float(w_kl)
-
-    @property
-    def generator(self) -> nn.Module:
-        """The frozen generator."""
-        return self._generator[0]
-
-    def teacher_images(self, teacher_response: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
-        """G(r_T/τ_g) for a whole transfer set, batched, without gradients."""
-        outs = []
-        with torch.no_grad():
-            for i in range(0, teacher_response.shape[0], batch_size):
-                r = response_logits(teacher_response[i:i + batch_size], self.num_classes, self.response)
-                outs.append(self.generator(r / self.tau_g))
-        return torch.cat(outs)
-
-    def parts(self, student_logits: torch.Tensor, teacher_response: torch.Tensor,
-              teacher_images: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(alignment term, KL term)`` before weighting."""
-        self.generator.eval()
-        r = response_logits(teacher_response, self.num_classes, self.response).to(student_logits.device)
-        align = generative_alignment(self.generator, student_logits, r, self.tau_g, teacher_images)
-        p_t = torch.softmax(r / self.tau, dim=1)
-        kl = F.kl_div(F.log_softmax(student_logits.float() / self.tau, dim=1), p_t, reduction="batchmean") * self.tau
-        return align, kl
-
-    def forward(self, student_logits: torch.Tensor, teacher_response: torch.Tensor,
-                teacher_images: torch.Tensor | None = None) -> torch.Tensor:
-        align, kl = self.parts(student_logits, teacher_response, teacher_images)
-        return self.w_f * align + self.w_kl * kl
 
 
 # ---------------------------------------------------------------------------------------------- transfer set
@@ -243,7 +165,7 @@ def generated_transfer_set(box: BlackBox, generator: nn.Module, num_classes: int
     response = check_response(cfg.response)
     require_box(box, response)
     G = freeze(generator)
-    synth = GeneratorSynthesizer(box, G, num_classes, response, seed=seed + 104729)
+    synth = GeneratorSynthesizer(box, G, GeneratorSamplingSettings(num_classes, response), seed=seed + 104729)
     generated = Ingredient("generated", phases=GAN_PHASES)
     if cfg.uses("edge-images"):
         if edge_images is None:
@@ -273,7 +195,7 @@ def generated_transfer_set(box: BlackBox, generator: nn.Module, num_classes: int
     top = r_train if response == "hard" else r_train.argmax(1)
     return TransferSet(
         x_train, (r_train, loss.teacher_images(r_train)), "class-ids" if response == "hard" else "probabilities", loss,
-        TrainRecipe(cfg.epochs, cfg.batch_size, cfg.lr, desc=f"MEKD-{response}: distil"), ingredients,
+        cfg.recipe(desc=f"MEKD-{response}: distil"), ingredients,
         source=source.to(x_train.device), holdout=(x_hold, y_hold), selection=selection,
         extras={"class_histogram": torch.bincount(top.long(), minlength=num_classes).tolist()},
         artifacts={"transfer_images": x_train[:256].detach(), "transfer_targets": r_train[:256].detach(),
@@ -302,11 +224,11 @@ class MEKD(DistillationMethod[MEKDConfig]):
 
     def distill(self, box: BlackBox | None, data: MethodData, ctx: RunContext) -> TransferSet:
         """Train G and D on the edge subset, then build the generated (and edge) transfer set."""
-        box = require_box(box, self.response)
+        assert box is not None  # check_box (the base class) refused a missing box
         cfg = self.config(ctx)
         edge = edge_subset(data.unlabeled, cfg.edge_fraction, ctx.seed)
-        dep = train_generator(box, edge, ctx.info.num_classes, cfg, response=self.response, info=ctx.info,
-                              device=ctx.device, seed=ctx.seed, progress=ctx.progress)
+        dep = train_generator(box, edge, ctx.info.num_classes, cfg.gan_settings(), response=self.response,
+                              info=ctx.info, device=ctx.device, seed=ctx.seed, progress=ctx.progress)
         gan_queries = box.queries
         transfer = generated_transfer_set(box, dep.generator, ctx.info.num_classes, cfg, seed=ctx.seed,
                                           progress=ctx.progress, edge_images=edge if cfg.uses("edge-images") else None)
@@ -324,73 +246,3 @@ class MEKD(DistillationMethod[MEKDConfig]):
                        data: MethodData, ctx: RunContext) -> None:
         """Record how long the student's distillation took."""
         transfer.extras["distill_seconds"] = round(fit.seconds, 2)
-
-
-# ---------------------------------------------------------------------------------------------- kd-edge
-@dataclass(frozen=True)
-class EdgeKDConfig(MethodConfig):
-    """kd-edge: plain KD on MEKD's edge subset; epochs, batch size and learning rate default to MEKD's."""
-
-    PROFILES = {p: {k: v[k] for k in ("edge_fraction", "epochs", "batch_size", "lr")} for p, v in MEKD_PROFILES.items()}
-    TITLE = "kd-edge option"
-    INGREDIENTS = {"edge-images": "MEKD's edge subset answered by the box; 10% of it selects the epoch"}
-
-    edge_fraction: float = option(help="share of the unlabeled training images the edge side holds")
-    epochs: int = option(help="student epochs (MEKD's, for a like-for-like baseline)")
-    batch_size: int = option(help="student batch size (MEKD's)")
-    lr: float = option(help="student learning rate (MEKD's)")
-    response: str = option("soft", choices=RESPONSES, help="soft: KD on the score box's probabilities (loss kd); "
-                           "hard: cross-entropy on the decision box's class ids (one-hot teacher answers)")
-    ingredients: tuple[str, ...] = option(("edge-images",), help="parts of the transfer set to build")
-    tau: float = option(4.0, help="KD temperature (soft responses)")
-    holdout_fraction: float = option(0.1, help="teacher-labelled share of the edge subset held out for selection")
-
-    def validate(self) -> None:
-        """Sizes positive, fractions in range, τ > 0, a known response mode."""
-        check_response(self.response)
-        if not 0 < self.edge_fraction <= 1 or not 0 < self.holdout_fraction < 1:
-            raise ConfigError("edge_fraction must lie in (0, 1] and holdout_fraction in (0, 1)")
-        if self.tau <= 0:
-            raise ConfigError("tau must be > 0")
-
-
-@register_method
-class EdgeKD(DistillationMethod[EdgeKDConfig]):
-    """Plain KD on MEKD's unlabeled 10% edge subset: the baseline (soft: score box, loss ``"kd"``;
-    hard: decision box, cross-entropy on the teacher's class ids)."""
-
-    name = "kd-edge"
-    access = "score"
-    data_access = "unlabeled"
-    summary = "plain KD from teacher probabilities (or, --response hard, class ids) on MEKD's unlabeled 10% edge subset"
-    config_class = EdgeKDConfig
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self.response = response_mode(self)
-
-    @property
-    def label(self) -> str:
-        """``kd-edge`` (soft) or ``kd-edge-hard``."""
-        return self.name if self.response == "soft" else f"{self.name}-hard"
-
-    def distill(self, box: BlackBox | None, data: MethodData, ctx: RunContext) -> TransferSet:
-        """The edge subset answered by the box; a teacher-labelled 10% of it selects the epoch."""
-        box = require_box(box, self.response)
-        cfg = self.config(ctx)
-        edge = edge_subset(data.unlabeled, cfg.edge_fraction, ctx.seed)
-        with box.phase("label edge subset"):
-            answers = ask_within_mode(box, edge, self.response)
-        keep, hold = split_holdout(edge.shape[0], cfg.holdout_fraction, ctx.seed, device=edge.device)
-        if self.response == "hard":
-            kind, loss, hold_y = "class-ids", build_loss("ce"), answers[hold]
-        else:
-            kind, loss, hold_y = "probabilities", KDLoss(tau=cfg.tau, from_probabilities=True), answers[hold].argmax(1)
-        return TransferSet(edge[keep], (answers[keep],), kind, loss,
-                           TrainRecipe(cfg.epochs, cfg.batch_size, cfg.lr, desc=f"plain KD on the edge subset "
-                                       f"({self.response} answers)"),
-                           [Ingredient("edge-images", phases=("label edge subset",), holdout_rows=int(hold.numel()))],
-                           holdout=(edge[hold], hold_y),
-                           selection=f"teacher-labelled holdout ({cfg.holdout_fraction:.0%}) of the edge subset",
-                           extras={"config": cfg.as_dict(), "edge_subset_size": int(edge.shape[0]),
-                                   "response": self.response})

@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from labkit.core.blackbox import BlackBox
-from labkit.core.config import MethodConfig, option
-from labkit.core.errors import AccessDenied, ConfigError
+from labkit.core.config import StudentRecipeConfig, option
+from labkit.core.errors import ConfigError
 from labkit.core.losses import build_loss
-from labkit.core.transfer import Ingredient, TrainRecipe, TransferSet
+from labkit.core.transfer import Ingredient, TransferSet
 from labkit.methods.base import DistillationMethod, MethodData, RunContext, register_method
 from labkit.methods.zsdb3kd import ZSDB3KDConfig
 from labkit.synthesis.noise import NOISE_FAMILIES
@@ -30,7 +30,7 @@ _FROM_ZSDB3KD = {"noise": "noise", "draws": "min_init_draws", "per_class": "bank
 
 
 @dataclass(frozen=True)
-class NoiseKDConfig(MethodConfig):
+class NoiseKDConfig(StudentRecipeConfig):
     """Sizes of noise-kd: ZSDB3KD's noise bank and student recipe for the same profile."""
 
     PROFILES = {p: {mine: v[theirs] for mine, theirs in _FROM_ZSDB3KD.items()}
@@ -42,18 +42,13 @@ class NoiseKDConfig(MethodConfig):
     draws: int = option(help="noise images drawn and sent to the teacher (one query each)")
     per_class: int = option(help="training rows per class, drawn from the labelled noise")
     init_batch: int = option(help="noise images per box call")
-    epochs: int = option(help="student epochs")
-    batch_size: int = option(help="student batch size")
-    lr: float = option(help="student learning rate")
     ingredients: tuple[str, ...] = option(("noise-bank",), help="parts of the transfer set")
     holdout_fraction: float = option(0.1, help="holdout per class = per_class·holdout_fraction/2 (as ZSDB3KD's bank)")
 
     def validate(self) -> None:
-        """Positive sizes, a known noise family."""
+        """Positive sizes, a holdout fraction in (0, 1)."""
         if min(self.draws, self.per_class, self.init_batch) < 1:
             raise ConfigError("draws, per_class and init_batch must be >= 1")
-        if self.noise not in NOISE_FAMILIES:
-            raise ConfigError(f"unknown noise family {self.noise!r}; choose one of {sorted(NOISE_FAMILIES)}")
         if not 0 < self.holdout_fraction < 1:
             raise ConfigError("holdout_fraction must lie in (0, 1)")
 
@@ -70,8 +65,7 @@ class NoiseKD(DistillationMethod[NoiseKDConfig]):
 
     def distill(self, box: BlackBox | None, data: MethodData, ctx: RunContext) -> TransferSet:
         """Label ``draws`` noise images through the box, keep a class-balanced draw of them."""
-        if box is None or box.access != "decision":
-            raise AccessDenied("noise-kd needs a 'decision' box (top-1 class ids only).")
+        assert box is not None  # check_box (the base class) refused a missing box
         cfg = self.config(ctx)
         c = ctx.info.num_classes
         recorder = QueryRecorder(box)
@@ -86,7 +80,7 @@ class NoiseKD(DistillationMethod[NoiseKDConfig]):
         dev = ctx.device
         return TransferSet(
             draw.x.to(dev), (draw.y.to(dev),), "class-ids", build_loss("ce"),
-            TrainRecipe(cfg.epochs, cfg.batch_size, cfg.lr, desc="noise-kd student"),
+            cfg.recipe(desc="noise-kd student"),
             [Ingredient("noise-bank", phases=(PHASE,), rows=draw.distinct, holdout_rows=int(draw.holdout_y.numel()))],
             holdout=(draw.holdout_x.to(dev), draw.holdout_y.to(dev)),
             selection="teacher-labelled holdout of the noise draws",

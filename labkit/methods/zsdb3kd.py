@@ -1,4 +1,4 @@
-"""ZSDB3KD: zero-shot pseudo-samples from a decision-only teacher (Wang, ICML 2021; METHODS.md §3).
+"""ZSDB3KD: zero-shot pseudo-samples from a decision-only teacher (Wang, ICML 2021).
 
 No data at all, and the teacher answers only top-1 class ids. The paper's recipe (ingredient
 ``pseudo-samples``; the machinery is in :mod:`labkit.synthesis.pseudo_samples`):
@@ -33,14 +33,21 @@ import torch
 from torch import nn
 
 from labkit.core.blackbox import BlackBox
-from labkit.core.config import MethodConfig, option
-from labkit.core.errors import AccessDenied, ConfigError
+from labkit.core.config import StudentRecipeConfig, option
+from labkit.core.errors import ConfigError
 from labkit.core.losses import SoftLabelKD
-from labkit.core.train import BatchHook, FitResult, split_holdout
-from labkit.core.transfer import Ingredient, TrainRecipe, TransferSet
+from labkit.core.train import FitResult, split_holdout
+from labkit.core.transfer import Ingredient, TransferSet
 from labkit.methods.base import DistillationMethod, MethodData, RunContext, register_method, train_student
+from labkit.synthesis.base import settings_from
+from labkit.synthesis.mixup import relabelled_mixup_hook
 from labkit.synthesis.noise import NOISE_FAMILIES
-from labkit.synthesis.pseudo_samples import PseudoSampleSynthesizer, pseudo_sample_soft_labels
+from labkit.synthesis.pseudo_samples import (
+    PseudoSampleSettings,
+    PseudoSampleSynthesizer,
+    class_mean_soft_labels,
+    pseudo_sample_soft_labels,
+)
 from labkit.synthesis.query_recorder import QueryRecorder
 
 _ALL = ("pseudo-samples", "pseudo-sample-paths", "noise-bank", "mixup")
@@ -64,7 +71,7 @@ _PROFILES: dict[str, dict[str, Any]] = {
 
 
 @dataclass(frozen=True)
-class ZSDB3KDConfig(MethodConfig):
+class ZSDB3KDConfig(StudentRecipeConfig):
     """Sizes and settings of ZSDB3KD (per-profile table ``PROFILES``; override any field by keyword)."""
 
     PROFILES = _PROFILES
@@ -92,9 +99,6 @@ class ZSDB3KDConfig(MethodConfig):
     signopt_queries: int = option(help="untargeted Sign-OPT queries per image and iteration")
     label_directions: int = option(help="boundary-distance rays per (sample, other class) for the soft labels")
     n_probes: int = option(help="Sign-OPT probes per gradient estimate")
-    epochs: int = option(help="student epochs")
-    batch_size: int = option(help="student batch size")
-    lr: float = option(help="student learning rate")
     snapshot_every: int = option(help="iterations between snapshots (notebook 05's slider)")
     snapshot_per_class: int = option(help="images per class kept in every snapshot")
     init_batch: int = option(help="noise images per rejection-sampling draw")
@@ -125,51 +129,18 @@ class ZSDB3KDConfig(MethodConfig):
             raise ConfigError("ZSDB3KD needs iterations >= 0, tau > 0 and 0 <= alpha <= 1")
         if not 0 < self.holdout_fraction < 1:
             raise ConfigError("holdout_fraction must lie in (0, 1)")
-        if self.noise not in NOISE_FAMILIES:
-            raise ConfigError(f"unknown noise family {self.noise!r}; choose one of {sorted(NOISE_FAMILIES)}")
         if self.uses("mixup") and not 0 < self.mixup_fraction <= 1:
             raise ConfigError("the mixup ingredient needs 0 < mixup_fraction <= 1")
         if self.uses("noise-bank") and (self.bank_per_class < 1 or self.pseudo_repeat < 1):
             raise ConfigError("the noise-bank ingredient needs bank_per_class >= 1 and pseudo_repeat >= 1")
 
+    def pseudo_sample_settings(self) -> PseudoSampleSettings:
+        """The synthesizer's settings: this config's sizes, and whether it keeps the noise bank and the paths."""
+        return settings_from(PseudoSampleSettings, self, keep_noise_bank=self.uses("noise-bank"),
+                             keep_paths=self.uses("pseudo-sample-paths"))
+
 
 PSEUDO_SAMPLE_PHASES = ("initial noise", "nearest boundary", "step away", "soft labels")
-
-
-def class_mean_soft_labels(soft: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """``(C, C)``: row ``c`` is the mean soft label of the pseudo-samples of class ``c`` (uniform if none)."""
-    return torch.stack([soft[y == c].mean(0) if bool((y == c).any())
-                        else torch.full((soft.shape[1],), 1.0 / soft.shape[1], device=soft.device)
-                        for c in range(num_classes)])
-
-
-def relabelled_mixup_hook(box: BlackBox, soft: torch.Tensor, y: torch.Tensor, fraction: float,
-                          num_classes: int, phase: str = "relabel mixup") -> BatchHook:
-    """A training batch hook: replace ``fraction`` of every batch by mixups of two of its images
-    (``λ ~ U(0,1)`` per image), labelled by **one decision query each** (counted under ``phase``).
-
-    A mixup's soft label is the mean soft label of the pseudo-samples of the class the teacher gives it
-    (no distances are measured for it). Mixups fill the space *between* the classes' pseudo-samples,
-    where the decision boundaries are, at one query per image.
-    """
-    class_soft = class_mean_soft_labels(soft, y, num_classes)
-
-    def hook(xb: torch.Tensor, tb: tuple[torch.Tensor, ...], gen: torch.Generator
-             ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        m = int(round(fraction * xb.shape[0]))
-        if m <= 0 or xb.shape[0] < 2:
-            return xb, tb
-        partner = torch.randperm(xb.shape[0], generator=gen)[:m].to(xb.device)
-        lam = torch.rand(m, generator=gen).to(xb.device, xb.dtype).view((-1,) + (1,) * (xb.dim() - 1))
-        mixed = (lam * xb[:m] + (1 - lam) * xb[partner]).clamp(0, 1)
-        label = box(mixed.detach(), phase=phase).to(xb.device)
-        soft_b, y_b = tb[0].clone(), tb[1].clone()
-        soft_b[:m], y_b[:m] = class_soft[label], label
-        xb = xb.clone()
-        xb[:m] = mixed
-        return xb, (soft_b, y_b)
-
-    return hook
 
 
 def pseudo_sample_transfer_set(x: torch.Tensor, soft: torch.Tensor, y: torch.Tensor, cfg: ZSDB3KDConfig,
@@ -214,7 +185,7 @@ def pseudo_sample_transfer_set(x: torch.Tensor, soft: torch.Tensor, y: torch.Ten
     selection = "teacher-labelled holdout of the pseudo-samples"
     selection += " and of the noise bank" if recorder is not None else ""
     return TransferSet(tx, (ts, ty), "distance-soft-labels", SoftLabelKD(tau=cfg.tau, alpha=cfg.alpha),
-                       TrainRecipe(cfg.epochs, cfg.batch_size, cfg.lr, batch_hook=hook, desc=desc),
+                       cfg.recipe(batch_hook=hook, desc=desc),
                        list(ingredients.values()), source=source.to(x.device), holdout=(hx, hy), selection=selection)
 
 
@@ -230,12 +201,12 @@ class ZSDB3KD(DistillationMethod[ZSDB3KDConfig]):
 
     def distill(self, box: BlackBox | None, data: MethodData, ctx: RunContext) -> TransferSet:
         """Synthesize the pseudo-samples (and the configured lab ingredients) and return their transfer set."""
-        if box is None or box.access != "decision":
-            raise AccessDenied("ZSDB3KD needs a 'decision' box (top-1 class ids only).")
+        assert box is not None  # check_box (the base class) refused a missing box
         cfg = self.config(ctx)
         info = ctx.info
         q_start = box.queries
-        synth = PseudoSampleSynthesizer(box, cfg, info.num_classes, info.image_shape, ctx.seed, ctx.device)
+        synth = PseudoSampleSynthesizer(box, cfg.pseudo_sample_settings(), info.num_classes, info.image_shape,
+                                        ctx.seed, ctx.device)
         result = synth.synthesize(cfg.per_class * info.num_classes, progress=ctx.progress)
         x, soft, ex = result.images, result.targets, result.extras
         y, recorder, trajectory = ex["labels"], ex["recorder"], ex["trajectory"]

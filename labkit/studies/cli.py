@@ -89,12 +89,8 @@ def _cmd_profiles(args: argparse.Namespace) -> int:
 def _cmd_methods(args: argparse.Namespace) -> int:
     from labkit.methods.base import available_methods, get_method
 
-    for name in available_methods():
-        try:
-            cls = get_method(name)
-        except LabkitError as exc:
-            print(f"  {name:<9} (unavailable: {exc})")
-            continue
+    for name in available_methods():  # every registered method (registration happens on import of labkit.methods)
+        cls = get_method(name)
         print(f"  {name:<9} access={cls.access:<9} data={cls.data_access:<10} {cls.summary}")
     return 0
 
@@ -103,8 +99,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from labkit.studies.bench import parse_overrides, run_bench
 
     _set_threads(args.threads)
-    out_dir = Path(args.out_dir) if args.out_dir else paths.results_dir()
-    board = run_bench(args.dataset, args.profile, args.seeds, entries=args.only, out_dir=out_dir, force=args.force,
+    board = run_bench(args.dataset, args.profile, args.seeds, entries=args.only, out_dir=args.out_dir, force=args.force,
                       overrides=parse_overrides(args.set or []),
                       time_budget_s=args.time_budget, device=args.device, progress=not args.no_progress,
                       note=args.note or "", jobs=args.jobs, threads_per_job=args.threads)
@@ -118,15 +113,16 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("bench", help="run every method on one teacher: the leaderboard",
                        description="Run every method (or --only some) for each seed on the same teacher and student; "
-                                   "save each run as it finishes (<out-dir>/<profile>/<dataset>/<entry>-seed<k>.json, "
-                                   "reused on the next call unless --force), then write leaderboard.json and "
-                                   "leaderboard.md into --out-dir.")
+                                   "save each run as it finishes "
+                                   "(<out-dir>/bench/<profile>/<dataset>/<entry>-seed<k>.json, reused on the next "
+                                   "call unless --force), then write leaderboard.json and leaderboard.md beside the "
+                                   "runs.")
     p.add_argument("--dataset", default="fashion-mnist", help="data set (default fashion-mnist)")
     p.add_argument("--profile", default=None,
                    help=f"smoke | laptop | paper (default: $LABKIT_PROFILE or {default_profile_name()})")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds to run, e.g. --seeds 0 1 2 (default 0)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: best available)")
-    p.add_argument("--out-dir", default=None, help="where to write results (default: $LABKIT_RESULTS or results/)")
+    p.add_argument("--out-dir", default=None, help="the results folder (default: $LABKIT_RESULTS or results/)")
     p.add_argument("--only", nargs="+", default=None, metavar="ENTRY", help=f"entries to run: {', '.join(BENCH_KEYS)}")
     p.add_argument("--force", action="store_true", help="re-run entries even if a matching saved run exists")
     p.add_argument("--set", action="append", metavar="ENTRY.OPTION=VALUE",
@@ -234,10 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     from labkit.methods.base import available_methods, get_method
 
     for name in available_methods():
-        try:
-            cls = get_method(name)
-        except LabkitError:
-            continue
+        cls = get_method(name)
         # argparse formats help with %, so a literal "10%" in a summary must be escaped
         mp = msub.add_parser(name, help=cls.summary.replace("%", "%%"),
                              description=(cls.__doc__ or cls.summary).strip().replace("%", "%%"))
@@ -272,8 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("paper-check", help="the paper profile of every method on one GPU in ~10 min, then the table",
                        description="Run every paper row at the paper profile (a stated fraction where the full size "
                                    "does not fit ten minutes on one GPU; the record says so), save the records in "
-                                   "<out-dir>/paper/<dataset>/ and write <out-dir>/paper/leaderboard.md. --scale tiny "
-                                   "runs the same plan at a few images on the CPU (the plumbing check CI runs).")
+                                   "<out-dir>/paper-check/paper/<dataset>/ and write the paper table beside them "
+                                   "(leaderboard.md). --scale tiny runs the same plan at a few images on the CPU (the "
+                                   "plumbing check CI runs).")
     p.add_argument("--dataset", default="fashion-mnist", help="data set (default fashion-mnist)")
     p.add_argument("--scale", default="gpu", help="gpu (default: the paper profile, fractions where stated) or tiny")
     p.add_argument("--out-dir", default=None, help="the results folder (default: $LABKIT_RESULTS or results/)")
@@ -290,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run the student and kd rows on seeded, class-balanced subsets of the training "
                                    "split (epochs scaled so every size sees about 120,000 images; epoch chosen on the "
                                    "validation split) and save one record per row, size and seed in "
-                                   "<out-dir>/few-labels/n<size>/<profile>/<dataset>/.")
+                                   "<out-dir>/few-labels/<profile>/<dataset>/n<size>/.")
     p.add_argument("--dataset", default="fashion-mnist", help="data set (default fashion-mnist)")
     p.add_argument("--profile", default=None, help="size profile (default laptop)")
     p.add_argument("--sizes", type=int, nargs="+", default=[500, 2000, 8000], help="labelled images per run")
@@ -301,9 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_few_labels)
     p = sub.add_parser("paper-table", help="the paper-profile records beside the papers' figures",
-                       description="Read <out-dir>/paper/<dataset>/*.json (paper-profile bench runs) and write "
-                                   "<out-dir>/paper/leaderboard.md: each measured row beside the paper's reported "
-                                   "figure and the gap, then the rows not measured yet and why.")
+                       description="Read <out-dir>/paper-check/paper/<dataset>/*.json (the paper-profile runs) and "
+                                   "write the paper table beside them (leaderboard.md): each measured row beside the "
+                                   "paper's reported figure and the gap, then the rows not measured yet and why.")
     p.add_argument("--dataset", default="fashion-mnist", help="data set (default fashion-mnist)")
     p.add_argument("--out-dir", default=None, help="the results folder (default: $LABKIT_RESULTS or results/)")
     p.add_argument("--note", default=None, help="a line under the title, e.g. where and how the runs were made")

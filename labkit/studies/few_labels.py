@@ -3,8 +3,8 @@
 With every labelled image, KD barely moves a LeNet-5-half student (the committed board has it slightly below the
 student alone). With a few hundred labelled images, the teacher's probabilities carry what the labels cannot. This
 module runs both bench rows (``student`` and ``kd``) on seeded, class-balanced subsets of the training split,
-``sizes`` × ``seeds``, through the bench (records saved as they finish, reused when they match), and reads them back
-for notebook 01's plot.
+``sizes`` × ``seeds``, through the bench's plan and runs (records saved as they finish, reused when they match) into
+``<results>/few-labels/<profile>/<dataset>/n<size>/``, and reads them back for notebook 01's plot.
 
 Every size trains on about the same number of images (``IMAGES_SEEN``, 120,000 on the laptop profile: epochs =
 ⌈IMAGES_SEEN / n⌉, at least the profile's), so small sets are not simply under-trained. Both rows choose their
@@ -28,7 +28,8 @@ from labkit.core.data import canonical_name
 from labkit.core.errors import LabkitError
 from labkit.core.profiles import get_profile
 from labkit.core.results import ResultRecord
-from labkit.studies.bench import run_bench, run_path
+from labkit.studies.bench import execute_bench, plan_bench, record_path
+from labkit.studies.results_layout import FEW_LABELS, study_dir
 
 __all__ = ["FEW_LABEL_ROWS", "FEW_LABEL_SIZES", "IMAGES_SEEN", "SHIPPED_SUMMARY", "FewLabelPoint", "board_full_rows",
            "epochs_for", "few_labels_dir", "load_few_labels", "reference_few_labels", "run_few_labels",
@@ -66,11 +67,10 @@ def epochs_for(size: int, profile_epochs: int, profile: str = "laptop") -> int:
     return max(int(profile_epochs), math.ceil(IMAGES_SEEN[get_profile(profile).name] / max(1, int(size))))
 
 
-def few_labels_dir(out_dir: str | Path | None = None) -> Path:
-    """``<results>/few-labels/``: one record per size, row and seed, at
-    ``n<size>/<profile>/<dataset>/<row>-seed<k>.json`` (the bench's layout under each size)."""
-    root = Path(out_dir) if out_dir is not None else paths.results_dir()
-    return root / "few-labels"
+def few_labels_dir(out_dir: str | Path | None = None, profile: str = "laptop", dataset: str = "fashion-mnist") -> Path:
+    """``<results>/few-labels/<profile>/<dataset>/``: one record per size, row and seed, at
+    ``n<size>/<row>-seed<k>.json`` (``out_dir``: the results folder, default :func:`labkit.core.paths.results_dir`)."""
+    return study_dir(FEW_LABELS, get_profile(profile).name, canonical_name(dataset), out_dir)
 
 
 def _size_dir(base: Path, size: int) -> Path:
@@ -84,15 +84,16 @@ def run_few_labels(sizes: Sequence[int] = FEW_LABEL_SIZES, seeds: Sequence[int] 
     from labkit.methods.kd import StudentConfig
 
     prof = get_profile(profile)
-    base = few_labels_dir(out_dir)
+    base = few_labels_dir(out_dir, prof.name, dataset)
+    log = print if progress else None
     for n in sizes:
         if int(n) < 10:
             raise LabkitError(f"a training set of {n} images cannot hold every class; use sizes of 10 or more")
         epochs = epochs_for(n, StudentConfig.for_profile(prof, canonical_name(dataset)).epochs, prof.name)
         extra = {"train_limit": int(n), "epochs": epochs}
-        run_bench(dataset, prof.name, seeds, entries=list(FEW_LABEL_ROWS), out_dir=_size_dir(base, n), force=force,
-                  overrides={row: dict(extra) for row in FEW_LABEL_ROWS}, progress=progress, save=False,
-                  keep_others=False, log=print if progress else None)
+        runs = plan_bench(dataset, prof.name, seeds, _size_dir(base, n), entries=list(FEW_LABEL_ROWS), force=force,
+                          overrides={row: dict(extra) for row in FEW_LABEL_ROWS}, log=log)
+        execute_bench(runs, progress=progress, log=log)
     points = load_few_labels(prof.name, dataset, out_dir, sizes=sizes, seeds=seeds)
     if (prof.name, canonical_name(dataset), out_dir) == ("laptop", "fashion-mnist", None) \
             and sorted(sizes) == sorted(FEW_LABEL_SIZES) and sorted(seeds) == [0, 1, 2] \
@@ -110,13 +111,13 @@ def load_few_labels(profile: str = "laptop", dataset: str = "fashion-mnist", out
     """The saved records as points (rows × sizes); a missing record is an error that names the command to run."""
     prof = get_profile(profile)
     dataset = canonical_name(dataset)
-    base = few_labels_dir(out_dir)
+    base = few_labels_dir(out_dir, prof.name, dataset)
     points = []
     for row in FEW_LABEL_ROWS:
         for n in sizes:
             recs = []
             for seed in seeds:
-                path = run_path(_size_dir(base, n), prof.name, dataset, row, seed)
+                path = record_path(_size_dir(base, n), row, seed)
                 if not path.exists():
                     raise LabkitError(f"no few-label record {path}. Run: python -m labkit few-labels --profile "
                                       f"{prof.name} --dataset {dataset} --sizes {' '.join(map(str, sizes))} "

@@ -1,9 +1,10 @@
 """``make paper-check``: the paper profile of every method on one GPU, in about ten minutes, then the paper table.
 
 Every paper row of :data:`labkit.studies.paper_table.PAPER_ROWS` is run once (seed 0 by default) at the ``paper``
-profile through the bench (:func:`labkit.studies.bench.run_bench`), so its records land in
-``<results>/paper/<dataset>/<row>-seed<s>.json``, and :func:`labkit.studies.paper_table.write_paper_table` then writes
-``<results>/paper/leaderboard.md``.
+profile through the bench's plan and runs (:func:`labkit.studies.bench.plan_bench`,
+:func:`~labkit.studies.bench.execute_bench`), so its records land in
+``<results>/paper-check/paper/<dataset>/<row>-seed<s>.json``, and
+:func:`labkit.studies.paper_table.write_paper_table` then writes the paper table beside them (``leaderboard.md``).
 
 Where a method's full paper size does not fit the ten minutes, :data:`CHECK_PLAN` runs a stated fraction of it
 (``scaled``: which fields, from what to what) and the record says so in ``paper_fraction``; the paper table prints
@@ -24,11 +25,10 @@ from typing import Any
 
 import torch
 
-from labkit.core import paths
 from labkit.core.data import canonical_name
 from labkit.core.errors import LabkitError, UnknownNameError
-from labkit.studies.bench import get_entries, run_bench, run_path
-from labkit.studies.paper_table import PAPER_ROWS, write_paper_table
+from labkit.studies.bench import execute_bench, get_entries, plan_bench, record_path
+from labkit.studies.paper_table import PAPER_ROWS, paper_dir, write_paper_table
 
 #: the default wall-clock budget of one paper check (the issue's "at most 10 minutes in all")
 CHECK_BUDGET_S = 600.0
@@ -161,7 +161,7 @@ def run_paper_check(dataset: str = "fashion-mnist", *, scale: str = "gpu", out_d
             "or pass --allow-cpu to run the GPU sizes on the CPU anyway (hours).")
     dataset = canonical_name(dataset)
     items = plan(only)
-    root = Path(out_dir) if out_dir is not None else paths.results_dir()
+    folder = paper_dir(dataset, out_dir)
     say = log or (lambda _msg: None)
     seconds: dict[str, float | None] = {}
     start = time.perf_counter()
@@ -172,11 +172,11 @@ def run_paper_check(dataset: str = "fashion-mnist", *, scale: str = "gpu", out_d
             say(f"[paper-check] {item.key}: skipped, the {budget_s:.0f} s budget is used up")
             continue
         for seed in seeds:
-            _keep_other_device_record(run_path(root, "paper", dataset, item.key, seed), dev)
+            _keep_other_device_record(record_path(folder, item.key, seed), dev)
         t0 = time.perf_counter()
-        run_bench(dataset, "paper", seeds, entries=[item.key], out_dir=root, force=True,
-                  overrides={item.key: item.overrides(scale)}, device=dev, progress=progress, save=False,
-                  keep_others=False, log=log)
+        runs = plan_bench(dataset, "paper", seeds, folder, entries=[item.key],
+                          overrides={item.key: item.overrides(scale)}, force=True, log=log)
+        execute_bench(runs, device=dev, progress=progress, log=log)
         seconds[item.key] = round(time.perf_counter() - t0, 1)
         say(f"[paper-check] {item.key}: {seconds[item.key]:.1f} s ({scale} scale, {dev})")
     ran = [k for k, s in seconds.items() if s is not None]
@@ -184,5 +184,5 @@ def run_paper_check(dataset: str = "fashion-mnist", *, scale: str = "gpu", out_d
             f"{time.perf_counter() - start:.0f} s; seeds {', '.join(map(str, seeds))}.")
     if scale == "tiny":
         note += " Tiny sizes: a plumbing check, not figures."
-    table = write_paper_table(dataset, root, note=note)
-    return PaperCheck(scale, root / "paper" / dataset, table, seconds, str(dev))
+    table = write_paper_table(dataset, out_dir, note=note)
+    return PaperCheck(scale, folder, table, seconds, str(dev))

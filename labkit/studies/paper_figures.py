@@ -1,10 +1,13 @@
 """The figures the papers report, for comparison beside the lab's own measurements.
 
-Every number here comes from the lab's method reference (``METHODS.md``), which
-summarises the papers. They are *reported* figures, not measured by the lab: the
-leaderboard always prints them labelled "reported", and marks those the reference
-calls *unverified* (taken from secondary summaries) with a dagger. Accuracies are
-fractions in [0, 1], like :class:`labkit.core.results.ResultRecord`.
+Every number here is one a paper reports in its results tables: each figure names its
+source (``paper``) and the experiment it belongs to (``setting``: architectures, data,
+sizes), and the lab's own summary of each method, with the papers' sizes and figures,
+is in ``docs/methods/<method>.md``. They are *reported* figures, not measured by the lab:
+the leaderboard always prints them labelled "reported", and marks with a dagger the
+ones marked *unverified* (``verified=False``: the figure is quoted by a later paper or a
+secondary summary, not taken from its source's own tables). Accuracies are fractions
+in [0, 1], like :class:`labkit.core.results.ResultRecord`.
 
 Where a paper gives no figure for a data set, :func:`primary_figure` returns
 ``None`` and :func:`note_for` says what the paper does report instead.
@@ -34,9 +37,9 @@ class ReportedFigure:
     teacher_acc: float | None
     paper: str
     setting: str  # architectures and data the figure is for
-    verified: bool  # False where METHODS.md marks the figure *unverified*
-    queries: str | None = None  # the teacher-query cost as the reference states it (text)
-    queries_approx: float | None = None  # a number for plots, where the reference gives one
+    verified: bool  # False for a figure quoted by later work or a secondary summary (*unverified*)
+    queries: str | None = None  # the teacher-query cost as the source states it, or as its sizes give it (text)
+    queries_approx: float | None = None  # a number for plots, where the source gives one
     note: str = ""
     label: str = "reported"
 
@@ -45,7 +48,7 @@ class ReportedFigure:
         return asdict(self)
 
     def short(self) -> str:
-        """``"89.66% (reported)"``, with a dagger and "unverified" where the reference says so."""
+        """``"89.66% (reported)"``, with a dagger and "unverified" for a figure that is not verified."""
         if self.student_acc is None:
             return "— (reported: none)"
         mark = "†" if not self.verified else ""
@@ -69,10 +72,11 @@ REPORTED: tuple[ReportedFigure, ...] = (
     ReportedFigure("zskd-paper", "fashion-mnist", 0.7962, 0.9084, ZSKD_PAPER,
                    f"{_LENET}, 48k Data Impressions, white-box teacher", True,
                    queries="white-box: ~1500 gradient steps for each of 48k impressions (sizes, not a query count)",
-                   note="made with the authors' code, where β cancels (every impression β = 1): the lab's "
-                        "zskd-authors-code row"),
+                   note="the paper's β ∈ {1, 0.1}; whether this figure was made with the authors' β = 1 code "
+                        "cannot be checked (their public code covers CIFAR-10 only)"),
     ReportedFigure("zskd-authors-code", "fashion-mnist", 0.7962, 0.9084, ZSKD_PAPER,
-                   f"{_LENET}, 48k Data Impressions, the authors' code (β cancels)", True,
+                   f"{_LENET}, 48k Data Impressions (the paper's one figure; the authors' public code, where β "
+                   "cancels, covers CIFAR-10 only)", True,
                    queries="white-box: ~1500 gradient steps for each of 48k impressions (sizes, not a query count)"),
     ReportedFigure("zsdb3kd-paper", "fashion-mnist", 0.7231, None, DIVBFKD_PAPER,
                    f"{_LENET}, ZSDB3KD as quoted by DivBFKD (secondary: the ZSDB3KD paper gives no Fashion-MNIST "

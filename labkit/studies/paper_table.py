@@ -1,9 +1,9 @@
 """The paper table: paper-profile measurements beside the figures the papers report, with the gap.
 
-:func:`paper_table` reads the bench's per-run records under ``<results>/paper/<dataset>/`` (the layout
-:func:`labkit.studies.bench.run_path` writes), summarises every entry over its seeds, puts the paper's reported figure
-(:mod:`labkit.studies.paper_figures`) beside it, and lists the paper rows not measured yet with the reason
-(:data:`NOT_MEASURED`). :func:`write_paper_table` writes ``<results>/paper/leaderboard.md``.
+:func:`paper_table` reads the paper-profile records in ``<results>/paper-check/paper/<dataset>/`` (:func:`paper_dir`;
+:mod:`labkit.studies.paper_check` writes them), summarises every entry over its seeds, puts the paper's reported
+figure (:mod:`labkit.studies.paper_figures`) beside it, and lists the paper rows not measured yet with the reason
+(:data:`NOT_MEASURED`). :func:`write_paper_table` writes the table beside the records, as ``leaderboard.md``.
 """
 from __future__ import annotations
 
@@ -11,11 +11,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from labkit.core import paths
 from labkit.core.data import canonical_name
 from labkit.core.results import ResultRecord
-from labkit.studies.leaderboard import Stat
+from labkit.studies.board_stats import Stat, fmt_pct
 from labkit.studies.paper_figures import primary_figure
+from labkit.studies.results_layout import PAPER_CHECK, study_dir
+
+#: The paper table's file name, beside the records it summarises.
+PAPER_TABLE_MD = "leaderboard.md"
 
 #: Why a paper row has no measurement yet (the paper profile at the authors' sizes), per bench entry.
 NOT_MEASURED: dict[str, str] = {
@@ -63,10 +66,16 @@ class PaperRow:
         return self.accuracy.mean - self.reported
 
 
+def paper_dir(dataset: str = "fashion-mnist", results: str | Path | None = None) -> Path:
+    """``<results>/paper-check/paper/<dataset>/``: the paper-profile records and the paper table (``results``: the
+    results folder, default :func:`labkit.core.paths.results_dir`)."""
+    return study_dir(PAPER_CHECK, "paper", canonical_name(dataset), results)
+
+
 def paper_records(dataset: str = "fashion-mnist", results: str | Path | None = None) -> dict[str, list[ResultRecord]]:
     """Every saved paper-profile run of ``dataset``, by bench entry (from ``extras.bench.entry``); this includes
     records kept beside a newer run of another device (``<row>-seed<s>.<device>.json``)."""
-    folder = Path(results if results is not None else paths.results_dir()) / "paper" / canonical_name(dataset)
+    folder = paper_dir(dataset, results)
     out: dict[str, list[ResultRecord]] = {}
     for path in sorted(folder.glob("*-seed*.json")):
         rec = ResultRecord.from_dict(json.loads(path.read_text()))
@@ -118,12 +127,6 @@ def paper_table(dataset: str = "fashion-mnist", results: str | Path | None = Non
     return rows
 
 
-def _pct(s: Stat | None) -> str:
-    if s is None:
-        return "—"
-    return f"{100 * s.mean:.2f} ± {100 * s.std:.2f}" if s.std is not None else f"{100 * s.mean:.2f}"
-
-
 def paper_table_markdown(dataset: str = "fashion-mnist", results: str | Path | None = None, note: str = "") -> str:
     """The paper table as Markdown: measured rows beside the reported figure and the gap, then what is missing."""
     rows = paper_table(dataset, results)
@@ -144,7 +147,7 @@ def paper_table_markdown(dataset: str = "fashion-mnist", results: str | Path | N
         q = "—" if r.queries is None else f"{r.queries.mean:,.0f}"
         w = "—" if r.wall_s is None else (f"{r.wall_s.mean:.0f} ± {r.wall_s.std:.0f}" if r.wall_s.std is not None
                                           else f"{r.wall_s.mean:.0f}")
-        lines.append(f"| {r.key} | {r.fraction} | {_pct(r.accuracy)} | {', '.join(map(str, r.seeds))} | {rep} | "
+        lines.append(f"| {r.key} | {r.fraction} | {fmt_pct(r.accuracy)} | {', '.join(map(str, r.seeds))} | {rep} | "
                      f"{gap} | {q} | {w} | {r.machine} |")
     if any(r.fraction not in ("full", "") for r in rows if r.accuracy is not None):
         lines += ["", "A row run at a fraction of the paper's size (make paper-check, to fit ten minutes on one GPU) "
@@ -159,9 +162,9 @@ def paper_table_markdown(dataset: str = "fashion-mnist", results: str | Path | N
 
 
 def write_paper_table(dataset: str = "fashion-mnist", results: str | Path | None = None, note: str = "") -> Path:
-    """Write ``<results>/paper/leaderboard.md`` and return its path."""
-    root = Path(results if results is not None else paths.results_dir())
-    out = root / "paper" / "leaderboard.md"
+    """Write the paper table beside the records (``<results>/paper-check/paper/<dataset>/leaderboard.md``) and return
+    its path."""
+    out = paper_dir(dataset, results) / PAPER_TABLE_MD
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(paper_table_markdown(dataset, root, note))
+    out.write_text(paper_table_markdown(dataset, results, note))
     return out

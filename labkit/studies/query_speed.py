@@ -100,5 +100,6 @@ def zsdb3kd_calls(model: nn.Module, info: DatasetInfo, profile: str = "laptop", 
     box = BlackBox(model, access="decision", input_shape=info.image_shape, num_classes=info.num_classes, device=dev)
     n = cfg.per_class * info.num_classes
     t0 = time.perf_counter()
-    PseudoSampleSynthesizer(box, cfg, info.num_classes, info.image_shape, seed, dev).synthesize(n, progress=False)
+    synth = PseudoSampleSynthesizer(box, cfg.pseudo_sample_settings(), info.num_classes, info.image_shape, seed, dev)
+    synth.synthesize(n, progress=False)
     return CallCount(iterations, n, box.calls_by_phase, box.queries_by_phase, time.perf_counter() - t0)

@@ -5,18 +5,31 @@ returns a :class:`SynthesisResult`: the images, their targets (soft labels or cl
 ids), and snapshots taken along the way (for "from noise to sample" plots). Synthesis is
 kept apart from training: the method wraps the result in a :class:`~labkit.core.transfer.TransferSet`.
 
-ZSKD (Data Impressions), ZSDB3KD (pseudo-samples) and MEKD (a generator) all
-build their transfer sets through this class.
+Every synthesizer takes its own frozen settings dataclass, defined beside it (``ImpressionSettings``,
+``PseudoSampleSettings``, ``GANSettings``, ``RoundSettings``, ``MixUpSettings``, ``CVAESettings``); a method's
+config builds them (:func:`settings_from` copies the fields that share a name). No synthesizer reads a method's
+config.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
 
 import torch
 
 from labkit.core.blackbox import BlackBox
 from labkit.core.errors import AccessDenied, NonFiniteError
+
+SettingsT = TypeVar("SettingsT")
+
+
+def settings_from(settings_class: type[SettingsT], config: object, **values: Any) -> SettingsT:
+    """A synthesizer's settings (a dataclass) from a method's ``config``: each settings field the config has under
+    the same name is copied; ``values`` give the others (a renamed field, or a flag derived from the ingredients)."""
+    shared = {f.name: getattr(config, f.name) for f in fields(settings_class)  # type: ignore[arg-type]
+              if f.name not in values and hasattr(config, f.name)}
+    return settings_class(**shared, **values)
 
 
 @dataclass

@@ -15,6 +15,8 @@ the KL divergence to N(0, I), averaged over the batch (:func:`cvae_loss`).
 :func:`hybrid_latents` draws FS-BBT's latents: half from N(0, I) (images that look
 like the data) and half from U[−r, r]^d, which reaches the regions the prior
 rarely visits and decodes to *out-of-distribution* images near class borders.
+:class:`CVAESynthesizer` trains the CVAE on the few-shot images and has the box answer
+its decoded images (its settings: :class:`CVAESettings`).
 """
 from __future__ import annotations
 
@@ -27,7 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from labkit.core.blackbox import BlackBox
 from labkit.core.losses import check_finite
+from labkit.synthesis.base import SynthesisResult, Synthesizer
 
 
 class CVAEBase(nn.Module):
@@ -235,6 +239,68 @@ def latent_grid(steps: int = 10, span: float = 3.0, device: torch.device | str |
     axis = torch.linspace(-span, span, steps, device=device)
     z2, z1 = torch.meshgrid(axis.flip(0), axis, indexing="ij")
     return torch.stack([z1.flatten(), z2.flatten()], 1)
+
+
+@dataclass(frozen=True)
+class CVAESettings:
+    """How :class:`CVAESynthesizer` trains its CVAE and draws its latents."""
+
+    epochs: int = 50  # CVAE training epochs
+    batch_size: int = 128
+    lr: float = 3e-3
+    latent_dim: int = 2
+    ood_fraction: float = 0.5  # share of latents from U[-r, r]^d (out of distribution), the rest from N(0, I)
+    ood_range: float = 3.0  # r
+
+
+class CVAESynthesizer(Synthesizer):
+    """A CVAE trained on ``images`` (conditioned on the teacher's argmax of ``answers``) decodes new images, which the
+    box answers in one call (phase ``phase``).
+
+    The CVAE is trained on the first :meth:`synthesize` call (global seed ``seed + 1`` for its weights, ``seed``
+    for its training). ``synthesize(n)`` decodes ``n`` images from :func:`hybrid_latents` drawn from ``generator``
+    (the method's, so its draws stay in the method's order), classes cycling through all; ``extras`` holds the
+    ``model``, its loss ``history``, the ``latents``, ``is_ood`` and ``classes``. :meth:`nothing` is the result of
+    an ingredient that is off (no CVAE is trained).
+    """
+
+    def __init__(self, box: BlackBox, images: torch.Tensor, answers: torch.Tensor, settings: CVAESettings,
+                 num_classes: int, *, generator: torch.Generator, seed: int = 0, phase: str = "cvae",
+                 desc: str = "CVAE") -> None:
+        super().__init__(box, seed, device=images.device)
+        self.images, self.answers, self.settings, self.num_classes = images, answers, settings, num_classes
+        self.generator, self.phase, self.desc = generator, phase, desc
+        self.model: CVAEBase | None = None
+        self.history: list[dict[str, float]] = []
+
+    def _train(self, progress: bool) -> CVAEBase:
+        s, dev = self.settings, self.images.device
+        torch.manual_seed(self.seed + 1)
+        model = build_cvae(tuple(self.images.shape[1:]), self.num_classes, s.latent_dim).to(dev)
+        trained = train_cvae(model, self.images, self.answers.argmax(1), epochs=s.epochs, batch_size=s.batch_size,
+                             lr=s.lr, seed=self.seed, progress=progress, desc=self.desc)
+        self.model, self.history = model, trained.history
+        return model
+
+    def _synthesize(self, n: int, progress: bool) -> SynthesisResult:
+        s, dev = self.settings, self.images.device
+        model = self.model if self.model is not None else self._train(progress)
+        z, is_ood = hybrid_latents(n, s.latent_dim, ood_fraction=s.ood_fraction, ood_range=s.ood_range,
+                                   generator=self.generator, device=dev)
+        y = balanced_classes(n, self.num_classes, device=dev)
+        x = model.generate(z, y)
+        with self.box.phase(self.phase):
+            answers = self.box(x)
+        return SynthesisResult(x, answers, extras={"model": model, "history": self.history, "latents": z,
+                                                   "is_ood": is_ood, "classes": y})
+
+    def nothing(self) -> SynthesisResult:
+        """No CVAE image: empty images, answers, latents and classes, no model, no query."""
+        dev = self.images.device
+        return SynthesisResult(self.images[:0], self.answers[:0], extras={
+            "model": None, "history": [], "latents": torch.zeros(0, self.settings.latent_dim, device=dev),
+            "is_ood": torch.zeros(0, dtype=torch.bool, device=dev), "classes": torch.zeros(0, dtype=torch.long,
+                                                                                          device=dev)})
 
 
 @torch.no_grad()

@@ -33,7 +33,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -96,29 +95,24 @@ def edge_subset(unlabeled: torch.Tensor | None, fraction: float, seed: int) -> t
     return unlabeled[idx.to(unlabeled.device)]
 
 
-class GANSettings(Protocol):
-    """The GAN settings :func:`train_generator` reads (MEKD's config has them)."""
+@dataclass(frozen=True)
+class GANSettings:
+    """How :func:`train_generator` trains G and D (Adam, batch and betas: the paper's)."""
 
-    @property
-    def gan_epochs(self) -> int: ...
-    @property
-    def gan_batch(self) -> int: ...
-    @property
-    def gan_lr(self) -> float: ...
-    @property
-    def beta1(self) -> float: ...
-    @property
-    def beta2(self) -> float: ...
-    @property
-    def info_weight(self) -> float | None: ...
-    @property
-    def deprivatisation(self) -> str: ...
-    @property
-    def g_width(self) -> int: ...
-    @property
-    def d_width(self) -> int: ...
-    @property
-    def display_scale(self) -> float: ...
+    gan_epochs: int  # passes over the edge subset
+    g_width: int  # generator channels at the lowest resolution
+    d_width: int  # discriminator channels of its first conv
+    gan_batch: int = 64
+    gan_lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    deprivatisation: str = "teacher-imitation"  # the information term: one of DEPRIVATISATION_LOSSES
+    info_weight: float | None = None  # its weight λ (None: DEFAULT_INFO_WEIGHT of the term)
+    display_scale: float = 3.0  # one-hot responses are scaled by this for the snapshots
+
+    def __post_init__(self) -> None:
+        if self.deprivatisation not in DEPRIVATISATION_LOSSES:
+            raise UnknownNameError("MEKD deprivatisation loss", self.deprivatisation, DEPRIVATISATION_LOSSES)
 
 
 @dataclass
@@ -140,10 +134,10 @@ def _aux_loss(class_logits: torch.Tensor, answers: torch.Tensor) -> torch.Tensor
     return -(answers * F.log_softmax(class_logits, dim=1)).sum(1).mean()
 
 
-def train_generator(box: BlackBox, edge_images: torch.Tensor, num_classes: int, cfg: GANSettings, *,
+def train_generator(box: BlackBox, edge_images: torch.Tensor, num_classes: int, settings: GANSettings, *,
                     response: str = "soft", info: DatasetInfo, device: torch.device | None = None,
                     seed: int = 0, progress: bool = True) -> Deprivatisation:
-    """Deprivatisation: train G and D on the unlabeled edge images with the teacher-imitation info term.
+    """Deprivatisation: train G and D on the unlabeled edge images, as ``settings`` (the :class:`GANSettings`) says.
 
     ``info`` is the data set's :class:`~labkit.core.data.DatasetInfo` (for the architectures).
     Only generated images are sent to the teacher (phase ``deprivatisation: G(z)``); the edge
@@ -151,20 +145,19 @@ def train_generator(box: BlackBox, edge_images: torch.Tensor, num_classes: int, 
     """
     response = check_response(response)
     require_box(box, response)
-    if cfg.deprivatisation not in DEPRIVATISATION_LOSSES:
-        raise UnknownNameError("MEKD deprivatisation loss", cfg.deprivatisation, DEPRIVATISATION_LOSSES)
-    authors = cfg.deprivatisation == "authors"
-    weight = DEFAULT_INFO_WEIGHT[cfg.deprivatisation] if cfg.info_weight is None else float(cfg.info_weight)
+    authors = settings.deprivatisation == "authors"
+    weight = DEFAULT_INFO_WEIGHT[settings.deprivatisation] if settings.info_weight is None \
+        else float(settings.info_weight)
     device = device or box.device
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed + 1)
-    G = build_generator(info, cfg.g_width).to(device)
-    D = build_discriminator(info, cfg.d_width).to(device)
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.gan_lr, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.gan_lr, betas=(cfg.beta1, cfg.beta2))
+    G = build_generator(info, settings.g_width).to(device)
+    D = build_discriminator(info, settings.d_width).to(device)
+    opt_g = torch.optim.Adam(G.parameters(), lr=settings.gan_lr, betas=(settings.beta1, settings.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=settings.gan_lr, betas=(settings.beta1, settings.beta2))
     x_edge = edge_images.to(device)
     n = x_edge.shape[0]
-    display = one_hot_responses(list(range(num_classes)), num_classes, cfg.display_scale, device)
+    display = one_hot_responses(list(range(num_classes)), num_classes, settings.display_scale, device)
     labels = torch.arange(num_classes)
 
     def snap(step: int) -> Snapshot:
@@ -176,16 +169,17 @@ def train_generator(box: BlackBox, edge_images: torch.Tensor, num_classes: int, 
 
     snapshots = [snap(0)]
     history: list[dict[str, float]] = []
-    steps = math.ceil(n / cfg.gan_batch)
+    steps = math.ceil(n / settings.gan_batch)
     start = time.perf_counter()
-    bar = tqdm(range(1, cfg.gan_epochs + 1), desc=f"MEKD-{response}: train G and D", disable=not progress, leave=False)
+    bar = tqdm(range(1, settings.gan_epochs + 1), desc=f"MEKD-{response}: train G and D", disable=not progress,
+               leave=False)
     for epoch in bar:
         t0 = time.perf_counter()
         perm = torch.randperm(n, generator=gen).to(device)
         sums = {"d_loss": 0.0, "g_loss": 0.0, "info_loss": 0.0, "teacher_agrees": 0.0, "teacher_confidence": 0.0}
         seen = 0
         for s in range(steps):
-            idx = perm[s * cfg.gan_batch:(s + 1) * cfg.gan_batch]
+            idx = perm[s * settings.gan_batch:(s + 1) * settings.gan_batch]
             real = x_edge[idx]
             b = real.shape[0]
             z = torch.randn(b, num_classes, generator=gen).to(device)
@@ -232,24 +226,36 @@ def train_generator(box: BlackBox, edge_images: torch.Tensor, num_classes: int, 
     return Deprivatisation(G, D, history, snapshots, time.perf_counter() - start, n)
 
 
+@dataclass(frozen=True)
+class GeneratorSamplingSettings:
+    """How :class:`GeneratorSynthesizer` draws from a trained G: its latent size (the class count), how the box
+    answers (a response mode), G's forward batch, and the box phase the answers are counted under."""
+
+    num_classes: int
+    response: str = "soft"
+    batch_size: int = 2048
+    phase: str = "distillation: G(z)"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "response", check_response(self.response))  # normalised, as the box modes name it
+
+
 class GeneratorSynthesizer(Synthesizer):
     """Transfer images from a frozen generator: G(z), z ~ N(0, I_C), and the box's answers on them."""
 
-    def __init__(self, box: BlackBox, generator: nn.Module, num_classes: int, response: str = "soft",
-                 seed: int = 0, batch_size: int = 2048, phase: str = "distillation: G(z)") -> None:
+    def __init__(self, box: BlackBox, generator: nn.Module, settings: GeneratorSamplingSettings,
+                 seed: int = 0) -> None:
         super().__init__(box, seed)
         self.generator = freeze(generator)
-        self.num_classes = num_classes
-        self.response = check_response(response)
-        self.batch_size = batch_size
-        self.phase = phase
+        self.settings = settings
         self._gen = torch.Generator().manual_seed(seed)
 
     def _synthesize(self, n: int, progress: bool) -> SynthesisResult:
+        s = self.settings
         device = next(self.generator.parameters()).device
-        z = torch.randn(n, self.num_classes, generator=self._gen).to(device)
+        z = torch.randn(n, s.num_classes, generator=self._gen).to(device)
         with torch.no_grad():
-            images = torch.cat([self.generator(z[i:i + self.batch_size]) for i in range(0, n, self.batch_size)])
-        with self.box.phase(self.phase):
-            targets = ask_within_mode(self.box, images, self.response)
+            images = torch.cat([self.generator(z[i:i + s.batch_size]) for i in range(0, n, s.batch_size)])
+        with self.box.phase(s.phase):
+            targets = ask_within_mode(self.box, images, s.response)
         return SynthesisResult(images, targets, extras={"z": z})

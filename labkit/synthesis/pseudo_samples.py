@@ -6,14 +6,16 @@
   rays + bisection, then untargeted Sign-OPT; from the second iteration on warm-started from the
   previous direction).
 * :func:`label_preserving_step`: ``x <- clip(x - λ·θ*, 0, 1)``, λ halved per image where the label would change.
-* :func:`pseudo_sample_soft_labels`: DB3 soft labels from the boundary distances to every other class.
-* :class:`PseudoSampleSynthesizer`: all of the above, with snapshots, history and checkpoints.
+* :func:`pseudo_sample_soft_labels`: DB3 soft labels from the boundary distances to every other class
+  (:func:`class_mean_soft_labels`: their mean per class).
+* :class:`PseudoSampleSynthesizer`: all of the above, with snapshots, history and checkpoints; its sizes are a
+  :class:`PseudoSampleSettings`.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -25,8 +27,29 @@ from labkit.synthesis.boundary import boundary_distance, distance_soft_labels, n
 from labkit.synthesis.noise import noise_images
 from labkit.synthesis.query_recorder import QueryRecorder
 
-if TYPE_CHECKING:
-    from labkit.methods.zsdb3kd import ZSDB3KDConfig
+
+@dataclass(frozen=True)
+class PseudoSampleSettings:
+    """What :class:`PseudoSampleSynthesizer` does: its search, step and labelling sizes, and what it keeps."""
+
+    iterations: int  # search-and-step iterations
+    n_directions: int  # random rays of the first nearest-boundary search
+    warm_directions: int  # fresh random rays of later searches (plus the previous direction)
+    signopt_queries: int  # untargeted Sign-OPT queries per image and iteration
+    n_probes: int  # Sign-OPT probes per gradient estimate
+    label_directions: int  # boundary-distance rays per (sample, other class) for the soft labels
+    init_batch: int  # noise images per rejection-sampling draw
+    max_init_draws: int  # cap on noise images drawn for the starting samples
+    noise: str = "authors"  # starting-noise family (labkit.synthesis.noise.NOISE_FAMILIES)
+    step_size: float = 0.5  # λ, the L2 length of a step away from the boundary
+    max_halvings: int = 5  # how often λ is halved for an image whose label would change
+    tau: float = 20.0  # soft-label temperature
+    keep_noise_bank: bool = False  # record every noise draw (extras["recorder"]), at least min_init_draws of them
+    min_init_draws: int = 0  # with keep_noise_bank: noise images drawn at least
+    keep_paths: bool = False  # keep the images before every iteration (extras["trajectory"])
+    snapshot_every: int = 1  # iterations between snapshots
+    snapshot_per_class: int = 3  # images per class kept in every snapshot
+    curve_points: int = 0  # iterations whose images are kept whole (extras["checkpoints"]); 0: none
 
 
 class PseudoSampleInitError(LabkitError, RuntimeError):
@@ -141,19 +164,19 @@ def label_preserving_step(box: BlackBox, x: torch.Tensor, y: torch.Tensor, direc
 
 
 # --------------------------------------------------------------------------- nearest boundary (warm-started)
-def search_nearest_boundary(box: BlackBox, x: torch.Tensor, y: torch.Tensor, cfg: ZSDB3KDConfig,
+def search_nearest_boundary(box: BlackBox, x: torch.Tensor, y: torch.Tensor, settings: PseudoSampleSettings,
                             previous: torch.Tensor | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Distance ``g`` and unit direction ``θ*`` (toward the boundary) of every image's nearest boundary.
 
-    Without ``previous`` this is :func:`labkit.synthesis.boundary.nearest_boundary` with ``cfg.n_directions``
-    random rays and ``cfg.signopt_queries`` of Sign-OPT. With ``previous`` (last iteration's θ*),
-    ``cfg.warm_directions`` fresh random rays compete with the bisected previous θ* (bisected in the same
+    Without ``previous`` this is :func:`labkit.synthesis.boundary.nearest_boundary` with ``settings.n_directions``
+    random rays and ``settings.signopt_queries`` of Sign-OPT. With ``previous`` (last iteration's θ*),
+    ``settings.warm_directions`` fresh random rays compete with the bisected previous θ* (bisected in the same
     box calls as the first random ray), and Sign-OPT refines the winner (same budget), so its progress
     carries over from one iteration to the next.
     """
-    rays = cfg.n_directions if previous is None else max(1, cfg.warm_directions)
-    res = nearest_boundary(box, x, y, n_directions=rays, signopt_queries=cfg.signopt_queries, n_probes=cfg.n_probes,
-                           seed=seed, previous=previous)
+    rays = settings.n_directions if previous is None else max(1, settings.warm_directions)
+    res = nearest_boundary(box, x, y, n_directions=rays, signopt_queries=settings.signopt_queries,
+                           n_probes=settings.n_probes, seed=seed, previous=previous)
     return res.distance, res.direction
 
 
@@ -165,6 +188,13 @@ def pseudo_sample_soft_labels(box: BlackBox, x: torch.Tensor, y: torch.Tensor, n
     :func:`labkit.synthesis.boundary.distance_soft_labels`. Returns ``(soft labels (N, C), distances (N, C))``."""
     bd = boundary_distance(box, x, y, x, y, num_classes, n_directions=n_directions, nearest=True, seed=seed)
     return distance_soft_labels(bd.distance, y, tau), bd.distance
+
+
+def class_mean_soft_labels(soft: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """``(C, C)``: row ``c`` is the mean soft label of the pseudo-samples of class ``c`` (uniform if none)."""
+    return torch.stack([soft[y == c].mean(0) if bool((y == c).any())
+                        else torch.full((soft.shape[1],), 1.0 / soft.shape[1], device=soft.device)
+                        for c in range(num_classes)])
 
 
 # --------------------------------------------------------------------------- the synthesizer
@@ -187,61 +217,60 @@ class PseudoSampleSynthesizer(Synthesizer):
     ``synthesize(n)`` makes ``n`` samples split evenly over the classes and returns DB3 soft labels
     as targets. ``extras`` holds the teacher classes (``labels``), the per-iteration history, the
     boundary distances of the final images, (``checkpoints``) full copies of the images at
-    ``cfg.curve_points`` intermediate iterations, and for the lab's ingredients the ``recorder``
-    (``noise-bank``: a :class:`~labkit.synthesis.query_recorder.QueryRecorder` holding every noise draw) and the
-    ``trajectory`` (``pseudo-sample-paths``: the images before every iteration, ``(T, N, *shape)``).
+    ``settings.curve_points`` intermediate iterations, the ``recorder`` (with ``keep_noise_bank``: a
+    :class:`~labkit.synthesis.query_recorder.QueryRecorder` holding every noise draw, else ``None``) and the
+    ``trajectory`` (with ``keep_paths``: the images before every iteration, ``(T, N, *shape)``, else ``None``).
 
-    With ``noise-bank``, rejection sampling draws at least ``cfg.min_init_draws`` images; the draws
+    With ``keep_noise_bank``, rejection sampling draws at least ``settings.min_init_draws`` images; the draws
     made once every class has its starting samples are counted under the phase ``"noise bank"``.
     """
 
-    def __init__(self, box: BlackBox, cfg: ZSDB3KDConfig, num_classes: int, image_shape: tuple[int, ...],
+    def __init__(self, box: BlackBox, settings: PseudoSampleSettings, num_classes: int, image_shape: tuple[int, ...],
                  seed: int = 0, device: torch.device | str | None = None) -> None:
         super().__init__(box, seed, device=device, decision_only="ZSDB3KD")
-        self.cfg = cfg
+        self.settings = settings
         self.num_classes = num_classes
         self.image_shape = tuple(image_shape)
 
     def checkpoint_iterations(self) -> list[int]:
         """Iterations ``0, it/k, …`` (``k = curve_points``; 0: the noise start) whose images the curve keeps."""
-        k, it = self.cfg.curve_points, self.cfg.iterations
+        k, it = self.settings.curve_points, self.settings.iterations
         if k <= 0 or it <= 0:
             return []
         return sorted({int(round(i * it / k)) for i in range(k)})
 
     def _synthesize(self, n: int, progress: bool) -> SynthesisResult:
-        cfg, box, c = self.cfg, self.box, self.num_classes
+        settings, box, c = self.settings, self.box, self.num_classes
         counts = torch.full((c,), n // c, dtype=torch.int64)
         counts[: n % c] += 1
         q0 = box.queries
-        recorder = QueryRecorder(box) if cfg.uses("noise-bank") else None  # keeps every noise draw, labelled
+        recorder = QueryRecorder(box) if settings.keep_noise_bank else None  # keeps every noise draw, labelled
         with box.phase("initial noise"):
             init = rejection_sample(box if recorder is None else recorder, counts, self.image_shape, seed=self.seed,
-                                    batch=cfg.init_batch, max_draws=cfg.max_init_draws, device=self.device,
+                                    batch=settings.init_batch, max_draws=settings.max_init_draws, device=self.device,
                                     progress=progress,
-                                    noise=cfg.noise, min_draws=0 if recorder is None else cfg.min_init_draws,
+                                    noise=settings.noise, min_draws=0 if recorder is None else settings.min_init_draws,
                                     extra_phase="noise bank")
         x, y = init.images, init.labels
-        snap_idx = torch.cat([(y == k).nonzero().squeeze(1)[: cfg.snapshot_per_class] for k in range(c)])
+        snap_idx = torch.cat([(y == k).nonzero().squeeze(1)[: settings.snapshot_per_class] for k in range(c)])
         snapshots = [Snapshot(0, x[snap_idx].cpu().clone(), y[snap_idx].cpu().clone())]
         checkpoints: list[dict[str, Any]] = []
         keep_at = set(self.checkpoint_iterations())
         history: list[IterationStats] = []
         theta: torch.Tensor | None = None
         # the images before every iteration (their labels are verified: y)
-        keep_paths = cfg.uses("pseudo-sample-paths")
-        trajectory: list[torch.Tensor] = [x.clone()] if keep_paths else []
+        trajectory: list[torch.Tensor] = [x.clone()] if settings.keep_paths else []
         last_distance = torch.full((x.shape[0],), math.inf, dtype=torch.float64)
-        bar = tqdm(range(cfg.iterations), desc="pseudo-samples", disable=not progress, leave=False)
+        bar = tqdm(range(settings.iterations), desc="pseudo-samples", disable=not progress, leave=False)
         for it in bar:
             if it in keep_at:
                 checkpoints.append({"iteration": it, "images": x.clone(), "queries": box.queries - q0})
             with box.phase("nearest boundary"):
-                dist, theta = search_nearest_boundary(box, x, y, cfg, theta, seed=self.seed + 7919 * (it + 1))
+                dist, theta = search_nearest_boundary(box, x, y, settings, theta, seed=self.seed + 7919 * (it + 1))
             with box.phase("step away"):
-                step = label_preserving_step(box, x, y, theta, cfg.step_size, cfg.max_halvings)
+                step = label_preserving_step(box, x, y, theta, settings.step_size, settings.max_halvings)
             x = step.images
-            if keep_paths and it + 1 < cfg.iterations:
+            if settings.keep_paths and it + 1 < settings.iterations:
                 trajectory.append(x.clone())
             found = torch.isfinite(dist)
             fd = dist[found].double()
@@ -252,11 +281,12 @@ class PseudoSampleSynthesizer(Synthesizer):
                 float(step.step[moved].mean()) if bool(moved.any()) else 0.0, box.queries - q0))
             last_distance = dist.detach().double().cpu()
             bar.set_postfix(dist=f"{history[-1].mean_distance:.3f}", moved=f"{history[-1].moved:.2f}")
-            if (it + 1) % cfg.snapshot_every == 0 or it + 1 == cfg.iterations:
+            if (it + 1) % settings.snapshot_every == 0 or it + 1 == settings.iterations:
                 snapshots.append(Snapshot(it + 1, x[snap_idx].cpu().clone(), y[snap_idx].cpu().clone()))
         generation_queries = box.queries - q0
         with box.phase("soft labels"):
-            soft, distances = pseudo_sample_soft_labels(box, x, y, c, cfg.label_directions, cfg.tau, self.seed)
+            soft, distances = pseudo_sample_soft_labels(box, x, y, c, settings.label_directions, settings.tau,
+                                                        self.seed)
         extras: dict[str, object] = {
             "labels": y, "history": [asdict(h) for h in history], "init_draws": init.draws,
             "init_hits_per_class": init.hits_per_class, "generation_queries": generation_queries,
