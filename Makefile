@@ -26,9 +26,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[test]"
 	@touch $(STAMP)
 
+# python -m labkit lab adds --allow-root for root and --no-browser without a display (tests/test_make_lab.py runs it).
 lab: setup
 	-$(BIN)/python -m labkit data fetch fashion-mnist
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/python -m labkit lab
 
 test-unit: setup
 	$(BIN)/python -m pytest tests -q

@@ -66,3 +66,20 @@ def test_a_hint_is_given_once_and_a_right_count_is_not_called_wrong() -> None:
     text = " ".join(verdict.messages)
     assert not verdict.passed and "right number of λ" in text
     assert not re.search(r"kept (\d+) λ, expected \1\b", text)  # never "kept 38, expected 38"
+
+
+def test_a_verdict_never_holds_the_same_line_twice(capsys: pytest.CaptureFixture[str]) -> None:
+    """The source of 07's and 09's thrice-printed hint: one message per failing case, each with the same advice and
+    no ". " for dedupe_hints to split on. A verdict now drops a repeated message (control: distinct ones stay)."""
+    from labkit.teaching.exercises.alignment_loss import check_alignment_loss
+
+    result = ExerciseResult("x", False, True, ["No gradient: do not detach.", "No gradient: do not detach.", "Other."])
+    assert result.messages == ["No gradient: do not detach.", "Other."]
+
+    def detached(g, s, t, tau_g):  # type: ignore[no-untyped-def]
+        with torch.no_grad():
+            return (g(s / tau_g) - g(t / tau_g)).abs().mean()
+
+    capsys.readouterr()
+    check_alignment_loss(detached)
+    assert capsys.readouterr().out.count("carries no gradient") == 1

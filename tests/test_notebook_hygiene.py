@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,8 +20,16 @@ import pytest
 
 from labkit.core.paths import REPO_ROOT
 from labkit.teaching import notebook_hygiene
+from labkit.teaching.prose import MAX_ASSERTS, MAX_MARKDOWN_WORDS, claim_asserts, markdown_words
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
+ORIENTATION = REPO_ROOT / "notebooks" / "00_orientation.ipynb"
+#: terms a later notebook uses before explaining them: the glossary in notebook 00 defines each one, and every other
+#: notebook links its first use to it ("top-2 agreement" is another measure, not the glossary's agreement)
+GLOSSARY_TERMS = {"ingredient": r"\bingredients?\b", "rung": r"\brungs?\b", "ladder": r"\bladders?\b",
+                  "transfer set": r"\btransfer[ -]sets?\b", "Sign-OPT": r"\bSign-OPT\b",
+                  "agreement": r"(?<!top-2 )\bagreement\b"}
+GLOSSARY_LINK = re.compile(r"\[[^\]\n]*\]\(00_orientation\.ipynb#glossary\)")
 
 
 def _good_notebook() -> nbformat.NotebookNode:
@@ -80,6 +89,68 @@ def test_every_notebook_is_valid_nbformat_with_a_python_kernel(path: Path) -> No
     assert nb.metadata.get("kernelspec", {}).get("language") == "python", "notebook has no Python kernelspec"
     title = nb.cells[0].source.lstrip().splitlines()[0]
     assert title.startswith(f"# {path.name[:2]}"), f"title {title!r} should start with '# {path.name[:2]} · '"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_every_notebook_is_short_enough_to_read(path: Path) -> None:
+    """At most 1,000 words of Markdown, and at most 8 asserts outside the "Your turn" exercise (each one a claim the
+    prose makes; query accounting and widget behaviour are tested in tests/, not in the notebook)."""
+    words, asserts = markdown_words(path), claim_asserts(path)
+    assert words <= MAX_MARKDOWN_WORDS, f"{path.name}: {words} words of Markdown (at most {MAX_MARKDOWN_WORDS})"
+    assert asserts <= MAX_ASSERTS, f"{path.name}: {asserts} asserts outside the exercise (at most {MAX_ASSERTS})"
+
+
+def test_density_counts_words_and_asserts_outside_the_exercise(tmp_path: Path) -> None:
+    """Control: the good notebook is within both limits; one more word than the limit, or one more assert in a
+    section, is over it; asserts in the 'Your turn' section (its reference solution included) are not counted."""
+    good = _write(_good_notebook(), tmp_path / "good.ipynb")
+    assert markdown_words(good) == 33 and claim_asserts(good) == 1
+    wordy = _good_notebook()
+    wordy.cells[2].source = "word " * MAX_MARKDOWN_WORDS
+    assert markdown_words(_write(wordy, tmp_path / "wordy.ipynb")) > MAX_MARKDOWN_WORDS
+    checky = _good_notebook()
+    checky.cells[3].source = "\n".join(["x = 1"] + ["assert x == 1"] * MAX_ASSERTS)
+    checky.cells[7].source += "\n" + "\n".join(["assert True"] * 5)  # the reference solution: not counted
+    assert claim_asserts(_write(checky, tmp_path / "checky.ipynb")) == MAX_ASSERTS
+    checky.cells.append(nbformat.v4.new_markdown_cell("## After the exercise"))
+    checky.cells.append(nbformat.v4.new_code_cell("assert 1 < 2"))
+    assert claim_asserts(_write(checky, tmp_path / "checky.ipynb")) == MAX_ASSERTS + 1
+
+
+def _markdown(path: Path) -> str:
+    return "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
+
+
+def unlinked_terms(markdown: str) -> list[str]:
+    """The glossary terms whose first use in ``markdown`` is not inside a link to the glossary."""
+    links = [m.span() for m in GLOSSARY_LINK.finditer(markdown)]
+    missing = []
+    for term, pattern in GLOSSARY_TERMS.items():
+        first = re.search(pattern, markdown, re.I)
+        if first and not any(a <= first.start() < b for a, b in links):
+            missing.append(term)
+    return missing
+
+
+def test_the_glossary_defines_every_term() -> None:
+    """Notebook 00 has a ``## Glossary`` with the ``glossary`` anchor, and a bold entry for every term."""
+    glossary = next(c for c in _markdown(ORIENTATION).split("\n## ") if c.startswith("Glossary"))
+    assert '<a id="glossary"></a>' in glossary
+    for term in GLOSSARY_TERMS:
+        assert f"**{term}**" in glossary, f"the glossary has no entry for {term!r}"
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p != ORIENTATION], ids=lambda p: p.name)
+def test_every_glossary_term_is_linked_where_it_first_appears(path: Path) -> None:
+    """A notebook's first use of a glossary term links to ``00_orientation.ipynb#glossary``."""
+    assert unlinked_terms(_markdown(path)) == [], f"{path.name}: link the first use to 00_orientation.ipynb#glossary"
+
+
+def test_control_an_unlinked_first_use_is_reported() -> None:
+    """Control: a term used before its link is reported; linked first uses, and top-2 agreement, are not."""
+    assert unlinked_terms("The ladder, then the [ladder](00_orientation.ipynb#glossary).") == ["ladder"]
+    assert unlinked_terms("Each [rung](00_orientation.ipynb#glossary) of the ladder: top-2 agreement.") == ["ladder"]
+    assert unlinked_terms("[Ingredients](00_orientation.ipynb#glossary) and Sign-OPT") == ["Sign-OPT"]
 
 
 # ------------------------------------------------------------------ the checker itself

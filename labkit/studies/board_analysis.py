@@ -1,6 +1,7 @@
 """Reading a finished leaderboard: the Pareto front, the cost of one difference, ladder steps, accuracy per decade.
 
 :func:`cost_comparisons` prices the pairs of rows held beside the rows (:data:`labkit.studies.bench_rows.COST_PAIRS`);
+:func:`access_costs` reads its interface pairs in words (does poorer access cost queries, accuracy, or neither?);
 :func:`ladder_steps` sets each row against its method's paper row. Nothing here runs a method.
 """
 from __future__ import annotations
@@ -61,6 +62,73 @@ def cost_comparisons(board: Leaderboard) -> list[CostComparison]:
             ratio = qb / qa if qa > 0 and qb > 0 else None
             gap = ea.student_acc.mean - eb.student_acc.mean  # type: ignore[union-attr]
             out.append(CostComparison(question, a, b, gap, ratio))
+    return out
+
+
+#: two rows whose query counts differ by less than this factor spend "the same queries"
+SAME_QUERIES = 1.1
+
+
+@dataclass
+class AccessCost:
+    """One interface pair (richer vs poorer access, all else equal) read in words: what the poorer access costs."""
+
+    question: str
+    richer: str  # the row with more access (e.g. a score box)
+    poorer: str  # the row with less (e.g. a decision box)
+    poorer_access: str
+    acc_gap: float  # richer − poorer, accuracy as a fraction
+    spread: float  # the larger of the two rows' standard deviations over seeds (a fraction)
+    query_ratio: float  # poorer queries / richer queries
+
+    @property
+    def costs_queries(self) -> bool:
+        """The poorer access sent more queries than the richer one (by at least :data:`SAME_QUERIES`)."""
+        return self.query_ratio >= SAME_QUERIES
+
+    @property
+    def costs_accuracy(self) -> bool:
+        """The poorer access ends lower by more than the seeds' spread."""
+        return self.acc_gap > self.spread
+
+    def sentence(self) -> str:
+        """The pair in words: queries, accuracy, and the verdict."""
+        r, gap, spread = self.query_ratio, 100 * self.acc_gap, 100 * self.spread
+        if self.costs_queries:
+            queries = f"the {self.poorer_access} box sent {r:.3g}× the queries"
+        elif r > 1 / SAME_QUERIES:
+            queries = "the same queries either way"
+        else:
+            queries = f"the {self.poorer_access} box sent fewer queries ({r:.2g}×)"
+        if self.costs_accuracy:
+            acc = f"{self.poorer} ends {gap:.1f} points lower (more than the seeds' spread, ±{spread:.1f})"
+        elif -gap > spread:
+            acc = f"{self.poorer} ends {-gap:.1f} points higher (more than the seeds' spread, ±{spread:.1f})"
+        else:
+            acc = f"the accuracies differ by {abs(gap):.1f} points, within the seeds' spread (±{spread:.1f})"
+        verdict = {(True, True): "here less access costs queries and accuracy",
+                   (True, False): "here less access is paid for in queries",
+                   (False, True): "here less access costs accuracy, not queries",
+                   (False, False): "here less access costs nothing measurable"}[self.costs_queries, self.costs_accuracy]
+        topic = self.question.split(": ", 1)[-1]
+        return f"{topic} ({self.richer} vs {self.poorer}): {queries}, and {acc}: {verdict}."
+
+
+def access_costs(board: Leaderboard) -> list[AccessCost]:
+    """The interface pairs of :data:`COST_PAIRS` (questions starting ``interface:``) whose rows were both measured and
+    both query the teacher, read as :class:`AccessCost`."""
+    rows = {e.key: e for e in board.measured()}
+    out = []
+    for pair in COST_PAIRS:
+        if not pair.question.startswith("interface:") or pair.more not in rows or pair.less not in rows:
+            continue
+        rich, poor = rows[pair.more], rows[pair.less]
+        q_rich, q_poor = rich.queries.mean, poor.queries.mean  # type: ignore[union-attr]
+        if q_rich <= 0 or q_poor <= 0:
+            continue
+        gap = rich.student_acc.mean - poor.student_acc.mean  # type: ignore[union-attr]
+        spread = max(rich.student_acc.std or 0.0, poor.student_acc.std or 0.0)  # type: ignore[union-attr]
+        out.append(AccessCost(pair.question, pair.more, pair.less, poor.access, gap, spread, q_poor / q_rich))
     return out
 
 

@@ -1,8 +1,12 @@
-"""Command line: ``python -m labkit {data,teacher,run,profiles,methods,bench} ...``."""
+"""Command line: ``python -m labkit {run,methods,profiles,bench,paper-check,paper-table,few-labels,query-speed,speed,
+teacher,data,lab} ...``."""
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from labkit.core import paths
@@ -163,6 +167,21 @@ def _cmd_query_speed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_speed(args: argparse.Namespace) -> int:
+    from labkit.studies.speed import DEFAULT_OPTIONS, parse_options, run_speed, write_record
+
+    options = args.options or [parse_options(spec) for spec in DEFAULT_OPTIONS]
+    record = run_speed(options, args.loops, threads_n=args.threads, repeats=args.repeats,
+                       progress=lambda r: print(f"  {r.loop:>16} {r.options:<24} {r.images_per_s:>9,.0f} img/s "
+                                                f"{r.gflops:6.2f} GFLOP/s {100 * r.peak_share:5.1f}% of peak",
+                                                flush=True))
+    out = Path(args.out_dir) if args.out_dir else paths.results_dir() / "speed"
+    js, md = write_record(record, out / str(record.machine["slug"]))
+    print(md.read_text())
+    print(f"wrote {js} and {md}")
+    return 0
+
+
 def _cmd_paper_check(args: argparse.Namespace) -> int:
     from labkit.studies.paper_check import run_paper_check
 
@@ -196,6 +215,31 @@ def _cmd_paper_table(args: argparse.Namespace) -> int:
     print(out.read_text())
     print(f"wrote {out}")
     return 0
+
+
+def lab_command(notebook_dir: str = "notebooks", uid: int | None = None, has_display: bool | None = None,
+                extra: Sequence[str] = ()) -> list[str]:
+    """The JupyterLab command ``make lab`` runs (``python -m labkit lab``): ``--allow-root`` when the user id is 0
+    (JupyterLab refuses root without it) and ``--no-browser`` where there is no display to open a browser on.
+    ``uid`` and ``has_display`` default to this process's user and environment; ``extra`` is appended as is."""
+    if uid is None:
+        uid = os.geteuid() if hasattr(os, "geteuid") else 1
+    if has_display is None:
+        has_display = sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY")
+                                                                   or os.environ.get("WAYLAND_DISPLAY"))
+    return ([sys.executable, "-m", "jupyterlab", f"--notebook-dir={notebook_dir}"] + (["--allow-root"] if uid == 0
+            else []) + ([] if has_display else ["--no-browser"]) + list(extra))
+
+
+def _cmd_lab(args: argparse.Namespace) -> int:
+    extra = [f"--{flag}={value}" for flag, value in (("port", args.port), ("ip", args.ip),
+                                                     ("ServerApp.token", args.token)) if value is not None]
+    cmd = lab_command(args.notebook_dir, extra=extra)
+    print(shlex.join(cmd), flush=True)
+    if args.print_command:
+        return 0
+    os.execv(cmd[0], cmd)  # JupyterLab replaces this process: Ctrl-C and a terminate reach it directly
+    return 0  # pragma: no cover - execv does not return
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -262,6 +306,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3, help="timings per batch size; the best counts (default 3)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=_cmd_query_speed)
+    p = sub.add_parser("speed", help="each inner loop's img/s and FLOP/s against this CPU's peak",
+                       description="Time every inner loop (box forward, impression step, Sign-OPT probe round, MEKD's "
+                                   "and IDEAL's generator steps, CVAE step, student step) on the lab's models at the "
+                                   "laptop batch sizes, count FLOPs from MACs, and compare with the fp32 peak derived "
+                                   "from this CPU; write <out-dir>/speed/<machine>/speed.json and speed.md. Run it on "
+                                   "an idle machine (about a minute per option set).")
+    from labkit.studies.speed import LOOP_NAMES, parse_options
+
+    p.add_argument("--options", nargs="+", default=None, metavar="SPEC", type=parse_options,
+                   help="option sets to time, each fp32-nchw (the code as it is) or switches joined by +: "
+                        "channels_last, bf16, compile, no_sync, fused_adam, box_chunk=N, LOOP=BATCH (default: the "
+                        "code as it is, the fp32 speed-ups that pay, and those with bf16; see docs/speed.md)")
+    p.add_argument("--loops", nargs="+", default=None, choices=LOOP_NAMES, help="a subset of the loops (default: all)")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats after warm-up; the best counts (default 5)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--out-dir", default=None, help="the results folder (default: $LABKIT_RESULTS or results/)")
+    p.set_defaults(func=_cmd_speed)
     p = sub.add_parser("paper-check", help="the paper profile of every method on one GPU in ~10 min, then the table",
                        description="Run every paper row at the paper profile (a stated fraction where the full size "
                                    "does not fit ten minutes on one GPU; the record says so), save the records in "
@@ -302,6 +363,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default=None, help="the results folder (default: $LABKIT_RESULTS or results/)")
     p.add_argument("--note", default=None, help="a line under the title, e.g. where and how the runs were made")
     p.set_defaults(func=_cmd_paper_table)
+    p = sub.add_parser("lab", help="open JupyterLab on notebooks/ (what `make lab` runs)",
+                       description="Start JupyterLab on the notebooks, adding --allow-root when the user is root and "
+                                   "--no-browser where there is no display.")
+    p.add_argument("--notebook-dir", default="notebooks", help="the folder JupyterLab opens (default notebooks)")
+    p.add_argument("--port", type=int, default=None, help="the port (default: JupyterLab's, 8888 or the next free)")
+    p.add_argument("--ip", default=None, help="the address to listen on (default: JupyterLab's, localhost)")
+    p.add_argument("--token", default=None, help="the access token (default: JupyterLab makes one and prints it)")
+    p.add_argument("--print-command", action="store_true", help="print the jupyter command and exit")
+    p.set_defaults(func=_cmd_lab)
     return parser
 
 

@@ -8,9 +8,12 @@ returns ``None`` counts as "not attempted yet" (so a fresh notebook still runs).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+import torch
 
 CheckT = TypeVar("CheckT", bound=Callable[..., "ExerciseResult"])
 
@@ -23,6 +26,9 @@ class ExerciseResult:
     passed: bool
     attempted: bool
     messages: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.messages = dedupe_hints(self.messages)  # a checker that finds one slip in several cases says it once
 
     def __bool__(self) -> bool:
         return self.passed
@@ -47,11 +53,13 @@ class ExerciseResult:
 
 
 def dedupe_hints(messages: list[str]) -> list[str]:
-    """Give each piece of advice once: a message whose hint (the text after its first ". ") an earlier message
-    already gave keeps its own finding and points back instead of repeating the hint."""
+    """Give each piece of advice once: a message said before is dropped, and a message whose hint (the text after
+    its first ". ") an earlier message already gave keeps its own finding and points back instead of repeating it."""
     first: dict[str, int] = {}
     out: list[str] = []
     for i, msg in enumerate(messages):
+        if msg in out:
+            continue
         head, sep, hint = msg.partition(". ")
         if sep and hint in first:
             out.append(f"{head} (same advice as above).")
@@ -60,6 +68,73 @@ def dedupe_hints(messages: list[str]) -> list[str]:
             first[hint] = i
         out.append(msg)
     return out
+
+
+@dataclass(frozen=True)
+class Slip:
+    """A typical wrong answer to an exercise: the function a learner who made that mistake writes (same signature
+    as the learner's), and the advice that names the mistake."""
+
+    advice: str
+    answer: Callable[..., Any]
+
+
+def same_answer(got: Any, want: Any, rtol: float = 1e-4, atol: float = 1e-6) -> bool:
+    """Whether two answers agree: tensors of one shape within tolerance (NaN equals NaN), numbers, or sequences
+    of those, element by element."""
+    if isinstance(got, torch.Tensor) or isinstance(want, torch.Tensor):
+        if not (isinstance(got, torch.Tensor) and isinstance(want, torch.Tensor)) or got.shape != want.shape:
+            return False
+        return bool(torch.allclose(got.detach().double().cpu(), want.detach().double().cpu(), rtol=rtol, atol=atol,
+                                   equal_nan=True))
+    if isinstance(got, (tuple, list)) or isinstance(want, (tuple, list)):
+        if not (isinstance(got, (tuple, list)) and isinstance(want, (tuple, list))) or len(got) != len(want):
+            return False
+        return all(same_answer(a, b, rtol, atol) for a, b in zip(got, want))
+    try:
+        g, w = float(got), float(want)
+    except (TypeError, ValueError):
+        return bool(got == want)
+    return math.isclose(g, w, rel_tol=rtol, abs_tol=atol) or (math.isnan(g) and math.isnan(w))
+
+
+def find_slip(slips: Sequence[Slip], cases: Sequence[tuple[Any, ...]], answers: Sequence[Any],
+              same: Callable[[Any, Any], bool] = same_answer) -> Slip | None:
+    """The first slip that gives the learner's answer on every case (``cases[i]`` are the arguments that gave
+    ``answers[i]``), or None: then no known mistake explains the answer, and a checker says so instead of guessing."""
+    for slip in slips:
+        try:
+            if all(same(got, slip.answer(*case)) for case, got in zip(cases, answers)):
+                return slip
+        except Exception:  # noqa: BLE001 - a slip that cannot run on a case does not explain it
+            continue
+    return None
+
+
+def where_it_fails(labels: Sequence[str]) -> str:
+    """``"τ = 4"``, ``"τ = 4 and τ = 20"`` or ``"τ = 1, τ = 4 and τ = 20"``: the failing cases, for one message."""
+    return labels[0] if len(labels) == 1 else ", ".join(labels[:-1]) + " and " + labels[-1]
+
+
+def diagnose(name: str, labels: Sequence[str], cases: Sequence[tuple[Any, ...]], answers: Sequence[Any],
+             wants: Sequence[Any], slips: Sequence[Slip], fallback: str,
+             shown: Callable[[Any, Any], str] | None = None,
+             same: Callable[[Any, Any], bool] = same_answer) -> ExerciseResult | None:
+    """The verdict on well-formed answers: None when every case matches the reference ``wants``; else one message
+    that names the failing cases, shows ``shown(answer, want)`` for the first of them, and gives the advice of the
+    slip that explains the answers on every case, or ``fallback`` (which must not guess a mistake) when none does."""
+    failing = [i for i, (got, want) in enumerate(zip(answers, wants)) if not same(got, want)]
+    if not failing:
+        return None
+    slip = find_slip(slips, cases, answers, same)
+    advice = slip.advice if slip else fallback
+    first, *rest = failing
+    if shown is None:
+        message = f"{where_it_fails([labels[i] for i in failing])}: {advice}"
+    else:
+        also = f" (also wrong: {where_it_fails([labels[i] for i in rest])})" if rest else ""
+        message = f"{labels[first]}: {shown(answers[first], wants[first])}{also}. {advice}"
+    return ExerciseResult(name, False, True, [message]).report()
 
 
 def not_attempted(name: str) -> ExerciseResult:
@@ -96,8 +171,8 @@ def kind_to_learners(name: str) -> Callable[[CheckT], CheckT]:
             except _LearnerRaised as err:
                 exc = err.exc
                 return ExerciseResult(name, False, True, [
-                    f"Your function raised {type(exc).__name__}: {exc}. Run it on a small input by hand to see "
-                    "where, fix it, and run this cell again."]).report()
+                    f"Your function raised {type(exc).__name__}: {str(exc).rstrip('.')}. Run it on a small input by "
+                    "hand to see where, fix it, and run this cell again."]).report()
 
         return wrapper  # type: ignore[return-value]
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from labkit.synthesis.generators import ResponseGenerator, freeze
-from labkit.teaching.exercises import ExerciseResult, dedupe_hints, kind_to_learners, not_attempted
+from labkit.teaching.exercises import ExerciseResult, Slip, diagnose, kind_to_learners, not_attempted
 
 NAME = "Generative alignment loss"
 
@@ -31,6 +31,32 @@ def _checker_generator(seed: int = 0) -> nn.Module:
     return freeze(g)
 
 
+def _slips() -> list[Slip]:
+    """The alignment term's typical wrong answers, each with the advice that names it."""
+    def diff(g: nn.Module, s: torch.Tensor, t: torch.Tensor, s_tau: float, t_tau: float) -> torch.Tensor:
+        with torch.no_grad():
+            return g(s / s_tau) - g(t / t_tau)
+
+    return [
+        Slip("Divide both responses by τ_g before the generator: G(S/τ_g) and G(r_T/τ_g).",
+             lambda g, s, t, tau: diff(g, s, t, 1.0, 1.0).abs().mean()),
+        Slip("Divide the responses by τ_g, do not multiply.",
+             lambda g, s, t, tau: diff(g, s, t, 1 / tau, 1 / tau).abs().mean()),
+        Slip("Divide the student's logits by τ_g too, not only the teacher's.",
+             lambda g, s, t, tau: diff(g, s, t, 1.0, tau).abs().mean()),
+        Slip("Divide the teacher's logits by τ_g too, not only the student's.",
+             lambda g, s, t, tau: diff(g, s, t, tau, 1.0).abs().mean()),
+        Slip("That is the squared (L2) difference: use the mean absolute difference, .abs().mean().",
+             lambda g, s, t, tau: diff(g, s, t, tau, tau).pow(2).mean()),
+        Slip("Take the absolute value before the mean: the signed differences cancel out.",
+             lambda g, s, t, tau: diff(g, s, t, tau, tau).mean()),
+        Slip("The reduction: that is the sum; take the mean over the batch and the pixels, .abs().mean().",
+             lambda g, s, t, tau: diff(g, s, t, tau, tau).abs().sum()),
+        Slip("The reduction: that sums over each image's pixels; take the mean over the pixels too, .abs().mean().",
+             lambda g, s, t, tau: diff(g, s, t, tau, tau).abs().flatten(1).sum(1).mean()),
+    ]
+
+
 @kind_to_learners(NAME)
 def check_alignment_loss(fn: AlignmentFn, generator: nn.Module | None = None) -> ExerciseResult:
     """Check ``fn(generator, student_logits, teacher_logits, tau_g)`` against the reference term.
@@ -42,34 +68,37 @@ def check_alignment_loss(fn: AlignmentFn, generator: nn.Module | None = None) ->
     gen = freeze(gen)
     before = [p.detach().clone() for p in gen.parameters()]
     g = torch.Generator().manual_seed(1)
-    msgs: list[str] = []
+    cases, answers, students = [], [], []
     for scale, tau_g in ((1.0, 1.0), (4.0, 5.0), (8.0, 2.0)):
         s = (torch.randn(6, 10, generator=g) * scale).requires_grad_(True)
         t = torch.randn(6, 10, generator=g) * scale
         got = fn(gen, s, t.clone(), tau_g)
         if got is None:
             return not_attempted(NAME)
-        want = reference_alignment(gen, s.detach(), t, tau_g)
         if not isinstance(got, torch.Tensor) or got.dim() != 0:
             hint = "Return one scalar tensor (the mean over pixels and batch)."
             return ExerciseResult(NAME, False, True, [hint]).report()
-        if not torch.allclose(got.detach().float(), want, rtol=1e-4, atol=1e-6):
-            hint = "Divide both responses by τ_g before the generator." \
-                if torch.allclose(got.detach().float(), reference_alignment(gen, s.detach() * tau_g, t * tau_g, tau_g),
-                                  rtol=1e-4) and tau_g != 1 else \
-                "Use the mean absolute difference (L1, .abs().mean()), not squares or sums."
-            msgs.append(f"τ_g={tau_g}: got {float(got.detach()):.5f}, expected {float(want):.5f}. {hint}")
-            continue
-        if not got.requires_grad:
-            msgs.append("The loss carries no gradient: do not detach the student's image or wrap it in no_grad().")
-            continue
-        got.backward()
-        if s.grad is None or float(s.grad.abs().sum()) == 0:
+        cases.append((gen, s.detach(), t, tau_g))
+        answers.append(got)
+        students.append(s)
+    verdict = diagnose(NAME, [f"τ_g = {tau:g}" for *_, tau in cases], cases, [a.detach().float() for a in answers],
+                       [reference_alignment(*case) for case in cases], _slips(),
+                       "Compute both images, G(S/τ_g) and G(r_T/τ_g), and return (G(S/τ_g) − G(r_T/τ_g)).abs().mean().",
+                       shown=lambda got, want: f"got {float(got):.5f}, expected {float(want):.5f}")
+    if verdict is not None:
+        return verdict
+    msgs: list[str] = []
+    if not all(a.requires_grad for a in answers):
+        msgs.append("The loss carries no gradient: do not detach the student's image or wrap it in no_grad().")
+    else:
+        for got in answers:
+            got.backward()
+        if any(s.grad is None or float(s.grad.abs().sum()) == 0 for s in students):
             msgs.append("No gradient reached the student's logits: compute G(S/τ_g) with autograd on.")
     if any(p.grad is not None for p in gen.parameters()) or \
             any(not torch.equal(a, p.detach()) for a, p in zip(before, gen.parameters())):
         msgs.append("The generator must stay frozen: its weights got a gradient or changed.")
     if msgs:
-        return ExerciseResult(NAME, False, True, dedupe_hints(msgs)).report()
+        return ExerciseResult(NAME, False, True, msgs).report()
     done = "Matches the reference at three temperatures; gradients reach S through the frozen G, and G is unchanged."
     return ExerciseResult(NAME, True, True, [done]).report()

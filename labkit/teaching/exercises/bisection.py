@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import torch
 
-from labkit.teaching.exercises import ExerciseResult, kind_to_learners, not_attempted
+from labkit.teaching.exercises import ExerciseResult, Slip, diagnose, kind_to_learners, not_attempted, same_answer
 
 NAME = "bisection"
 
@@ -64,7 +64,13 @@ def check_bisect(fn: Bisect) -> ExerciseResult:
             return ExerciseResult(NAME, False, True, [hint]).report()
         got = got.double()
         best = math.ceil(math.log2(scale / tol))
-        if (got < boundary - 1e-12).any():
+        far = (got - boundary).abs() > tol + 1e-12
+        at_an_end = (got <= tol) | (got >= scale - tol)
+        if bool(far.any()) and bool(at_an_end[far].all()):
+            msgs.append(f"{int(far.sum())} ray(s) ended at an end of the bracket, far from the boundary: the updates "
+                        "are swapped. Where is_hit(mid) is True the label has changed, so the boundary lies below "
+                        "mid: set hi = mid there, and lo = mid where it is False.")
+        elif (got < boundary - 1e-12).any():
             msgs.append(f"{int((got < boundary - 1e-12).sum())} ray(s) ended before the boundary: return the *hit* "
                         "side (hi), where the label has already changed.")
         elif ((got - boundary) > tol + 1e-12).any():
@@ -82,6 +88,44 @@ def check_bisect(fn: Bisect) -> ExerciseResult:
 SOFT_NAME = "DB3KD soft labels"
 
 
+def _scores(distances: torch.Tensor, y: torch.Tensor, inverse: bool = True, own: str = "sum") -> torch.Tensor:
+    """z of a soft-label slip: ``1/d`` (or ``d``) with inf → 0, and the own class's score as ``own`` says."""
+    finite = torch.isfinite(distances)
+    z = torch.where(finite, 1.0 / distances if inverse else distances, torch.zeros_like(distances))
+    rows = torch.arange(len(y))
+    if own == "sum":
+        z[rows, y] = z.sum(1)
+    elif own == "max":
+        z[rows, y] = z.max(1).values
+    return z
+
+
+def _soft_label_slips() -> list[Slip]:
+    """The soft label's typical wrong answers, each with the advice that names it (tests/test_checker_messages.py)."""
+    sm = torch.softmax
+    return [
+        Slip("Your scores grow with the distance d: use z_t = 1/d_t, so that a near boundary (small d) gives a large "
+             "score (and z_y = Σ_{t≠y} 1/d_t).",
+             lambda d, y, tau: sm(_scores(d, y, inverse=False) / tau, 1)),
+        Slip("NaN in every row: the infinite distances reached the softmax. Use z_t = 1/d_t, which is 0 where d_t "
+             "is inf (torch.where(torch.isfinite(d), 1 / d, 0)), not d itself.",
+             lambda d, y, tau: torch.full(d.shape, math.nan, dtype=torch.float64)),
+        Slip("Divide z by τ before the softmax: softmax(z / τ).", lambda d, y, tau: sm(_scores(d, y), 1)),
+        Slip("Divide z by τ, do not multiply: softmax(z / τ).", lambda d, y, tau: sm(_scores(d, y) * tau, 1)),
+        Slip("The own class's score is missing: set z_y = Σ_{t≠y} 1/d_t, the largest score.",
+             lambda d, y, tau: sm(_scores(d, y, own="none") / tau, 1)),
+        Slip("z_y is the sum Σ_{t≠y} 1/d_t over the other classes, not their largest 1/d_t.",
+             lambda d, y, tau: sm(_scores(d, y, own="max") / tau, 1)),
+        Slip("Take the softmax over the classes (dim=1), not over the batch (dim=0).",
+             lambda d, y, tau: sm(_scores(d, y) / tau, 0)),
+        Slip("Return probabilities: finish with softmax(z / τ, dim=1), not log_softmax.",
+             lambda d, y, tau: torch.log_softmax(_scores(d, y) / tau, 1)),
+        Slip("Finish with a softmax: you returned the scores z / τ themselves.", lambda d, y, tau: _scores(d, y) / tau),
+        Slip("Turn the scores into probabilities with a softmax, exp(z/τ) / Σ exp(z/τ), not by dividing z by its "
+             "sum.", lambda d, y, tau: _scores(d, y) / _scores(d, y).sum(1, keepdim=True)),
+    ]
+
+
 @kind_to_learners(SOFT_NAME)
 def check_distance_soft_labels(fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor | None]
                                ) -> ExerciseResult:
@@ -93,7 +137,7 @@ def check_distance_soft_labels(fn: Callable[[torch.Tensor, torch.Tensor, float],
     from labkit.synthesis.boundary import distance_soft_labels
 
     g = torch.Generator().manual_seed(1)
-    msgs: list[str] = []
+    cases, answers = [], []
     for n, c, tau in ((6, 4, 1.0), (10, 10, 20.0)):
         d = torch.rand(n, c, generator=g, dtype=torch.float64) * 5 + 0.2
         y = torch.randint(0, c, (n,), generator=g)
@@ -102,18 +146,21 @@ def check_distance_soft_labels(fn: Callable[[torch.Tensor, torch.Tensor, float],
         got = fn(d.clone(), y.clone(), tau)
         if got is None:
             return not_attempted(SOFT_NAME)
-        want = distance_soft_labels(d, y, tau)
-        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
-            return ExerciseResult(SOFT_NAME, False, True, [f"Return an (N, C) = {tuple(want.shape)} tensor."]).report()
-        got = got.float()
-        if not torch.isfinite(got).all():
-            msgs.append("NaN or inf in the answer: treat 1/inf as 0 (torch.where(torch.isfinite(d), 1 / d, 0)).")
-        elif not torch.allclose(got.sum(1), torch.ones(n), atol=1e-4):
-            msgs.append("Each row must sum to 1: finish with a softmax over classes (dim=1).")
-        elif not (got.argmax(1) == y).all():
-            msgs.append("The sample's own class must get z_y = Σ_{t≠y} 1/d_t, the largest score.")
-        elif not torch.allclose(got, want, atol=1e-4):
-            msgs.append(f"τ = {tau:g}: close but not equal; divide z by τ before the softmax.")
-        if msgs:
-            return ExerciseResult(SOFT_NAME, False, True, msgs).report()
+        want_shape = (n, c)
+        if not isinstance(got, torch.Tensor) or tuple(got.shape) != want_shape:
+            return ExerciseResult(SOFT_NAME, False, True, [f"Return an (N, C) = {want_shape} tensor."]).report()
+        cases.append((d, y, tau))
+        answers.append(got.detach().double())
+    wants = [distance_soft_labels(d, y, tau) for d, y, tau in cases]
+    fallback = ("NaN or inf in the answer: treat 1/inf as 0 (torch.where(torch.isfinite(d), 1 / d, 0))."
+                if not all(bool(torch.isfinite(a).all()) for a in answers) else
+                "Check each step: z_t = 1/d_t (0 where d_t is inf), z_y = Σ_{t≠y} 1/d_t, then softmax(z / τ, dim=1)."
+                if all(bool(torch.isfinite(a).all()) and bool((a.argmax(1) == y).all()) for a, (_, y, _) in
+                       zip(answers, cases)) else
+                "Each row must be a probability vector (non-negative, summing to 1) whose largest entry is the "
+                "image's own class y: z_t = 1/d_t (0 where d_t is inf), z_y = Σ_{t≠y} 1/d_t, softmax(z / τ, dim=1).")
+    verdict = diagnose(SOFT_NAME, [f"τ = {tau:g}" for *_, tau in cases], cases, answers, wants, _soft_label_slips(),
+                       fallback, same=lambda got, want: same_answer(got, want, rtol=1e-4, atol=1e-4))
+    if verdict is not None:
+        return verdict
     return ExerciseResult(SOFT_NAME, True, True, ["Matches labkit.synthesis.boundary.distance_soft_labels."]).report()

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from labkit.core.blackbox import BlackBox
-from labkit.teaching.exercises import ExerciseResult, not_attempted
+from labkit.teaching.exercises import ExerciseResult, Slip, diagnose, kind_to_learners, not_attempted, same_answer
 
 NAME = "label-preserving step"
 
@@ -50,6 +50,47 @@ def exercise_case() -> tuple[BlackBox, torch.Tensor, torch.Tensor, torch.Tensor]
     return box, x, y, direction
 
 
+def _step(sign: float = -1.0, proposals: Callable[[int], int] = lambda h: h + 1, keep_failed: bool = False) -> StepFn:
+    """A label-preserving step with one of the typical slips (an unclipped proposal makes the box itself refuse the
+    query, so it needs no slip here): the direction's sign, how many proposals
+    ``max_halvings`` allows (``proposals(max_halvings)``), and whether a last failed proposal is kept."""
+    def answer(box: BlackBox, x: torch.Tensor, y: torch.Tensor, direction: torch.Tensor, step_size: float,
+               max_halvings: int) -> torch.Tensor:
+        lam = torch.full((x.shape[0], 1), float(step_size))
+        out = x.clone()
+        todo = direction.reshape(x.shape[0], -1).abs().sum(1) > 0
+        for _ in range(proposals(max_halvings)):
+            if not bool(todo.any()):
+                break
+            idx = todo.nonzero().squeeze(1)
+            proposal = (x[idx] + sign * lam[idx] * direction[idx]).clamp(0, 1)
+            same = box(proposal) == y[idx]
+            out[idx[same | keep_failed]] = proposal[same | keep_failed]
+            todo[idx[same]] = False
+            lam[idx[~same]] /= 2
+        return out
+
+    return answer
+
+
+def _slips() -> list[Slip]:
+    """The step's typical wrong answers, each with the advice that names it."""
+    return [
+        Slip("Your images move *toward* the boundary: θ* points at it, so step with x − λ·θ*.", _step(sign=1.0)),
+        Slip("An image whose every proposal changes its class stays where it is: keep a proposal only where the box "
+             "still answers y.", _step(keep_failed=True)),
+        Slip("No halving: where the label changed, halve that image's λ and propose it again, up to max_halvings "
+             "times.", _step(proposals=lambda h: 1)),
+        Slip("One halving short: max_halvings halvings mean max_halvings + 1 proposals (λ, λ/2, …, "
+             "λ/2^max_halvings).", _step(proposals=lambda h: h)),
+        Slip("Stop after max_halvings halvings: max_halvings + 1 proposals in all (λ, λ/2, …, λ/2^max_halvings), "
+             "then leave the image where it is.", _step(proposals=lambda h: h + 3)),
+        Slip("Stop after max_halvings halvings: max_halvings + 1 proposals in all, then leave the image where it "
+             "is.", _step(proposals=lambda h: 60)),
+    ]
+
+
+@kind_to_learners(NAME)
 def check_label_preserving_step(fn: StepFn) -> ExerciseResult:
     """Check ``fn(box, x, y, direction, step_size, max_halvings)`` → new images against labkit's step.
 
@@ -59,37 +100,30 @@ def check_label_preserving_step(fn: StepFn) -> ExerciseResult:
     """
     from labkit.synthesis.pseudo_samples import label_preserving_step
 
-    msgs: list[str] = []
-    for step_size, halvings in ((0.5, 5), (0.3, 1)):
+    cases, answers, wants = [], [], []
+    # 0.6 with no halving: every image in the middle band (0.3 wide) fails its one proposal and must stay put
+    for step_size, halvings in ((0.5, 5), (0.3, 1), (0.6, 0)):
         box, x, y, direction = exercise_case()
-        try:
-            got = fn(box, x.clone(), y.clone(), direction.clone(), step_size, halvings)
-        except Exception as exc:  # noqa: BLE001 - report the learner's error kindly
-            return ExerciseResult(NAME, False, True, [f"Your function raised {type(exc).__name__}: {exc}"]).report()
+        got = fn(box, x.clone(), y.clone(), direction.clone(), step_size, halvings)
         if got is None:
             return not_attempted(NAME)
-        ref_box, *_ = exercise_case()
-        want = label_preserving_step(ref_box, x, y, direction, step_size, halvings).images
         if not isinstance(got, torch.Tensor) or tuple(got.shape) != tuple(x.shape):
             return ExerciseResult(NAME, False, True, [f"Return the new images, a tensor of shape {tuple(x.shape)}."]
                                   ).report()
+        cases.append((box, x, y, direction, step_size, halvings))
+        answers.append(got.detach().float())
+        wants.append(label_preserving_step(box, x, y, direction, step_size, halvings).images)
+
+    def shown(got: torch.Tensor, want: torch.Tensor) -> str:
         with torch.no_grad():
-            labels = BandClassifier()(got.float()).argmax(1)
-        if not bool((labels == y).all()):
-            msgs.append(f"λ={step_size}: {int((labels != y).sum())} image(s) changed class. Check each proposal with "
-                        "the box and keep only those whose label stays the same.")
-        if not torch.allclose(got.float(), want, atol=1e-6):
-            toward = (x + step_size * direction).clamp(0, 1)
-            if torch.allclose(got.float()[3:], toward[3:], atol=1e-6) or \
-                    float((got.float() - x)[:, 0].mul(direction[:, 0]).sum()) > 0:
-                msgs.append("Your images move *toward* the boundary: θ* points at it, so step with x − λ·θ*.")
-            elif got.float().min() < 0 or got.float().max() > 1:
-                msgs.append("Clip the proposals to [0, 1].")
-            else:
-                bad = int((~torch.isclose(got.float(), want, atol=1e-6).all(1)).sum())
-                msgs.append(f"λ={step_size}, {halvings} halving(s): {bad} image(s) differ from the reference. Halve λ "
-                            "only for the images whose label changed, propose again, and leave an image in place "
-                            "once its halvings are used up (or when its direction is zero).")
-        if msgs:
-            return ExerciseResult(NAME, False, True, msgs).report()
+            changed = int((BandClassifier()(got).argmax(1) != BandClassifier()(want).argmax(1)).sum())
+        differ = int((~torch.isclose(got, want, atol=1e-6).all(1)).sum())
+        return f"{changed} image(s) changed class" if changed else f"{differ} image(s) differ from the reference"
+
+    verdict = diagnose(NAME, [f"λ = {step:g}, {h} halving(s)" for *_, step, h in cases], cases, answers, wants,
+                       _slips(), "Halve λ only for the images whose label changed, propose again, and leave an image "
+                       "in place once its halvings are used up (or when its direction is zero).", shown=shown,
+                       same=lambda got, want: same_answer(got, want, rtol=0.0, atol=1e-6))
+    if verdict is not None:
+        return verdict
     return ExerciseResult(NAME, True, True, ["Every image kept its class, and the halving matches labkit."]).report()

@@ -6,7 +6,7 @@ from collections.abc import Callable
 import torch
 
 from labkit.methods.fsbbt import mix, mixup_keep_mask, round_lambdas
-from labkit.teaching.exercises import ExerciseResult, dedupe_hints, kind_to_learners, not_attempted
+from labkit.teaching.exercises import ExerciseResult, Slip, diagnose, kind_to_learners, not_attempted, same_answer
 
 NAME = "MixUp with thresholds"
 
@@ -34,17 +34,55 @@ def _cases() -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, float, floa
     return cases
 
 
-def _hint(got_lam: torch.Tensor, lam: torch.Tensor, low: float, high: float) -> str:
-    raw = lam[(lam > low) & (lam < high)]
-    rounded = round_lambdas(lam)
-    if got_lam.numel() == lam.numel():
-        return f"Nothing was dropped: keep only λ with {low} < λ < {high}."
-    if got_lam.numel() == raw.numel() and torch.allclose(got_lam.double(), raw, atol=1e-9):
-        return "Round λ to 2 decimals *before* thresholding (and mix with the rounded λ)."
-    inclusive = rounded[(rounded >= low - 1e-9) & (rounded <= high + 1e-9)]
-    if got_lam.numel() == inclusive.numel():
-        return f"λ = {low} and λ = {high} must be dropped too (λ ≤ low or λ ≥ high are dropped)."
-    return "Round λ to 2 decimals, then keep only low < λ < high."
+def _slip(lam_for_threshold: str = "rounded", lam_for_mix: str = "rounded", lam_returned: str = "rounded",
+          keep: str = "strict", swap: bool = False) -> MixupFn:
+    """A MixUp answer with one or more of the typical slips (which λ is thresholded, mixed, returned; which pairs
+    are kept; which image λ weighs)."""
+    def answer(x1: torch.Tensor, x2: torch.Tensor, lam: torch.Tensor, low: float, high: float
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        versions = {"raw": lam, "rounded": round_lambdas(lam), "one decimal": torch.round(lam * 10) / 10,
+                    "floored": torch.floor(lam * 100) / 100}
+        lam_t = versions[lam_for_threshold]
+        strict = (lam > low) & (lam < high) if lam_for_threshold == "raw" else mixup_keep_mask(lam_t, low, high)
+        mask = {"strict": strict, "all": torch.ones_like(lam_t, dtype=torch.bool),
+                "inclusive": (torch.round(lam_t * 100) >= round(low * 100)) & (torch.round(lam_t * 100)
+                                                                                <= round(high * 100)),
+                "inverted": ~strict}[keep]
+        a, b = (x2, x1) if swap else (x1, x2)
+        return mix(a[mask], b[mask], versions[lam_for_mix][mask]), versions[lam_returned][mask]
+
+    return answer
+
+
+def _slips() -> list[Slip]:
+    """MixUp's typical wrong answers, each with the advice that names it."""
+    return [
+        Slip("Nothing was dropped: keep only the pairs with low < λ < high.", _slip(keep="all")),
+        Slip("You kept exactly the pairs that must be dropped: keep low < λ < high.", _slip(keep="inverted")),
+        Slip("Round λ to 2 decimals *before* thresholding (and mix with the rounded λ).",
+             _slip("raw", "raw", "raw")),
+        Slip("λ = low and λ = high must be dropped too (λ ≤ low or λ ≥ high are dropped).", _slip(keep="inclusive")),
+        Slip("Use the rounded λ everywhere: mix with it and return it, not the raw draws.",
+             _slip(lam_for_mix="raw", lam_returned="raw")),
+        Slip("Return the rounded λ of the kept pairs, not the raw draws.", _slip(lam_returned="raw")),
+        Slip("Mix with the rounded λ, not the raw draws.", _slip(lam_for_mix="raw")),
+        Slip("Round to 2 decimals (torch.round(lam * 100) / 100), not 1.", _slip("one decimal", "one decimal",
+                                                                                "one decimal")),
+        Slip("Round to the nearest hundredth (torch.round(lam * 100) / 100), not down.",
+             _slip("floored", "floored", "floored")),
+        Slip("λ weighs x1 and (1 − λ) weighs x2.", _slip(swap=True)),
+    ]
+
+
+def _shown(got: tuple[torch.Tensor, torch.Tensor], want: tuple[torch.Tensor, torch.Tensor]) -> str:
+    (mixed, kept), (want_x, want_lam) = got, want
+    if kept.numel() != want_lam.numel():
+        return f"kept {kept.numel()} λ, expected {want_lam.numel()}"
+    if not torch.allclose(kept.double().flatten(), want_lam, atol=1e-6):
+        return f"kept the right number of λ ({kept.numel()}) but not the right values"
+    if tuple(mixed.shape) != tuple(want_x.shape):
+        return f"the mixed images have shape {tuple(mixed.shape)}, expected {tuple(want_x.shape)}"
+    return "the right λ, but the mixed images differ from λ·x1 + (1 − λ)·x2"
 
 
 @kind_to_learners(NAME)
@@ -55,31 +93,21 @@ def check_mixup_with_thresholds(fn: MixupFn) -> ExerciseResult:
     2 decimals, drop λ ≤ low or λ ≥ high, and return λ·x₁ + (1 − λ)·x₂ for the kept
     pairs (in their original order) together with the kept, rounded λ.
     """
-    msgs: list[str] = []
-    for i, (x1, x2, lam, low, high) in enumerate(_cases()):
+    cases, answers = _cases(), []
+    for x1, x2, lam, low, high in cases:
         got = fn(x1.clone(), x2.clone(), lam.clone(), low, high)
         if got is None:
             return not_attempted(NAME)
         if not isinstance(got, tuple) or len(got) != 2 or not all(isinstance(t, torch.Tensor) for t in got):
             hint = "Return a tuple (mixed_images, kept_lambdas) of two tensors."
             return ExerciseResult(NAME, False, True, [hint]).report()
-        mixed, kept = got
-        want_x, want_lam = reference_mixup_with_thresholds(x1, x2, lam, low, high)
-        if kept.numel() != want_lam.numel() or not torch.allclose(kept.double().flatten(), want_lam, atol=1e-6):
-            what = (f"kept {kept.numel()} λ, expected {want_lam.numel()}" if kept.numel() != want_lam.numel() else
-                    f"kept the right number of λ ({kept.numel()}) but not the right values")
-            msgs.append(f"case {i + 1} (low={low}, high={high}): {what}. "
-                        f"{_hint(kept.double().flatten(), lam, low, high)}")
-            continue
-        if tuple(mixed.shape) != tuple(want_x.shape):
-            msgs.append(f"case {i + 1}: mixed images have shape {tuple(mixed.shape)}, expected {tuple(want_x.shape)}.")
-            continue
-        if not torch.allclose(mixed.float(), want_x.float(), atol=1e-5):
-            swapped = mix(x2, x1, round_lambdas(lam))[mixup_keep_mask(round_lambdas(lam), low, high)]
-            hint = "λ weighs x1 and (1 − λ) weighs x2." if torch.allclose(mixed.float(), swapped.float(), atol=1e-5) \
-                else "Mix with the rounded λ, one λ per pair, broadcast over the pixels: lam.view(-1, 1, 1, 1)."
-            msgs.append(f"case {i + 1}: the mixed images differ from λ·x1 + (1 − λ)·x2. {hint}")
-    if msgs:
-        return ExerciseResult(NAME, False, True, dedupe_hints(msgs)).report()
+        answers.append((got[0].detach(), got[1].detach().flatten()))
+    labels = [f"case {i + 1} (low={low}, high={high})" for i, (*_, low, high) in enumerate(cases)]
+    verdict = diagnose(NAME, labels, cases, answers, [reference_mixup_with_thresholds(*case) for case in cases],
+                       _slips(), "Round λ to 2 decimals, keep only low < λ < high, and mix each kept pair with its "
+                       "rounded λ, broadcast over the pixels: lam.view(-1, 1, 1, 1).", shown=_shown,
+                       same=lambda got, want: same_answer(got, want, rtol=0.0, atol=1e-5))
+    if verdict is not None:
+        return verdict
     done = "Rounding, both thresholds and the mixing match labkit's FS-BBT."
     return ExerciseResult(NAME, True, True, [done]).report()

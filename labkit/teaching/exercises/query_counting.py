@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from labkit.core.blackbox import BlackBox
+from labkit.core.errors import QueryBudgetExceeded
 from labkit.teaching.exercises import ExerciseResult, not_attempted
 
 NAME = "accuracy through a decision box"
@@ -26,13 +27,22 @@ def check_decision_accuracy(fn: Callable[[BlackBox, torch.Tensor, torch.Tensor],
     box = BlackBox(model, access="decision", budget=len(x), input_shape=(1, 4, 4), num_classes=3)
     try:
         got = fn(box, x, y)
+    except QueryBudgetExceeded:
+        return ExerciseResult(NAME, False, True, [
+            f"Your function asked for more than {len(x)} queries, the budget: call box(x) once for the whole batch "
+            "and reuse its answer."]).report()
     except Exception as exc:  # noqa: BLE001 - report the learner's error kindly
         return ExerciseResult(NAME, False, True, [f"Your function raised {type(exc).__name__}: {exc}"]).report()
     if got is None:
         return not_attempted(NAME)
     msgs = []
     if abs(float(got) - truth) > 1e-6:
-        msgs.append(f"Accuracy {float(got):.4f} but the teacher's is {truth:.4f}: compare box(x) with y.")
+        slips = {100 * truth: "Return a fraction in [0, 1], not a percentage.",
+                 1 - truth: "That is the error rate: the accuracy is the share of images where box(x) == y.",
+                 truth * len(x): "That is the number of right answers: divide by the number of images (the mean)."}
+        hint = next((h for value, h in slips.items() if abs(float(got) - value) <= 1e-6 * max(1.0, value)),
+                    "Compare box(x) with y and return the share that agree.")
+        msgs.append(f"Accuracy {float(got):.4f} but the teacher's is {truth:.4f}. {hint}")
     if box.queries != len(x):
         msgs.append(f"You spent {box.queries} queries for {len(x)} images: query the whole batch once.")
     elif box.calls != 1:

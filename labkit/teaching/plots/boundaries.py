@@ -14,6 +14,7 @@ import torch
 from matplotlib.figure import Figure
 
 from labkit.core.metrics import entropy
+from labkit.teaching.plots.layout import clear_toolbar
 
 #: one colour per class (toy2d has at most a handful of classes)
 CLASS_COLORS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C",
@@ -60,7 +61,7 @@ def decision_region_figure(axis: torch.Tensor, labels: torch.Tensor, class_names
     fig.update_layout(title=title, width=560, height=520, xaxis=dict(range=[0, 1], constrain="domain"),
                       yaxis=dict(range=[0, 1], scaleanchor="x"), margin=dict(l=40, r=10, t=50, b=40),
                       legend=dict(orientation="h", y=-0.12))
-    return fig
+    return clear_toolbar(fig)
 
 
 def soft_label_comparison(soft: Mapping[str, torch.Tensor], class_names: Sequence[str],
@@ -72,7 +73,7 @@ def soft_label_comparison(soft: Mapping[str, torch.Tensor], class_names: Sequenc
                              marker_color=MEASURE_COLORS.get(name)))
     fig.update_layout(title=title, barmode="group", yaxis=dict(range=[0, 1], title="probability"),
                       width=560, height=340, margin=dict(l=40, r=10, t=50, b=40))
-    return fig
+    return clear_toolbar(fig)
 
 
 def distance_table_html(distances: Mapping[str, torch.Tensor], queries: Mapping[str, int],
@@ -91,28 +92,42 @@ def soft_label_distributions(soft: Mapping[str, torch.Tensor], bins: int = 30) -
     """Histograms of the top probability and of the entropy for several sets of soft labels ``(N, C)``.
 
     Bars are shares of each set's samples (common bins, so a set piled into one bin, like the teacher's near-one-hot
-    softmax, does not squash the others); entropy runs from 0 to log C (uniform).
+    softmax, does not squash the others); entropy runs from 0 to log C (uniform). The sets' bars stand side by side
+    in each bin, so two sets with the same histogram show two equal bars, and a note under the panels names the
+    sets that are equal.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     num_classes = max(int(p.shape[1]) for p in soft.values())
-    for name, p in soft.items():
-        p = p.detach().float().cpu()
-        color = MEASURE_COLORS.get(name)
-        share = torch.full((p.shape[0],), 1.0 / max(1, p.shape[0])).numpy()
-        axes[0].hist(p.max(1).values.numpy(), bins=bins, range=(0, 1), weights=share, alpha=0.5, label=name,
-                     color=color)
-        axes[1].hist(entropy(p).numpy(), bins=bins, range=(0, math.log(num_classes)), weights=share, alpha=0.5,
-                     label=name, color=color)
+    names = list(soft)
+    probs = [soft[n].detach().float().cpu() for n in names]
+    colors = [MEASURE_COLORS.get(n, f"C{i}") for i, n in enumerate(names)]
+    weights = [torch.full((p.shape[0],), 1.0 / max(1, p.shape[0])).numpy() for p in probs]
+    panels = [([p.max(1).values.numpy() for p in probs], (0.0, 1.0)),
+              ([entropy(p).numpy() for p in probs], (0.0, math.log(num_classes)))]
+    for ax, (values, span) in zip(axes, panels):
+        ax.hist(values, bins=bins, range=span, weights=weights, label=names, color=colors)  # dodged, not stacked
     axes[0].set_xlabel("probability of the top class")
     axes[1].set_xlabel(f"entropy (nats; {math.log(num_classes):.2f} = uniform)")
     for ax in axes:
         ax.set_ylabel("share of samples")
         ax.set_ylim(0, 1)
         ax.legend(fontsize=8)
+    same = equal_sets(dict(zip(names, probs)))
     fig.suptitle("How soft are the labels?")
-    fig.tight_layout()
+    if same:
+        fig.text(0.5, 0.01, "; ".join(f"{a} and {b} give the same soft labels: their bars are equal" for a, b in same),
+                 ha="center", va="bottom", fontsize=9, color="#444444")
+    fig.tight_layout(rect=(0, 0.06 if same else 0, 1, 1))
     plt.close(fig)  # the returned figure is shown once, as the cell's value
     return fig
+
+
+def equal_sets(values: Mapping[str, torch.Tensor], atol: float = 1e-6) -> list[tuple[str, str]]:
+    """Pairs of names whose tensors are equal (same shape, within ``atol``): a figure draws them on top of each
+    other unless it says so."""
+    names = list(values)
+    return [(a, b) for i, a in enumerate(names) for b in names[i + 1:]
+            if values[a].shape == values[b].shape and torch.allclose(values[a].float(), values[b].float(), atol=atol)]
 
 
 def rank_agreement_figure(spearman: Mapping[str, torch.Tensor], top2: Mapping[str, float], bins: int = 21) -> Figure:
@@ -156,6 +171,9 @@ def accuracy_vs_queries(points: Mapping[str, Sequence[tuple[float, float]]],
         ax.axhline(100 * acc, ls=styles[i % 3], color=MEASURE_COLORS.get(name.split(" (")[0], "k"), alpha=0.7,
                    label=name)
         ys.append(100 * acc)
+    notes = _equal_accuracy_notes(points, lines)
+    if notes:  # equal accuracies sit on one line: say so, or the learner sees one where there are two
+        fig.text(0.5, 0.01, "\n".join(notes), fontsize=8, color="#444444", ha="center", va="bottom")
     if ys:
         mid, half = (max(ys) + min(ys)) / 2, max(min_span, max(ys) - min(ys) + 1.0) / 2
         ax.set_ylim(max(0.0, mid - half), min(100.0, mid + half))
@@ -164,7 +182,7 @@ def accuracy_vs_queries(points: Mapping[str, Sequence[tuple[float, float]]],
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04 * len(notes), 1, 1))
     plt.close(fig)  # the returned figure is shown once, as the cell's value
     return fig
 
@@ -184,3 +202,17 @@ def accuracy_bars(accuracies: Mapping[str, float], title: str = "Students on the
     fig.tight_layout()
     plt.close(fig)  # the returned figure is shown once, as the cell's value
     return fig
+
+
+def _equal_accuracy_notes(points: Mapping[str, Sequence[tuple[float, float]]], lines: Mapping[str, float],
+                          tol: float = 5e-5) -> list[str]:
+    """"BD at 20 queries = SD (0 queries): 76.35 %" for every measured point that equals a horizontal line."""
+    notes = []
+    for name, pts in points.items():
+        for q, acc in pts:
+            if q == 0:
+                continue
+            for line, level in lines.items():
+                if abs(acc - level) <= tol:
+                    notes.append(f"{name} at {q:g} queries = {line}: both {100 * acc:.2f}%")
+    return notes

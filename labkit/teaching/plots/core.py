@@ -11,6 +11,7 @@ import torch
 from matplotlib.figure import Figure
 
 from labkit.core.metrics import entropy
+from labkit.teaching.plots.layout import clear_toolbar, set_title
 
 
 def finish_axes(fig: Figure, ax: plt.Axes, *, xlabel: str | None = None, ylabel: str | None = None,
@@ -69,23 +70,43 @@ def image_grid(images: torch.Tensor, labels: Sequence[str] | None = None, ncols:
 
 
 def soft_label_bars(probs: torch.Tensor, class_names: Sequence[str], titles: Sequence[str] | None = None,
-                    title: str = "Soft labels") -> go.Figure:
-    """Plotly bar charts, one per row of ``probs`` (k×C), side by side."""
-    return update_soft_label_figure(soft_label_figure(probs.shape[0], class_names, titles, title), probs)
+                    title: str = "Soft labels", images: torch.Tensor | None = None) -> go.Figure:
+    """Plotly bar charts, one per row of ``probs`` (k×C), side by side; ``images`` (k×C×H×W in [0, 1]) adds each
+    image above its bars."""
+    return update_soft_label_figure(soft_label_figure(probs.shape[0], class_names, titles, title, images=images),
+                                    probs)
 
 
 def soft_label_figure(k: int, class_names: Sequence[str], titles: Sequence[str] | None = None,
-                      title: str = "Soft labels", widget: bool = False) -> go.Figure:
-    """An empty k-panel soft-label bar figure (a ``FigureWidget`` when ``widget``) for live updates."""
+                      title: str = "Soft labels", widget: bool = False,
+                      images: torch.Tensor | None = None) -> go.Figure:
+    """An empty k-panel soft-label bar figure (a ``FigureWidget`` when ``widget``) for live updates.
+
+    With ``images`` (k×C×H×W in [0, 1]) a row above the bars shows the images the soft labels belong to.
+    """
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=1, cols=k, subplot_titles=list(titles) if titles else None, shared_yaxes=True)
+    bar_row = 1 if images is None else 2
+    if images is None:
+        fig = make_subplots(rows=1, cols=k, subplot_titles=list(titles) if titles else None, shared_yaxes=True)
+    else:
+        fig = make_subplots(rows=2, cols=k, row_heights=[0.32, 0.68], vertical_spacing=0.08,
+                            subplot_titles=(list(titles) if titles else [""] * k) + [""] * k)
+        grey = images.detach().float().cpu().mean(1)  # k×H×W
+        for j in range(k):
+            fig.add_trace(go.Heatmap(z=grey[j].flip(0).tolist(), colorscale="gray", zmin=0, zmax=1, showscale=False,
+                                     hoverinfo="skip", name=f"image {j}"), row=1, col=j + 1)
+            fig.update_xaxes(visible=False, row=1, col=j + 1)
+            fig.update_yaxes(visible=False, scaleanchor=f"x{j + 1}" if j else "x", row=1, col=j + 1)
     for j in range(k):
         fig.add_trace(go.Bar(x=list(class_names), y=[0.0] * len(class_names), name=f"image {j}",
-                             marker_color="#4c72b0", showlegend=False), row=1, col=j + 1)
-    fig.update_yaxes(range=[0, 1], title_text="probability", row=1, col=1)
-    fig.update_xaxes(tickangle=45, tickfont={"size": 9})
-    fig.update_layout(title=title, height=320, margin={"t": 60, "b": 80, "l": 50, "r": 10}, bargap=0.15)
+                             marker_color="#4c72b0", showlegend=False), row=bar_row, col=j + 1)
+        fig.update_yaxes(range=[0, 1], showticklabels=j == 0, row=bar_row, col=j + 1)
+    fig.update_yaxes(title_text="probability", row=bar_row, col=1)
+    fig.update_xaxes(tickangle=45, tickfont={"size": 9}, row=bar_row)
+    fig.update_layout(title=title, height=320 if images is None else 480,
+                      margin={"t": 60, "b": 80, "l": 50, "r": 10}, bargap=0.15)
+    clear_toolbar(fig)
     return go.FigureWidget(fig) if widget else fig
 
 
@@ -94,10 +115,10 @@ def update_soft_label_figure(fig: go.Figure, probs: torch.Tensor, title: str | N
     probs = probs.detach().float().cpu()
     ctx = fig.batch_update() if isinstance(fig, go.FigureWidget) else contextlib.nullcontext()
     with ctx:
-        for j, trace in enumerate(fig.data):
+        for j, trace in enumerate(t for t in fig.data if t.type == "bar"):
             trace.y = probs[j].tolist()
         if title is not None:
-            fig.layout.title.text = title
+            set_title(fig, title)
     return fig
 
 

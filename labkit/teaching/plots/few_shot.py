@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from labkit.core.results import ResultRecord
 from labkit.synthesis.cvae import CVAEBase, latent_grid
 from labkit.teaching.plots.core import image_grid
+from labkit.teaching.plots.layout import clear_toolbar
 
 
 def _caption(probs: torch.Tensor, class_names: Sequence[str]) -> list[str]:
@@ -148,7 +149,7 @@ def label_distribution(prob_sets: Mapping[str, torch.Tensor], class_names: Seque
     fig.update_layout(barmode="group", title=title, yaxis_title="share of images", height=360,
                       margin={"t": 60, "b": 80, "l": 50, "r": 10})
     fig.update_xaxes(tickangle=45)
-    return fig
+    return clear_toolbar(fig)
 
 
 def accuracy_vs_shots(records: Sequence[ResultRecord], title: str = "FS-BBT student against N") -> go.Figure:
@@ -164,4 +165,4 @@ def accuracy_vs_shots(records: Sequence[ResultRecord], title: str = "FS-BBT stud
     fig.update_layout(title=title, xaxis_title="N (few-shot images)", yaxis_title="fraction", height=340,
                       hovermode="x unified", margin={"t": 60, "b": 50, "l": 50, "r": 10})
     fig.update_xaxes(type="log", tickvals=xs)
-    return fig
+    return clear_toolbar(fig)

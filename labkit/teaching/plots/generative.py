@@ -13,6 +13,7 @@ from torch import nn
 from labkit.synthesis.base import Snapshot
 from labkit.synthesis.generators import interpolate_responses, one_hot_responses
 from labkit.teaching.plots.core import image_grid
+from labkit.teaching.plots.layout import clear_toolbar
 
 if TYPE_CHECKING:
     from labkit.methods.mekd import GenerativeAlignmentLoss
@@ -76,11 +77,12 @@ def snapshot_grid(snapshots: Sequence[Snapshot], class_names: Sequence[str] | No
 
 
 def alignment_pictures(images: torch.Tensor, teacher_images: torch.Tensor, student_images: torch.Tensor,
-                       teacher_top: Sequence[str], student_top: Sequence[str]) -> Figure:
+                       teacher_top: Sequence[str], student_top: Sequence[str], title: str | None = None) -> Figure:
     """Per sample (columns): x′ = G(z), G(r_T/τ_g), G(S(x′)/τ_g) (captioned with their mean pixel) and
     |difference| with its L1 value, every row on the same 0-1 scale.
 
-    The L1 of the last row, averaged, is the alignment term of MEKD's loss.
+    The L1 of the last row, averaged, is the alignment term of MEKD's loss. ``title`` names the student drawn
+    (default: a title that gives the mean L1, so two students' figures never share one).
     """
     x, gt, gs = (t.detach().float().cpu() for t in (images, teacher_images, student_images))
     diff = (gt - gs).abs()
@@ -102,26 +104,33 @@ def alignment_pictures(images: torch.Tensor, teacher_images: torch.Tensor, stude
                 ax.set_title(f"S: {student_top[j]}\nmean {float(gs[j].mean()):.2f}", fontsize=7)
             if i == 3:
                 ax.set_title(f"L1 {float(diff[j].mean()):.3f}", fontsize=7)
-    fig.suptitle("The alignment loss, drawn: the image each response generates")
+    fig.suptitle(title or f"The alignment loss, drawn: the image each response generates (mean L1 "
+                          f"{float(diff.mean()):.3f})")
     fig.tight_layout()
     plt.close(fig)
     return fig
 
 
 def accuracy_comparison(rows: dict[str, float], teacher_acc: float | None = None, queries: dict[str, int] | None = None,
-                        title: str = "Test accuracy on the same 10% edge subset") -> go.Figure:
-    """A plotly bar chart of test accuracy per run (with query counts in the hover text)."""
+                        title: str = "Students trained on the same 10% edge subset, scored on the full test set"
+                        ) -> go.Figure:
+    """A plotly bar chart of test accuracy per run (with query counts in the hover text).
+
+    Each bar's value is printed inside the bar, near its foot, so it never meets the teacher's line above the bars.
+    """
     names = list(rows)
     vals = [100 * float(rows[n]) for n in names]
     hover = [f"{n}: {v:.2f}%" + (f"<br>{queries[n]:,} teacher queries" if queries and n in queries else "")
              for n, v in zip(names, vals)]
-    fig = go.Figure(go.Bar(x=names, y=vals, text=[f"{v:.1f}%" for v in vals], textposition="outside",
+    fig = go.Figure(go.Bar(x=names, y=vals, text=[f"{v:.1f}%" for v in vals], textposition="inside",
+                           insidetextanchor="start", textfont={"color": "white"},
                            hovertext=hover, hoverinfo="text", marker_color="#4c72b0"))
     if teacher_acc is not None:
-        fig.add_hline(y=100 * teacher_acc, line_dash="dash", annotation_text=f"teacher {100 * teacher_acc:.1f}%")
-    fig.update_layout(title=title, yaxis_title="test accuracy (%)", yaxis_range=[0, 100], height=360,
+        fig.add_hline(y=100 * teacher_acc, line_dash="dash", annotation_text=f"teacher {100 * teacher_acc:.1f}%",
+                      annotation_position="top right")
+    fig.update_layout(title=title, yaxis_title="test accuracy (%)", yaxis_range=[0, 105], height=380,
                       margin={"t": 60, "b": 40, "l": 50, "r": 10})
-    return fig
+    return clear_toolbar(fig)
 
 
 def gan_history_plot(histories: dict[str, list[dict[str, float]]]) -> Figure:
@@ -143,13 +152,15 @@ def gan_history_plot(histories: dict[str, list[dict[str, float]]]) -> Figure:
 
 @torch.no_grad()
 def alignment_view(loss_fn: GenerativeAlignmentLoss, student: nn.Module, images: torch.Tensor,
-                   teacher_response: torch.Tensor,
-                   class_names: Sequence[str]) -> tuple[Figure, dict[str, float]]:
+                   teacher_response: torch.Tensor, class_names: Sequence[str],
+                   title: str | None = None) -> tuple[Figure, dict[str, float]]:
     """Draw MEKD's alignment term for a few transfer images, and return its parts.
 
     ``loss_fn`` is a :class:`~labkit.methods.mekd.GenerativeAlignmentLoss` (it holds the frozen G,
     the response mode and τ_g); ``teacher_response`` are the box's answers on ``images``
-    (probabilities or class ids). Returns ``(figure, {"alignment": ..., "kl": ..., "total": ...})``.
+    (probabilities or class ids); ``title`` names the student (e.g. "untrained student"; the default title gives
+    the loss's parts, so two students' figures differ). Returns ``(figure, {"alignment": ..., "kl": ...,
+    "total": ...})``.
     """
     from labkit.methods.mekd import response_logits
 
@@ -164,6 +175,8 @@ def alignment_view(loss_fn: GenerativeAlignmentLoss, student: nn.Module, images:
     align, kl = loss_fn.parts(s, teacher_response.to(device))
     t_top = [class_names[int(c)] for c in r.argmax(1)]
     s_top = [class_names[int(c)] for c in s.argmax(1)]
-    fig = alignment_pictures(images, gt, gs, t_top, s_top)
     parts = {"alignment": float(align), "kl": float(kl), "total": float(loss_fn.w_f * align + loss_fn.w_kl * kl)}
+    fig = alignment_pictures(images, gt, gs, t_top, s_top, title=title or (
+        f"The alignment loss, drawn: alignment {parts['alignment']:.3f}, KL {parts['kl']:.3f}, "
+        f"total {parts['total']:.3f}"))
     return fig, parts

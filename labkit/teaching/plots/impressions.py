@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from labkit.synthesis.base import Snapshot
 from labkit.teaching.plots.core import finish_axes
+from labkit.teaching.plots.layout import clear_toolbar, set_title
 
 TERNARY_COLORS = ("#4c72b0", "#dd8452", "#55a868")
 
@@ -34,7 +35,7 @@ def class_similarity_heatmap(similarity: torch.Tensor, class_names: Sequence[str
     fig.update_yaxes(autorange="reversed", title_text="class k (row = Dirichlet concentration of k)")
     fig.update_xaxes(tickangle=45, title_text="class j")
     fig.update_layout(title=title, height=520, width=620, margin={"t": 60, "l": 120, "b": 110})
-    return fig
+    return clear_toolbar(fig)
 
 
 def most_similar_pairs(similarity: torch.Tensor, class_names: Sequence[str],
@@ -61,6 +62,7 @@ def ternary_figure(class_names: Sequence[str], widget: bool = False, title: str 
                       ternary={"aaxis": {"title": {"text": class_names[0]}, "min": 0},
                                "baxis": {"title": {"text": class_names[1]}, "min": 0},
                                "caxis": {"title": {"text": class_names[2]}, "min": 0}})
+    clear_toolbar(fig)
     return go.FigureWidget(fig) if widget else fig
 
 
@@ -73,7 +75,7 @@ def update_ternary(fig: go.Figure, samples: torch.Tensor, classes: torch.Tensor,
             pts = samples[classes == j]
             trace.a, trace.b, trace.c = pts[:, 0].tolist(), pts[:, 1].tolist(), pts[:, 2].tolist()
         if title is not None:
-            fig.layout.title.text = title
+            set_title(fig, title)
     return fig
 
 
@@ -128,6 +130,7 @@ def evolution_figure(snapshot: Snapshot, class_names: Sequence[str], widget: boo
     fig.update_yaxes(showticklabels=False)
     fig.update_layout(title=f"Impressions at step {snapshot.step}", height=190 * nrows + 60, width=150 * ncols + 40,
                       margin={"t": 70, "l": 10, "r": 10, "b": 10})
+    clear_toolbar(fig)
     return go.FigureWidget(fig) if widget else fig
 
 
@@ -138,7 +141,7 @@ def update_evolution(fig: go.Figure, snapshot: Snapshot) -> go.Figure:
     with ctx:
         for i, trace in enumerate(fig.data):
             trace.z = imgs[i].mean(0).flip(0).tolist()
-        fig.layout.title.text = f"Impressions at step {snapshot.step}"
+        set_title(fig, f"Impressions at step {snapshot.step}")
     return fig
 
 

@@ -48,7 +48,8 @@ def distance_curve(history: Sequence[Mapping[str, float]], title: str = "Distanc
     ax2.plot(it, [h["moved"] for h in history], color="0.6", lw=1, label="share of images that moved")
     ax2.set_ylim(0, 1.05)
     ax2.set_ylabel("share moved", color="0.4")
-    legend_across(ax, ax2, fontsize=8, loc="lower right")
+    # under the axes, not in them: inside, it covered the median line wherever that ended
+    legend_across(ax, ax2, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
     ax.set_title(title)
     fig.tight_layout()
     plt.close(fig)

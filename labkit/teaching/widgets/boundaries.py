@@ -24,6 +24,8 @@ from labkit.teaching.plots.boundaries import (
     region_grid,
     soft_label_comparison,
 )
+from labkit.teaching.plots.layout import set_title
+from labkit.teaching.widgets import FULL_LABEL
 
 MEASURE_NAMES = ("SD", "BD", "MBD")
 
@@ -125,7 +127,7 @@ class BoundaryDashboard:
             for trace in self.bars.data:
                 trace.y = soft[trace.name].tolist()
             said = self.class_names[self.teacher_label]
-            self.bars.layout.title = f"Soft labels at temperature τ = {tau:g} (teacher says {said})"
+            set_title(self.bars, f"Soft labels at temperature τ = {tau:g} (teacher says {said})")
         by_phase = ", ".join(f"{'this notebook' if phase == 'default' else phase}: {n:,}"
                              for phase, n in self.box.queries_by_phase.items())
         self.table.value = distance_table_html(self.distances, self.queries, self.class_names) + \
@@ -170,7 +172,7 @@ def boundary_dashboard(box: BlackBox, pool_x: torch.Tensor, pool_y: torch.Tensor
     x_slider = widgets.FloatSlider(value=point[0], description="x", **mk)
     y_slider = widgets.FloatSlider(value=point[1], description="y", **mk)
     tau_slider = widgets.FloatSlider(value=tau, min=0.05, max=20.0, step=0.05, description="temperature",
-                                     continuous_update=True, readout_format=".2f")
+                                     continuous_update=True, readout_format=".2f", style=FULL_LABEL)
     table = widgets.HTML()
     # the right column wraps below the map where the page is narrow (1280 px with JupyterLab's file browser open)
     layout = widgets.VBox([widgets.HBox([x_slider, y_slider]),

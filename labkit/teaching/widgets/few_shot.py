@@ -18,6 +18,7 @@ from plotly.subplots import make_subplots
 from labkit.core.blackbox import BlackBox
 from labkit.core.errors import AccessDenied
 from labkit.methods.fsbbt import mix, mixup_keep_mask
+from labkit.teaching.plots.layout import clear_toolbar, set_title
 
 LAMBDAS = torch.linspace(0, 1, 101, dtype=torch.float64)
 
@@ -82,8 +83,8 @@ class MixupExplorer:
             self.figure.data[0].z = _to_rgb(img)
             self.figure.data[1].y = p_mix.tolist()
             self.figure.data[2].y = blend.tolist()
-            self.figure.layout.title.text = (f"λ = {k / 100:.2f}: " + ("kept by FS-BBT" if kept else
-                                             f"dropped by FS-BBT (λ ≤ {self.low} or λ ≥ {self.high})"))
+            set_title(self.figure, f"λ = {k / 100:.2f}: " + ("kept by FS-BBT" if kept else
+                                                             f"dropped by FS-BBT (λ ≤ {self.low} or λ ≥ {self.high})"))
         c1, c2 = int(p1.argmax()), int(p2.argmax())
         self.readout.value = (f"x1 looks like <b>{self.class_names[c1]}</b>, x2 like <b>{self.class_names[c2]}</b>. "
                               f"The teacher calls the mix <b>{self.class_names[top]}</b> ({float(p_mix[top]):.2f}). "
@@ -136,7 +137,7 @@ def mixup_explorer(box: BlackBox, images: torch.Tensor, class_names: Sequence[st
     fig.update_layout(height=380, barmode="group", margin={"t": 70, "b": 120, "l": 30, "r": 10},
                       legend={"orientation": "h", "yanchor": "top", "y": -0.42, "xanchor": "left", "x": 0.32},
                       title="MixUp")
-    fw = go.FigureWidget(fig)
+    fw = go.FigureWidget(clear_toolbar(fig))
     readout = widgets.HTML()
     explorer = MixupExplorer(lam_slider, pair_slider, fw, readout, widgets.VBox([pair_slider, lam_slider, fw, readout]),
                              images, pairs, list(class_names), low, high, teacher=box)

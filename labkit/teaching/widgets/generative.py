@@ -11,6 +11,7 @@ from plotly.subplots import make_subplots
 from torch import nn
 
 from labkit.synthesis.generators import one_hot_responses
+from labkit.teaching.plots.layout import clear_toolbar, set_title
 
 
 @dataclass
@@ -44,9 +45,9 @@ class InterpolationDashboard:
         with self.figure.batch_update():
             self.figure.data[0].z = img[0, 0].flip(0).tolist()
             self.figure.data[1].y = probs.tolist()
-            self.figure.layout.title.text = (f"α = {a:.2f} between {self.first.value} and {self.second.value}"
-                                             + (f": classifier says {self.first.options[int(probs.argmax())]} "
-                                                f"({float(probs.max()):.2f})" if self.classifier is not None else ""))
+            set_title(self.figure, f"α = {a:.2f} between {self.first.value} and {self.second.value}"
+                      + (f": classifier says {self.first.options[int(probs.argmax())]} "
+                         f"({float(probs.max()):.2f})" if self.classifier is not None else ""))
         return img
 
     def _ipython_display_(self) -> None:  # pragma: no cover - display hook for notebooks
@@ -73,8 +74,8 @@ def interpolation_dashboard(generator: nn.Module, class_names: Sequence[str], cl
     fig.update_yaxes(range=[0, 1], row=1, col=2)
     fig.update_xaxes(showticklabels=False, row=1, col=1)
     fig.update_yaxes(showticklabels=False, scaleanchor="x", row=1, col=1)
-    fig.update_layout(height=340, showlegend=False, margin={"t": 60, "b": 80, "l": 20, "r": 10})
-    fw = go.FigureWidget(fig)
+    fig.update_layout(height=360, showlegend=False, margin={"t": 60, "b": 80, "l": 20, "r": 10}, title=" ")
+    fw = go.FigureWidget(clear_toolbar(fig))
     dash = InterpolationDashboard(d1, d2, alpha_slider, fw, widgets.VBox([widgets.HBox([d1, d2]), alpha_slider, fw]),
                                   generator, classifier, float(scale))
     for w in (d1, d2, alpha_slider):

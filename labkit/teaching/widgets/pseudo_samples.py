@@ -9,7 +9,18 @@ import plotly.graph_objects as go
 import torch
 
 from labkit.synthesis.base import Snapshot
+from labkit.teaching.plots.layout import clear_toolbar, set_title, top_margin_px, widget_figure_budget_px
 from labkit.teaching.plots.pseudo_samples import snapshot_mosaic
+from labkit.teaching.widgets import FULL_LABEL
+
+#: images per class row at most, by default (more would shrink each image below legibility)
+MAX_PER_ROW = 16
+#: widest the mosaic figure gets (a notebook's output area in a 1280 px window)
+MAX_WIDTH_PX = 860
+#: narrowest the mosaic figure gets (a narrower one wraps plotly's toolbar onto two rows)
+MIN_WIDTH_PX = 560
+#: rows of controls beside the figure: the slider and the readout
+CONTROL_ROWS = 2
 
 
 @dataclass
@@ -30,8 +41,8 @@ class PseudoSampleDashboard:
         mosaic = self.mosaics[step]
         with self.figure.batch_update():
             self.figure.data[0].z = mosaic.flip(0).tolist()
-            self.figure.layout.title.text = self.caption(step) if self.caption is not None else (
-                "noise start (iteration 0)" if step == 0 else f"after {step} iteration(s) of search-and-step")
+            set_title(self.figure, self.caption(step) if self.caption is not None else (
+                "noise start (iteration 0)" if step == 0 else f"after {step} iteration(s) of search-and-step"))
         dist = self.distances.get(step)
         self.readout.value = f"mean distance to the nearest boundary: {dist:.3f}" if dist is not None else ""
         return mosaic
@@ -50,8 +61,13 @@ def pseudo_sample_dashboard(snapshots: Sequence[Snapshot], class_names: Sequence
     ``history`` (the synthesizer's per-iteration rows) adds the mean boundary distance measured at
     that iteration to the readout (iteration ``i``'s distance is measured before its step). ``step_name`` and
     ``caption(step)`` relabel the slider and the title for other step-wise syntheses (IDEAL's rounds).
+    ``per_class`` defaults to every image of the fullest class, at most :data:`MAX_PER_ROW`. The figure is sized so
+    that it, the slider and the readout fit a 1280 × 800 JupyterLab window together.
     """
     c = len(class_names)
+    if per_class is None:
+        per_class = min(MAX_PER_ROW, max((int((s.labels == k).sum()) if s.labels is not None else s.images.shape[0])
+                                         for s in snapshots for k in range(c)))
     mosaics = {s.step: snapshot_mosaic(s, c, per_class) for s in snapshots}
     steps = sorted(mosaics)
     distances: dict[int, float] = {}
@@ -61,12 +77,17 @@ def pseudo_sample_dashboard(snapshots: Sequence[Snapshot], class_names: Sequence
     h, w = first.shape
     rows = h / c
     fig = go.FigureWidget(go.Heatmap(z=first.flip(0).tolist(), colorscale="gray", zmin=0, zmax=1, showscale=False))
-    fig.update_layout(width=min(900, 90 + 6 * w), height=min(820, 80 + 6 * h),
-                      margin={"t": 40, "l": 110, "r": 10, "b": 10}, title="noise start (iteration 0)")
-    fig.update_xaxes(visible=False)
+    top = top_margin_px(2)  # room for a caption of two lines
+    scale = min(6.0, (MAX_WIDTH_PX - 120) / w, (widget_figure_budget_px(CONTROL_ROWS) - top - 10) / h)
+    # at least MIN_WIDTH_PX wide, so the title and the toolbar each keep one row (the mosaic keeps its aspect)
+    fig.update_layout(width=max(MIN_WIDTH_PX, int(120 + scale * w)), height=int(top + 10 + scale * h),
+                      margin={"t": top, "l": 110, "r": 10, "b": 10}, title="noise start (iteration 0)")
+    clear_toolbar(fig)
+    fig.update_xaxes(visible=False, constrain="domain")  # a narrow mosaic shrinks its axis, not into a wide box
+    fig.update_layout(plot_bgcolor="white")
     fig.update_yaxes(tickvals=[h - rows * (k + 0.5) for k in range(c)], ticktext=list(class_names),
                      scaleanchor="x", constrain="domain")
-    slider = widgets.SelectionSlider(options=steps, value=steps[0], description=step_name,
+    slider = widgets.SelectionSlider(options=steps, value=steps[0], description=step_name, style=FULL_LABEL,
                                      continuous_update=True, layout=widgets.Layout(width="480px"))
     readout = widgets.HTML()
     dash = PseudoSampleDashboard(slider, fig, readout, widgets.VBox([slider, fig, readout]), mosaics, distances,

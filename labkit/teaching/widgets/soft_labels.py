@@ -11,6 +11,7 @@ import torch
 from labkit.core.losses import soften
 from labkit.core.metrics import entropy
 from labkit.teaching.plots.core import soft_label_figure, update_soft_label_figure
+from labkit.teaching.widgets import FULL_LABEL
 
 
 @dataclass
@@ -40,16 +41,18 @@ class TemperatureDashboard:
 
 
 def temperature_dashboard(logits: torch.Tensor, class_names: Sequence[str], titles: Sequence[str] | None = None,
-                          tau: float = 4.0, tau_max: float = 20.0) -> TemperatureDashboard:
-    """Build the dashboard for ``logits`` (k×C, the teacher's raw scores for k images).
+                          tau: float = 4.0, tau_max: float = 20.0,
+                          images: torch.Tensor | None = None) -> TemperatureDashboard:
+    """Build the dashboard for ``logits`` (k×C, the teacher's raw scores for k images); ``images`` (k×C×H×W in
+    [0, 1]) shows each image above its bars.
 
     Moving the ``temperature`` slider calls :meth:`TemperatureDashboard.redraw`.
     """
     logits = logits.detach().float().cpu()
     slider = widgets.FloatSlider(value=tau, min=0.5, max=tau_max, step=0.5, description="temperature",
-                                 continuous_update=True, readout_format=".1f",
-                                 layout=widgets.Layout(width="480px"))
-    fig = soft_label_figure(logits.shape[0], class_names, titles, widget=True)
+                                 continuous_update=True, readout_format=".1f", style=FULL_LABEL,
+                                 layout=widgets.Layout(width="520px"))
+    fig = soft_label_figure(logits.shape[0], class_names, titles, widget=True, images=images)
     readout = widgets.HTML()
     dash = TemperatureDashboard(slider, fig, readout, widgets.VBox([slider, fig, readout]), logits)
     slider.observe(lambda change: dash.redraw(change["new"]), names="value")
