@@ -32,7 +32,7 @@ lab: setup
 	$(BIN)/python -m labkit lab
 
 test-unit: setup
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests -q --durations=15
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow and not browser" tests -q
