@@ -131,7 +131,7 @@ def test_noise_kd_sizes_follow_zsdb3kds_bank() -> None:
 # ----------------------------------------------------------------------------------------------- MEKD / kd-edge
 def test_authors_information_term_follows_the_teachers_answer(teacher) -> None:
     """With the authors' term D's class head learns the teacher's top class on G(z), at weight 0.5."""
-    assert DEFAULT_INFO_WEIGHT == {"authors": 0.5, "teacher-imitation": 1.0}
+    assert DEFAULT_INFO_WEIGHT == {"authors": 0.5, "teacher-imitation": 1.0, "authors-code": 0.5, "paper-text": 0.5}
     box = BlackBox(teacher.model, access="decision", input_shape=(1, 28, 28), num_classes=10)
     cfg = MEKDConfig.for_profile("smoke", variant="paper", gan_epochs=1, g_width=8, d_width=4, gan_batch=32)
     edge = load_dataset("fashion-mnist", "train", limit=96, seed=0).x

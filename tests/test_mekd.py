@@ -308,3 +308,36 @@ def test_widget_and_plots() -> None:
     fig = accuracy_comparison({"mekd-soft": 0.8, "kd-edge": 0.85}, teacher_acc=0.9, queries={"kd-edge": 10})
     assert list(fig.data[0].y) == [80.0, 85.0]
     assert isinstance(gan_history_plot({"soft": [{"epoch": 1, "teacher_agrees": 0.5}]}), Figure)
+
+
+@pytest.mark.parametrize("response", ["soft", "hard"])
+def test_the_online_stream_answers_fresh_images_at_every_step(teacher, response: str) -> None:
+    access = "score" if response == "soft" else "decision"
+    method, box, out = _tiny_run(teacher, response, access, ingredients=("generated",), stream=True,
+                                 deprivatisation="authors-code", inverse_check=50)
+    gan = round(640 * 0.1) * TINY["gan_epochs"]
+    assert box.queries_by_phase == {"deprivatisation: G(z)": gan, "inverse check: G(z)": 50,
+                                    "distillation: G(z)": TINY["holdout_size"]}  # only the holdout is fixed
+    assert out.size == TINY["transfer_size"] and out.holdout_size == TINY["holdout_size"]
+    train_student(out, _ctx())  # one epoch of 192 placeholders in batches of 64: three fresh batches
+    assert box.queries_by_phase["distillation: G(z) stream"] == 3 * TINY["batch_size"] == TINY["transfer_size"]
+    stream = box.answers[-3:]
+    assert all(a.shape[0] == 64 for a in stream)
+    if response == "soft":  # a fresh batch at every step, not one set repeated (a 1-epoch G's ids may all agree)
+        assert len({float(a.sum()) for a in stream}) > 1
+    inverse = out.extras["inverse_check"]
+    assert 0 <= inverse["agreement_with_argmax_z"] <= 1 and inverse["images"] == 50
+    assert ("kl_softmax_z_to_teacher" in inverse) == (response == "soft")
+    with pytest.raises(ConfigError, match="edge-images"):
+        MEKDConfig.for_profile("smoke", stream=True, ingredients=("generated", "edge-images"))
+
+
+def test_the_code_and_text_information_weights() -> None:
+    from labkit.synthesis.deprivatisation import information_weight
+
+    probs = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6]])
+    assert torch.equal(information_weight(probs, "soft", "authors-code"), torch.tensor([0.0, 2.0]))  # class indices
+    assert torch.allclose(information_weight(probs, "soft", "paper-text"), torch.tensor([0.7, 0.6]))
+    ids = torch.tensor([0, 2])
+    assert torch.equal(information_weight(ids, "hard", "authors-code"), torch.tensor([0.0, 2.0]))
+    assert torch.equal(information_weight(ids, "hard", "paper-text"), torch.ones(2))

@@ -400,7 +400,7 @@ def test_ingredients_are_validated(name: str) -> None:
 def test_fixed_ingredient_names() -> None:
     expected = {
         "db3kd": {"distance-soft-labels", "true-label-rows"},
-        "zskd": {"impressions", "relabelled-copies"},
+        "zskd": {"impressions", "relabelled-copies", "authors-augmentation"},
         "zsdb3kd": {"pseudo-samples", "pseudo-sample-paths", "noise-bank", "mixup"},
         "fsbbt": {"few-shot", "mixup", "cvae"},
         "mekd": {"generated", "edge-images"},

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from labkit import BlackBox
-from labkit.core.errors import InvalidQueryError, UnknownNameError
+from labkit.core.errors import ConfigError, InvalidQueryError, UnknownNameError
 from labkit.synthesis import boundary
 
 
@@ -95,7 +95,8 @@ def test_warm_start_is_the_separate_bisection_fused_into_round_zero() -> None:
     assert fused_box.queries == box.queries and fused_box.calls < box.calls
 
 
-def test_bf16_box_still_answers_ids_and_fp32_probabilities() -> None:
+def test_bf16_box_still_answers_ids_and_fp32_probabilities(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABKIT_CPU_BF16", "1")  # the answer's form, whatever this CPU has
     model, x = Centroids(), points(200, 4)
     ids = BlackBox(model, access="decision", input_shape=(6,), precision="bf16")
     probs = BlackBox(model, access="score", input_shape=(6,), precision="bf16")
@@ -105,9 +106,49 @@ def test_bf16_box_still_answers_ids_and_fp32_probabilities() -> None:
     exact = BlackBox(model, access="decision", input_shape=(6,), precision="fp32")(x)
     assert (ids(x) == exact).float().mean() > 0.9  # bf16 may flip only points right at a boundary
     assert BlackBox(model, access="decision").precision == "fp32"  # auto on the CPU
-    assert BlackBox(model, access="white", precision="bf16").precision == "fp32"  # gradients stay fp32
+    assert BlackBox(model, access="white").precision == "fp32"  # auto: a white box's gradients stay fp32
+    white = BlackBox(model, access="white", precision="bf16", input_shape=(6,))  # asked for: honoured
+    xw = x.clone().requires_grad_(True)
+    out = white(xw)
+    out.sum().backward()
+    assert white.precision == "bf16" and out.dtype == torch.float32 and xw.grad is not None
     with pytest.raises(UnknownNameError, match="fp16"):
         BlackBox(model, precision="fp16")
+
+
+def test_bf16_on_a_cpu_without_it_is_refused_with_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LABKIT_CPU_BF16", "0")
+    with pytest.raises(ConfigError, match="precision='fp32'"):
+        BlackBox(Centroids(), access="decision", precision="bf16")
+    assert BlackBox(Centroids(), access="decision", precision="auto").precision == "fp32"
+
+
+class BatchSizes(nn.Module):
+    """A 4-D model that records the batch of every forward and whether its input came channels-last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3)  # two channels: a one-channel tensor is both layouts at once
+        self.seen: list[tuple[int, bool]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append((x.shape[0], x.is_contiguous(memory_format=torch.channels_last)))
+        return self.conv(x).mean((2, 3))
+
+
+def test_cpu_box_answers_channels_last_in_chunks_and_the_same_as_one_nchw_call() -> None:
+    torch.manual_seed(0)
+    model = BatchSizes()
+    x = torch.rand(1300, 2, 8, 8)
+    box = BlackBox(model, access="score", input_shape=(2, 8, 8), device="cpu")
+    p = box(x)
+    assert model.seen == [(512, True), (512, True), (276, True)]  # CPU_MAX_BATCH, channels-last
+    assert box.queries == 1300 and box.calls == 1
+    model.seen.clear()
+    ref = BlackBox(model, access="score", input_shape=(2, 8, 8), device="cpu", channels_last=False, max_batch=4096)
+    assert torch.allclose(ref(x), p, atol=1e-6) and model.seen == [(1300, False)]
+    with pytest.raises(ValueError, match="max_batch"):
+        BlackBox(model, access="score", max_batch=0)
 
 
 def test_validation_still_refuses_nan_and_range_in_one_pass() -> None:
@@ -119,3 +160,39 @@ def test_validation_still_refuses_nan_and_range_in_one_pass() -> None:
     with pytest.raises(InvalidQueryError, match=r"spans \[0.*1\.5"):
         box(torch.cat([points(3), torch.full((1, 6), 1.5)]))
     assert box.queries == 0 and box.calls == 0
+
+
+def test_a_compiled_teacher_answers_through_compile_and_falls_back_with_a_warning(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+
+    def fake_compile(model: nn.Module) -> object:
+        def compiled(x: torch.Tensor) -> torch.Tensor:
+            calls.append(x.shape[0])
+            if len(calls) > 1:
+                raise RuntimeError("no C++ compiler")
+            return model(x)
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    model, x = Centroids(), points(50, 3)
+    exact = BlackBox(model, access="decision", input_shape=(6,))(x)
+    box = BlackBox(model, access="decision", input_shape=(6,), compile_teacher=True)
+    assert box.compiled and torch.equal(box(x), exact) and calls == [50]
+    with pytest.warns(RuntimeWarning, match="answers without it"):
+        assert torch.equal(box(x), exact)  # the compiled call failed: the same answers, eagerly
+    assert torch.equal(box(x), exact) and calls == [50, 50]  # and it stays eager
+    assert not BlackBox(model, access="white", compile_teacher=True).compiled  # gradients stay eager
+
+
+def test_only_full_size_paper_runs_of_the_boundary_methods_compile_their_teacher() -> None:
+    from labkit.methods.base import get_method
+    from labkit.studies.runner import compiles_teacher
+
+    cpu = torch.device("cpu")
+    for name in ("db3kd", "zsdb3kd"):
+        assert compiles_teacher(get_method(name), "paper", cpu)
+        assert not compiles_teacher(get_method(name), "laptop", cpu)  # under a million images: never pays back
+        assert not compiles_teacher(get_method(name), "paper", cpu, {"scale": "tiny"})
+        assert not compiles_teacher(get_method(name), "paper", torch.device("cuda"))
+    assert not any(compiles_teacher(get_method(n), "paper", cpu) for n in ("kd", "zskd", "mekd", "ideal", "fsbbt"))

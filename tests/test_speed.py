@@ -127,3 +127,35 @@ def test_the_speed_command_parses_its_options() -> None:
     assert args.loops == ["box-decision", "student"] and args.threads == 2
     with pytest.raises(SystemExit):  # the control: an unknown switch is refused by the parser
         build_parser().parse_args(["speed", "--options", "channels_first"])
+
+
+def test_verdicts_say_reached_or_which_ceiling_binds() -> None:
+    from labkit.studies.speed import (
+        LAB_DEFAULTS,
+        LoopResult,
+        SpeedRecord,
+        loop_verdicts,
+        options_label,
+        verdict_markdown,
+    )
+
+    lab = options_label(LAB_DEFAULTS)
+
+    def row(loop: str, options: str, ips: float, step_ms: float, tiny_ms: float | None) -> LoopResult:
+        return LoopResult(loop, loop, options, 100, 100, step_ms, ips, 1.0, ips / 1e3, ips / 1e3 / 100.0, 1.0, 0.0,
+                          tiny_ms)
+
+    rec = SpeedRecord({}, {"gflops": 100.0}, "", 10.0, 1.0, 1, [
+        row("fast", "fp32-nchw", 1000, 100.0, 1.0), row("fast", lab, 3500, 28.6, 1.0),
+        row("launchy", "fp32-nchw", 1000, 100.0, 40.0), row("launchy", lab, 1250, 80.0, 40.0),
+        row("orphan", lab, 10, 1.0, None)], 1.0, "", "")
+    v = {x["loop"]: x for x in loop_verdicts(rec)}
+    assert set(v) == {"fast", "launchy"}  # no before row: no verdict
+    assert v["fast"]["reached"] and v["fast"]["lab_x"] == pytest.approx(3.5)
+    slow = v["launchy"]
+    assert not slow["reached"] and slow["bound"] == "op-launch bound"
+    assert slow["fixed_share"] == pytest.approx(0.5) and slow["launch_ceiling"] == pytest.approx(2500)
+    # 3x of 1,000 img/s at 1 MFLOP per image is 3 GFLOP/s: 3 % of a 100 GFLOP/s peak
+    assert slow["peak_share_needed"] == pytest.approx(0.03)
+    text = "\n".join(verdict_markdown(rec))
+    assert "| fast | 1,000 | 3,500 | 3.50 |" in text and "50 %, 2,500 img/s (2.50×)" in text

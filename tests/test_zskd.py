@@ -21,10 +21,12 @@ from labkit.synthesis.impressions import (
     DataImpressionSynthesizer,
     ImpressionSettings,
     class_similarity,
+    crafting_convergence,
     dirichlet_concentration,
     dirichlet_targets,
     final_linear,
     impression_plan,
+    minmax_groups,
     relabelled_copies,
     teacher_class_similarity,
 )
@@ -89,7 +91,7 @@ def test_impression_plan_balances_classes_and_betas() -> None:
         assert sorted(round(b, 4) for b in betas[classes == k].tolist()) == [0.1, 0.1, 1.0, 1.0]
 
 
-@pytest.mark.parametrize("parametrisation", ["clamp", "sigmoid"])
+@pytest.mark.parametrize("parametrisation", ["clamp", "sigmoid", "minmax"])
 def test_crafting_lowers_loss_toward_targets(teacher, parametrisation: str) -> None:
     box = white_box(teacher)
     n, iters = 30, 20
@@ -258,3 +260,83 @@ def test_exercise_checker() -> None:
 
     bad = check_class_similarity(raw_cosine)
     assert bad.attempted and not bad.passed and "min-max" in bad.messages[0]
+
+
+def test_minmax_groups_rescale_each_group_by_its_own_extremes() -> None:
+    x = torch.stack([torch.full((1, 2, 2), v) for v in (0.0, 2.0, 5.0, -1.0, 3.0)])
+    x[1, 0, 0, 0] = 4.0
+    out = minmax_groups(x, 2)  # groups: images 0-1, 2-3, 4 (alone: a constant group becomes 0)
+    assert torch.allclose(out[:2].flatten(), torch.tensor([0, 0, 0, 0, 1, .5, .5, .5]))
+    assert torch.allclose(out[2:4].flatten(), torch.tensor([1.0] * 4 + [0.0] * 4)) and float(out[4].abs().max()) == 0
+    assert out.shape == x.shape
+
+
+def test_warm_started_chains_continue_each_link_from_the_last(teacher) -> None:
+    box = white_box(teacher)
+    settings = ImpressionSettings(iterations=2, lr=1e-6, batch_size=64, snapshots=2, warm_start=True, chain_batch=2,
+                                  parametrisation="minmax")
+    synth = DataImpressionSynthesizer(box, settings, seed=1)
+    assert synth.chain_layout(50) == (20, 2, 2)  # 10 classes x 2 betas, 2 per link, 2 links: 80 crafted
+    res = synth.synthesize(50, progress=False)
+    assert res.images.shape == (50, *SHAPE) and res.extras["crafted"] == 80 and res.extras["chains"] == [20, 2, 2]
+    assert box.queries_by_phase == {"craft impressions": 80 * 2, "label impressions": 50}  # each crafted in one link
+    assert res.extras["loss_history"].shape == (2 * 2 + 1,)
+    classes, betas = res.extras["classes"], res.extras["betas"]
+    # impressions 0..19 are link 1 of the 20 chains (one per class and beta); 20..39 fill link 1's second places,
+    # 40..49 open link 2. With a tiny lr, a link-2 impression is its chain's link-1 impression rescaled, and a
+    # min-max rescale of an already rescaled group is nearly the identity.
+    for i in range(40, 50):
+        same = [j for j in range(20) if classes[j] == classes[i] and betas[j] == betas[i]]
+        assert len(same) == 1
+        first_link = [j for j in range(40) if classes[j] == classes[i] and betas[j] == betas[i]]
+        assert any(float((res.images[i] - res.images[j]).abs().max()) < 1e-3 for j in first_link)
+    assert float((res.images[0] - res.images[1]).abs().max()) > 0.5  # different chains: different noise
+
+
+def test_convergence_reports_the_floor_the_match_and_saturation() -> None:
+    targets = torch.tensor([[0.9, 0.1], [0.5, 0.5], [0.2, 0.8]])
+    logits = torch.log(targets) * 20  # softmax(logits / 20) == targets: the loss is at its floor
+    images = torch.tensor([[0.0, 1.0], [0.5, 0.5], [0.3, 0.999995]])
+    conv = crafting_convergence(images, logits, targets, torch.tensor([0, 1, 1]), torch.tensor([1.0, 1.0, 0.1]), 20.0)
+    assert conv["gap_to_floor"] == pytest.approx(0.0, abs=1e-3) and conv["final_loss"] == conv["loss_floor"]
+    assert conv["saturated_pixels"] == pytest.approx(0.5)
+    assert conv["target_argmax_is_class_by_beta"] == {"0.1": 1.0, "1": 0.5}
+    assert conv["teacher_argmax_matches_target"] == 1.0
+
+
+def test_the_authors_augmentation_set_has_every_copy_they_make() -> None:
+    from labkit.synthesis.augment import (
+        ZSKD_COPIES_PER_IMAGE,
+        flips,
+        rotations,
+        shifts_filled_white,
+        zskd_authors_augmentations,
+    )
+
+    x = torch.zeros(3, 1, 28, 28)
+    x[:, :, 10:18, 4:12] = 0.5
+    out = zskd_authors_augmentations(x)
+    assert ZSKD_COPIES_PER_IMAGE == 106 and out.shape == (3 * 106, 1, 28, 28)
+    assert float(out.min()) >= 0 and float(out.max()) <= 1 and torch.equal(out[:3], x)
+    left = shifts_filled_white(x)[:3]  # 28 - ceil(0.8 * 28) = 5 pixels left, the vacated strip white
+    assert torch.equal(left[..., :, :23], x[..., :, 5:]) and float(left[..., :, 23:].min()) == 1.0
+    assert torch.equal(flips(x)[3:6], x.flip(-2))
+    quarter = rotations(x, (90.0,))
+    assert (quarter != torch.rot90(x, 1, (-2, -1))).float().mean() < 0.01  # nearest sampling: the same pixels
+
+
+@pytest.mark.slow
+def test_the_authors_code_variant_relabels_every_batch_at_every_step(fmnist_available) -> None:
+    n, iters = 40, 2
+    run = run_method("zskd", profile="smoke", device="cpu", progress=False, variant="authors-code", impressions=n,
+                     iterations=iters, epochs=1, batch_size=12, chain_batch=2)
+    rec = run.record
+    cfg = run.artifacts["config"]
+    assert (cfg.parametrisation, cfg.beta_mode, cfg.warm_start, cfg.craft_lr) == ("minmax", "authors", True, 1e-3)
+    crafted = rec.extras["impressions_crafted"]
+    assert crafted == 40 and rec.extras["chains"] == [20, 2, 1]
+    assert rec.queries_by_phase == {"craft impressions": crafted * iters, "label impressions": n,
+                                    "relabel authors' augmentations": 36 * 106}  # one epoch of 36 impressions
+    assert rec.ingredients["authors-augmentation"] == {"rows": 0, "holdout_rows": 0, "queries": 36 * 106}
+    conv = rec.extras["crafting_convergence"]
+    assert conv["final_loss"] >= conv["loss_floor"] - 1e-4 and 0 <= conv["saturated_pixels"] <= 1

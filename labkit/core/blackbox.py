@@ -9,8 +9,10 @@ score      detached probabilities only (softmax at τ = 1)
 white      logits with input gradients, and the module itself via ``.module``
 ========== ==========================================================
 
-On CUDA the box answers under bf16 autocast (``precision="auto"``; ``"fp32"`` turns it off) with
-channels-last inputs; the answers are still int64 ids or fp32 probabilities.
+On CUDA the box answers under bf16 autocast (``precision="auto"``; ``"fp32"`` turns it off). On the CPU
+``"auto"`` is fp32 and ``"bf16"`` is an option (CPUs with AVX512-BF16 or AMX only). On CUDA and the CPU the
+teacher runs channels-last, and on the CPU in chunks of :data:`CPU_MAX_BATCH` images (a chunk's activations stay
+in cache; ``docs/speed.md`` has the measurements). The answers are always int64 ids or fp32 probabilities.
 
 Every call is batched, counted per image, logged by phase, and checked: a wrong shape,
 dtype, channel count, a value outside [0, 1] or a NaN is refused with a message that
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -28,7 +31,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from labkit.core.errors import AccessDenied, InvalidQueryError, QueryBudgetExceeded, UnknownNameError
+from labkit.core.device import cpu_has_bf16
+from labkit.core.errors import AccessDenied, ConfigError, InvalidQueryError, QueryBudgetExceeded, UnknownNameError
 
 Access = Literal["decision", "score", "white"]
 ACCESS_LEVELS: tuple[str, ...] = ("decision", "score", "white")
@@ -44,23 +48,50 @@ class QueryEvent:
 
 
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+#: images per teacher call on the CPU: 512 channels-last images of LeNet-5 keep conv-1's output in cache
+CPU_MAX_BATCH = 512
+GPU_MAX_BATCH = 4096
 
 
 def resolve_precision(precision: str, device: torch.device, access: str) -> str:
-    """``auto`` is bf16 autocast on CUDA and fp32 elsewhere; a white box always answers in fp32."""
+    """``auto`` is bf16 autocast on CUDA for decision and score boxes and fp32 otherwise (a white box's gradients
+    included); ``bf16`` asked for explicitly is honoured, on the CPU only where it has bf16 instructions."""
     if precision not in PRECISIONS:
         raise UnknownNameError("box precision", precision, PRECISIONS)
-    if access == "white":
-        return "fp32"
     if precision == "auto":
-        return "bf16" if device.type == "cuda" else "fp32"
+        return "bf16" if device.type == "cuda" and access != "white" else "fp32"
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16():
+        raise ConfigError("precision='bf16' needs a CPU with AVX512-BF16 or AMX (this one has neither, so bf16 "
+                          "would be emulated and slower than fp32). Use precision='fp32' (the CPU default).")
     return precision
 
 
+def autocast_for(precision: str, device: torch.device) -> contextlib.AbstractContextManager[object]:
+    """bf16 autocast on ``device`` when ``precision`` is ``bf16``; a no-op context otherwise."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def _make_oracle(model: nn.Module, access: str, device: torch.device, max_batch: int, precision: str,
-                 channels_last: bool) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[], nn.Module]]:
+                 channels_last: bool, compiled: bool) -> tuple[Callable[[torch.Tensor], torch.Tensor],
+                                                               Callable[[], nn.Module]]:
     """Close over the model so that no attribute of the box holds it."""
     autocast = precision == "bf16"
+    # torch.compile of the no-grad forward: 1.5x per image on two CPU cores, after about 7 s of compiling
+    # (docs/speed.md), so a method asks for it only where its run sends millions of images
+    net: list[Callable[[torch.Tensor], torch.Tensor]] = [torch.compile(model) if compiled else model]
+
+    def run(part: torch.Tensor) -> torch.Tensor:
+        try:
+            return net[0](part)
+        except Exception as exc:  # inductor needs a C++ compiler; without one the box answers eagerly
+            if net[0] is model:
+                raise
+            warnings.warn(f"torch.compile of the teacher failed ({type(exc).__name__}: {str(exc)[:200]}); "
+                          "the box answers without it (same answers, slower).", RuntimeWarning, stacklevel=4)
+            net[0] = model
+            return model(part)
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         model.eval()  # a teacher is always queried in eval mode (BN, dropout)
@@ -70,12 +101,13 @@ def _make_oracle(model: nn.Module, access: str, device: torch.device, max_batch:
             if channels_last and part.dim() == 4:
                 part = part.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                chunks.append(model(part))
+                chunks.append(run(part))
         return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
 
     def answer(x: torch.Tensor) -> torch.Tensor:
         if access == "white":
-            return forward(x)
+            out = forward(x)
+            return out.float() if autocast else out  # bf16 logits reach the loss in fp32
         with torch.no_grad():
             logits = forward(x).float()  # bf16 logits are compared and normalised in fp32
             if access == "decision":
@@ -104,8 +136,8 @@ class BlackBox:
     def __init__(self, model: nn.Module, access: str = "decision", budget: int | None = None, *,
                  input_shape: tuple[int, ...] | None = None, num_classes: int | None = None,
                  device: torch.device | str | None = None, value_range: tuple[float, float] = (0.0, 1.0),
-                 max_batch: int = 4096, name: str = "teacher", precision: str = "auto",
-                 channels_last: bool | None = None) -> None:
+                 max_batch: int | None = None, name: str = "teacher", precision: str = "auto",
+                 channels_last: bool | None = None, compile_teacher: bool = False) -> None:
         if access not in ACCESS_LEVELS:
             raise UnknownNameError("access level", access, ACCESS_LEVELS)
         if budget is not None and budget < 0:
@@ -120,12 +152,17 @@ class BlackBox:
             p.requires_grad_(False)
         device = torch.device(device)
         self._precision = resolve_precision(precision, device, access)
-        # channels_last helps convolutions on CUDA; on the CPU it is left off unless asked for
-        self._channels_last = device.type == "cuda" if channels_last is None else bool(channels_last)
+        # channels-last: 1.7-2.1x for the teachers' convolutions on CUDA and on the CPU (docs/speed.md)
+        self._channels_last = device.type in ("cuda", "cpu") if channels_last is None else bool(channels_last)
+        if max_batch is None:
+            max_batch = CPU_MAX_BATCH if device.type == "cpu" else GPU_MAX_BATCH
+        if max_batch < 1:
+            raise ValueError("max_batch must be a positive number of images per teacher call")
         if self._channels_last:
             model.to(memory_format=torch.channels_last)
+        self._compiled = bool(compile_teacher) and access != "white"  # a white box's graph stays eager
         self._answer, self._module = _make_oracle(model, access, device, max_batch, self._precision,
-                                                  self._channels_last)
+                                                  self._channels_last, self._compiled)
         self._access = access
         self._device = torch.device(device)
         self._budget = budget
@@ -166,6 +203,11 @@ class BlackBox:
     def precision(self) -> str:
         """``fp32``, or ``bf16`` (autocast; answers are still int64 ids or fp32 probabilities)."""
         return self._precision
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the teacher's forward runs through ``torch.compile`` (decision and score boxes only)."""
+        return self._compiled
 
     @property
     def budget(self) -> int | None:

@@ -43,6 +43,9 @@ class ResultRecord:
     calls: int = 0  # box calls that answered those queries
     queries_per_call: float = 0.0  # mean images per box call (0 without calls)
     box_precision: str = ""  # fp32 or bf16 (autocast on CUDA); "" without a box
+    synthesis_precision: str = ""  # fp32, or bf16 when the run asked for it (generator and crafting steps)
+    method_s: float | None = None  # seconds of the method's own part (synthesis, queries, labelling)
+    student_s: float | None = None  # seconds of the student's training (wall_s = method_s + student_s + a little)
     #: a run at less than the profile's size says so: {"fraction": f, "scaled": {field: [full, run]}, "why": ...}
     paper_fraction: dict[str, object] = field(default_factory=dict)
     extras: dict[str, object] = field(default_factory=dict)

@@ -11,15 +11,16 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from labkit.core.data import LabeledTensors
-from labkit.core.device import pick_device, seed_everything
+from labkit.core.device import FUSED_ADAM_DEVICES, pick_device, seed_everything
 from labkit.core.losses import check_finite
 from labkit.core.metrics import accuracy
 
@@ -37,6 +38,14 @@ class FitResult:
     best_val_acc: float | None
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+
+
+def adam(params: Iterable[torch.Tensor], **kwargs: Any) -> torch.optim.Adam:
+    """``torch.optim.Adam``, fused (one kernel per step) where the parameters live on the CPU or CUDA: +11 % on the
+    CVAE's step and +2 % on the impression step on two CPU cores (docs/speed.md); the same updates to rounding."""
+    params = list(params)
+    devices = {p.device.type for p in params}
+    return torch.optim.Adam(params, fused=bool(devices) and devices <= set(FUSED_ADAM_DEVICES), **kwargs)
 
 
 def _as_xy(val: LabeledTensors | tuple[torch.Tensor, torch.Tensor] | None) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -86,7 +95,7 @@ def fit(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | Sequence
     val_xy = _as_xy(val)
     params = [p for p in model.parameters() if p.requires_grad]
     if optimizer == "adam":
-        opt: torch.optim.Optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        opt: torch.optim.Optimizer = adam(params, lr=lr, weight_decay=weight_decay)
     elif optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True)
     else:

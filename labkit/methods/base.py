@@ -70,6 +70,12 @@ class RunContext:
     student_arch: str
     info: DatasetInfo
     progress: bool = True
+    precision: str = "auto"  # the run's precision (run_method's precision=): auto, fp32 or bf16
+
+    @property
+    def synthesis_precision(self) -> str:
+        """``bf16`` for the synthesis loops (generator and crafting steps) only when asked for; ``fp32`` otherwise."""
+        return "bf16" if self.precision == "bf16" else "fp32"
 
     def new_student(self, seed_offset: int = 0) -> nn.Module:
         """A freshly initialised student on the device (seeded)."""
@@ -85,6 +91,9 @@ class DistillationMethod(ABC, Generic[CfgT]):
     data_access: ClassVar[str] = "labeled"
     summary: ClassVar[str] = ""
     companions: ClassVar[tuple[str, ...]] = ()  # methods the CLI runs beside this one (e.g. baselines)
+    #: profiles where the box's teacher is compiled on the CPU: only where the run sends enough images for the
+    #: compile time (about 7 s) to pay back (about 1.1 million images on two cores; docs/speed.md)
+    compile_teacher_profiles: ClassVar[tuple[str, ...]] = ()
     config_class: type[CfgT]  # the method's settings: a MethodConfig with per-profile tables
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -186,6 +186,7 @@ class DB3KD(DistillationMethod[DB3KDConfig]):
 
     name = "db3kd"
     access = "decision"
+    compile_teacher_profiles = ("paper",)  # tens of millions of box images: compiling pays back
     data_access = "labeled"
     summary = "DB3KD: decision-based black-box KD with data (boundary distances -> soft labels)"
     config_class = DB3KDConfig

@@ -15,7 +15,7 @@ The paper's recipe, where the public code and the lab differ, the sizes per prof
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -180,8 +180,9 @@ class IDEAL(DistillationMethod[IDEALConfig]):
             raise ConfigError(f"the box's budget ({box.remaining:,} queries left) pays for no round of "
                               f"{cfg.per_round} images; raise the budget or lower --per-round")
         budget = cfg.queries if box.remaining is None else min(cfg.queries, box.remaining)
-        synth = IDEALSynthesizer(box, cfg.round_settings(), lambda: ctx.new_student(seed_offset=101),
-                                 ctx.info.num_classes, ctx.info.image_shape, ctx.seed, ctx.device)  # type: ignore[arg-type]
+        settings = replace(cfg.round_settings(), precision=ctx.synthesis_precision)
+        synth = IDEALSynthesizer(box, settings, lambda: ctx.new_student(seed_offset=101), ctx.info.num_classes,
+                                 ctx.info.image_shape, ctx.seed, ctx.device)  # type: ignore[arg-type]
         res = synth.synthesize(budget, progress=ctx.progress)
         hold = split_holdout(res.extras["round_of"], cfg.holdout_fraction, ctx.seed)  # type: ignore[arg-type]
         x, y = res.images, res.targets

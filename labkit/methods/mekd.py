@@ -34,7 +34,8 @@ student recipe was chosen, is in ``docs/methods/mekd.md`` and ``docs/selection.m
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -58,6 +59,7 @@ from labkit.synthesis.deprivatisation import (
     ask_within_mode,
     check_response,
     edge_subset,
+    inverse_emulation,
     require_box,
     train_generator,
 )
@@ -78,6 +80,7 @@ MEKD_PROFILES: dict[str, dict[str, Any]] = {
               "variant": "paper"},
 }
 GAN_PHASES = ("deprivatisation: G(z)", "distillation: G(z)")
+STREAM_PHASE = "distillation: G(z) stream"
 
 
 @dataclass(frozen=True)
@@ -107,9 +110,11 @@ class MEKDConfig(StudentRecipeConfig):
     beta1: float = option(0.5, help="GAN Adam beta1")
     beta2: float = option(0.999, help="GAN Adam beta2")
     deprivatisation: str = option("teacher-imitation", choices=DEPRIVATISATION_LOSSES,
-                                  help="G's information term: authors (0.5·CE(D_cls(G(z)), teacher's top class), "
-                                       "their code) or teacher-imitation (D_cls imitates the teacher's answers, "
-                                       "G minimises CE(D_cls(G(z)), argmax z); a lab addition)")
+                                  help="G's information term: authors (the lab's earlier reading: 0.5·CE(D_cls(G(z)), "
+                                       "teacher's top class) for D and G), teacher-imitation (a lab addition: D_cls "
+                                       "imitates the teacher, G minimises CE(D_cls(G(z)), argmax z)), authors-code "
+                                       "(their DCGAN.py as written: 0.5·mean(-class index·log D(G(z))), G only) or "
+                                       "paper-text (the same with the teacher's top probability as the weight)")
     info_weight: float | None = option(None, help="weight λ of the information term in G's loss (None: 0.5 for "
                                        "authors, 1.0 for teacher-imitation)")
     variant: str = option("lab", choices=tuple(VARIANTS), help="paper: generated images only, the authors' "
@@ -120,6 +125,11 @@ class MEKDConfig(StudentRecipeConfig):
     w_kl: float = option(1.0, help="weight of the KL term")
     display_scale: float = option(3.0, help="one-hot vectors are scaled by this for pictures", cli=False)
     edge_holdout: float = option(0.1, help="with edge-images: share of the answered edge images held out for selection")
+    stream: bool = option(False, help="the authors' online distillation: fresh z and G(z) at every student step, "
+                          "each batch answered by the box (phase 'distillation: G(z) stream'); transfer_size sets "
+                          "an epoch's length; generated images only")
+    inverse_check: int = option(0, help="fresh z on which the run measures how well G emulates the teacher's "
+                                "inverse after the GAN (counted queries, phase 'inverse check: G(z)'; 0: off)")
 
     def validate(self) -> None:
         """'generated' on, sizes positive, temperatures > 0 (the base checks the choices)."""
@@ -137,6 +147,11 @@ class MEKDConfig(StudentRecipeConfig):
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.tau <= 0 or self.tau_g <= 0:
             raise ConfigError("the temperatures tau and tau_g must be > 0")
+        if self.stream and self.uses("edge-images"):
+            raise ConfigError("stream=True is the paper's online distillation on G's samples alone; leave out "
+                              "'edge-images' (ingredients=('generated',)) or turn the stream off")
+        if self.inverse_check < 0:
+            raise ConfigError(f"inverse_check must be >= 0 images, got {self.inverse_check}")
 
     def gan_settings(self) -> GANSettings:
         """The deprivatisation's settings: the GAN's epochs, batch, optimiser, widths and information term."""
@@ -181,6 +196,15 @@ def generated_transfer_set(box: BlackBox, generator: nn.Module, num_classes: int
                                              holdout_rows=int(hold.numel()))]
         source = torch.cat([torch.zeros(len(result), dtype=torch.long), torch.ones(keep.numel(), dtype=torch.long)])
         selection = "teacher-labelled holdout of the edge images"
+    elif cfg.stream:  # the authors' online distillation: only the holdout is a fixed, answered set
+        result = synth.synthesize(cfg.holdout_size, progress=progress)
+        x_hold, r_hold = result.images, result.targets
+        x_train = torch.zeros((cfg.transfer_size, *x_hold.shape[1:]), device=x_hold.device)  # placeholders
+        r_train = torch.zeros((cfg.transfer_size, *r_hold.shape[1:]), dtype=r_hold.dtype, device=r_hold.device)
+        generated.holdout_rows = int(x_hold.shape[0])
+        stream = Ingredient("stream", phases=(STREAM_PHASE,), rows=0)
+        ingredients, source = [generated, stream], torch.zeros(cfg.transfer_size, dtype=torch.long)
+        selection = "teacher-labelled holdout of generated images"
     else:
         result = synth.synthesize(cfg.transfer_size + cfg.holdout_size, progress=progress)
         keep, hold = split_holdout(len(result), cfg.holdout_size / (cfg.transfer_size + cfg.holdout_size), seed,
@@ -193,13 +217,29 @@ def generated_transfer_set(box: BlackBox, generator: nn.Module, num_classes: int
     y_hold = r_hold if response == "hard" else r_hold.argmax(1)
     loss = GenerativeAlignmentLoss(G, num_classes, response, cfg.tau, cfg.tau_g, cfg.w_f, cfg.w_kl)
     top = r_train if response == "hard" else r_train.argmax(1)
+    hook = stream_of_generated(box, G, num_classes, response, loss) if cfg.stream else None
     return TransferSet(
         x_train, (r_train, loss.teacher_images(r_train)), "class-ids" if response == "hard" else "probabilities", loss,
-        cfg.recipe(desc=f"MEKD-{response}: distil"), ingredients,
+        cfg.recipe(desc=f"MEKD-{response}: distil", batch_hook=hook), ingredients,
         source=source.to(x_train.device), holdout=(x_hold, y_hold), selection=selection,
         extras={"class_histogram": torch.bincount(top.long(), minlength=num_classes).tolist()},
         artifacts={"transfer_images": x_train[:256].detach(), "transfer_targets": r_train[:256].detach(),
                    "loss": loss, "synthesizer": synth})
+
+
+def stream_of_generated(box: BlackBox, generator: nn.Module, num_classes: int, response: str,
+                        loss: GenerativeAlignmentLoss) -> Callable[..., tuple[torch.Tensor, tuple[torch.Tensor, ...]]]:
+    """A student batch hook: every batch replaced by fresh G(z), z ~ N(0, I_C), answered by the box (phase
+    ``distillation: G(z) stream``), with their targets for the alignment loss: the authors' online distillation."""
+    def hook(x: torch.Tensor, targets: tuple[torch.Tensor, ...], gen: torch.Generator
+             ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        z = torch.randn(x.shape[0], num_classes, generator=gen).to(x.device)
+        with torch.no_grad():
+            images = generator(z)
+        with box.phase(STREAM_PHASE):
+            answers = ask_within_mode(box, images, response)
+        return images, (answers, loss.teacher_images(answers))
+    return hook
 
 
 @register_method
@@ -227,9 +267,12 @@ class MEKD(DistillationMethod[MEKDConfig]):
         assert box is not None  # check_box (the base class) refused a missing box
         cfg = self.config(ctx)
         edge = edge_subset(data.unlabeled, cfg.edge_fraction, ctx.seed)
-        dep = train_generator(box, edge, ctx.info.num_classes, cfg.gan_settings(), response=self.response,
+        dep = train_generator(box, edge, ctx.info.num_classes,
+                              replace(cfg.gan_settings(), precision=ctx.synthesis_precision), response=self.response,
                               info=ctx.info, device=ctx.device, seed=ctx.seed, progress=ctx.progress)
         gan_queries = box.queries
+        inverse = inverse_emulation(box, dep.generator, ctx.info.num_classes, self.response, cfg.inverse_check,
+                                    seed=ctx.seed) if cfg.inverse_check else None
         transfer = generated_transfer_set(box, dep.generator, ctx.info.num_classes, cfg, seed=ctx.seed,
                                           progress=ctx.progress, edge_images=edge if cfg.uses("edge-images") else None)
         last = dep.history[-1] if dep.history else {}
@@ -237,6 +280,7 @@ class MEKD(DistillationMethod[MEKDConfig]):
             "config": cfg.as_dict(), "response": self.response, "edge_subset_size": dep.edge_size,
             "deprivatisation_queries": gan_queries, "gan_seconds": round(dep.seconds, 2),
             "teacher_agrees_with_argmax_z": last.get("teacher_agrees"), "gan_history": dep.history,
+            "kl_softmax_z_to_teacher": last.get("kl_softmax_z_to_teacher"), "inverse_check": inverse,
         })
         transfer.artifacts.update({"generator": dep.generator, "discriminator": dep.discriminator,
                                    "snapshots": dep.snapshots, "edge_images": edge[:256].detach()})

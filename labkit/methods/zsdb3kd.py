@@ -195,6 +195,7 @@ class ZSDB3KD(DistillationMethod[ZSDB3KDConfig]):
 
     name = "zsdb3kd"
     access = "decision"
+    compile_teacher_profiles = ("paper",)  # tens of millions of box images: compiling pays back
     data_access = "none"
     summary = "ZSDB3KD: zero-shot pseudo-samples from a decision-only teacher, DB3 distance soft labels"
     config_class = ZSDB3KDConfig

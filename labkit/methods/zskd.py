@@ -14,6 +14,7 @@ behind the profiles: ``docs/methods/zskd.md``; how each setting was chosen: ``do
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,10 +27,12 @@ from labkit.core.losses import SoftLabelKD
 from labkit.core.train import split_holdout
 from labkit.core.transfer import Ingredient, TransferSet
 from labkit.methods.base import DistillationMethod, MethodData, RunContext, register_method
+from labkit.synthesis.augment import zskd_authors_augmentations
 from labkit.synthesis.base import settings_from
 from labkit.synthesis.impressions import (  # the names notebooks and exercises import from here, too
     BETA_MODES,
     COPY_PHASE,
+    PARAMETRISATIONS,
     DataImpressionSynthesizer,
     ImpressionSettings,
     class_similarity,
@@ -50,6 +53,8 @@ __all__ = ["ZSKD", "ZSKDConfig", "impression_transfer_set", "DataImpressionSynth
 PAPER_IMPRESSIONS = {"mnist": 24_000, "fashion-mnist": 48_000, "cifar10": 40_000}
 IMPRESSIONS = "impressions"
 COPIES = "relabelled-copies"
+AUTHORS_AUGMENTATION = "authors-augmentation"
+AUTHORS_AUGMENTATION_PHASE = "relabel authors' augmentations"
 CRAFT_PHASES = ("craft impressions", "label impressions")  # the impressions' phases (the copies': COPY_PHASE)
 
 _PROFILES: dict[str, dict[str, Any]] = {
@@ -73,9 +78,17 @@ class ZSKDConfig(StudentRecipeConfig):
     PROFILES = _PROFILES
     TITLE = "ZSKD option"
     #: the paper's mechanism: impressions only, β after the normalisation, the student at the crafting τ
-    VARIANTS = {"lab": {}, "paper": {"ingredients": (IMPRESSIONS,), "beta_mode": "paper", "student_tau": None}}
+    VARIANTS = {"lab": {}, "paper": {"ingredients": (IMPRESSIONS,), "beta_mode": "paper", "student_tau": None},
+                # the authors' public code (their CIFAR-10 scripts): β cancels, per-step min-max rescaling, lr 0.001,
+                # warm-started chains, and the student on relabelled augmentations of every batch (batch 64, lr 1e-3)
+                "authors-code": {"ingredients": (IMPRESSIONS, AUTHORS_AUGMENTATION), "beta_mode": "authors",
+                                 "student_tau": None, "parametrisation": "minmax", "craft_lr": 1e-3,
+                                 "warm_start": True, "batch_size": 64, "lr": 1e-3}}
     INGREDIENTS = {IMPRESSIONS: "Data Impressions crafted from Dirichlet targets, labelled by the teacher at tau",
-                   COPIES: "dark-border + blur copies of every impression, each relabelled by the teacher at tau"}
+                   COPIES: "dark-border + blur copies of every impression, each relabelled by the teacher at tau",
+                   AUTHORS_AUGMENTATION: "the authors' training script: every student batch replaced by its 106 "
+                                         "fixed augmentations per impression, relabelled by the teacher at tau at "
+                                         "every step"}
 
     ingredients: tuple[str, ...] = option(help="parts of the transfer set")
     impressions: int = option(help="number of Data Impressions to craft (paper: 48000 for Fashion-MNIST)")
@@ -91,9 +104,14 @@ class ZSKDConfig(StudentRecipeConfig):
     student_tau: float | None = option(None, help="temperature of the student's KL and of its targets (re-tempered "
                                        "from the teacher's answers at tau); None: tau, as in the paper")
     variant: str = option("lab", choices=tuple(VARIANTS), help="paper: impressions only, the paper's β and τ; "
+                          "authors-code: the authors' crafting (β cancels, minmax, lr 0.001, warm-started chains); "
                           "lab: the profile as is")
-    parametrisation: str = option("clamp", choices=("clamp", "sigmoid"),
-                                  help="keep pixels in [0,1] by clamping after each Adam step, or via a sigmoid")
+    parametrisation: str = option("clamp", choices=PARAMETRISATIONS,
+                                  help="keep pixels in [0,1]: clamp after each Adam step, a sigmoid, or minmax (the "
+                                       "authors' code: each group of chain_batch rescaled by its min and max)")
+    warm_start: bool = option(False, help="craft in chains, one per class and beta (the authors' code): each link of "
+                              "chain_batch impressions starts from the previous link's, Adam's state kept")
+    chain_batch: int = option(100, help="impressions per chain link and per minmax group (the authors' batch: 100)")
     copies: int = option(1, help="relabelled dark-border/blur copies per impression (ingredient relabelled-copies)")
     copy_box: tuple[float, float] = option((0.3, 1.0), help="side of the kept centred box, fraction of the image side")
     copy_blur: tuple[float, float] = option((0.5, 1.5), help="Gaussian blur sigma range of the copies (pixels)")
@@ -112,8 +130,8 @@ class ZSKDConfig(StudentRecipeConfig):
         """Raise :class:`~labkit.core.errors.ConfigError` with advice for settings that cannot work."""
         if self.impressions < 2:
             raise ConfigError("ZSKD needs at least 2 impressions (some are held out for model selection)")
-        if min(self.iterations, self.craft_batch) < 1:
-            raise ConfigError("iterations and craft_batch must be >= 1")
+        if min(self.iterations, self.craft_batch, self.chain_batch) < 1:
+            raise ConfigError("iterations, craft_batch and chain_batch must be >= 1")
         if not self.betas or min(self.craft_lr, self.tau, *self.betas) <= 0:
             raise ConfigError(f"craft_lr, tau and the betas must be > 0 (betas not empty), got betas {self.betas}")
         if self.student_tau is not None and self.student_tau <= 0:
@@ -123,7 +141,8 @@ class ZSKDConfig(StudentRecipeConfig):
         if self.uses(COPIES) and self.copies < 1:
             raise ConfigError(f"copies must be >= 1; to train without copies leave out the {COPIES!r} ingredient")
         if not self.uses(IMPRESSIONS):
-            raise ConfigError(f"the {COPIES!r} ingredient copies the impressions: keep {IMPRESSIONS!r} in ingredients")
+            raise ConfigError(f"the {COPIES!r} and {AUTHORS_AUGMENTATION!r} ingredients build on the impressions: "
+                              f"keep {IMPRESSIONS!r} in ingredients")
         lo, hi = self.copy_box
         if not 0 < lo <= hi <= 1:
             raise ConfigError(f"copy_box must be 0 < low <= high <= 1 (fractions of the side), got {self.copy_box}")
@@ -162,9 +181,26 @@ def impression_transfer_set(box: BlackBox, images: torch.Tensor, soft_labels: to
     student_tau = cfg.tau if cfg.student_tau is None else cfg.student_tau
     if student_tau != cfg.tau:  # softmax(z/τ) re-tempered to softmax(z/τ_s): exact, no new query
         p_train = torch.softmax(torch.log(p_train.clamp_min(1e-30)) * (cfg.tau / student_tau), dim=1)
+    hook = None
+    if cfg.uses(AUTHORS_AUGMENTATION):
+        hook = relabelled_augmentations(box, student_tau)
+        ingredients.append(Ingredient(AUTHORS_AUGMENTATION, phases=(AUTHORS_AUGMENTATION_PHASE,), rows=0))
     return TransferSet(x_train, (p_train,), "probabilities", SoftLabelKD(tau=student_tau),
-                       cfg.recipe(desc=desc), ingredients, source=source,
+                       cfg.recipe(desc=desc, batch_hook=hook), ingredients, source=source,
                        holdout=(x_hold, p_hold.argmax(1)), selection=selection)
+
+
+def relabelled_augmentations(box: BlackBox, tau: float) -> Callable[..., tuple[torch.Tensor, tuple[torch.Tensor]]]:
+    """A student batch hook: the batch replaced by :func:`~labkit.synthesis.augment.zskd_authors_augmentations`
+    of its impressions, each labelled by the teacher's softmax at ``tau`` (one counted query per image, phase
+    ``"relabel authors' augmentations"``), fresh at every step as in the authors' training script."""
+    def hook(x: torch.Tensor, targets: tuple[torch.Tensor, ...], gen: torch.Generator
+             ) -> tuple[torch.Tensor, tuple[torch.Tensor]]:
+        xa = zskd_authors_augmentations(x)
+        with torch.no_grad(), box.phase(AUTHORS_AUGMENTATION_PHASE):
+            soft = torch.softmax(box(xa).float() / tau, dim=1)
+        return xa, (soft,)
+    return hook
 
 
 # --------------------------------------------------------------------------- the method
@@ -191,6 +227,8 @@ class ZSKD(DistillationMethod[ZSKDConfig]):
         transfer.extras = {"config": cfg.as_dict(), "impressions": len(result),
                            "crafting_loss_start": round(float(losses[0]), 4),
                            "crafting_loss_end": round(float(losses[-1]), 4),
+                           "crafting_convergence": result.extras["convergence"],
+                           "impressions_crafted": result.extras["crafted"], "chains": result.extras["chains"],
                            "class_similarity": [[round(float(v), 4) for v in row] for row in similarity.cpu()]}
         transfer.artifacts = {"synthesis": result, "similarity": similarity, "config": cfg}
         return transfer

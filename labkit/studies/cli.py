@@ -1,5 +1,5 @@
-"""Command line: ``python -m labkit {run,methods,profiles,bench,paper-check,paper-table,few-labels,query-speed,speed,
-teacher,data,lab} ...``."""
+"""Command line: ``python -m labkit COMMAND ...``: run, methods, profiles, bench, paper-check, paper-table, few-labels,
+query-speed, speed, precision, scale, teacher, data, lab."""
 from __future__ import annotations
 
 import argparse
@@ -71,7 +71,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                              get_method(name).config_class.field_names()}
         run = run_method(name, dataset=args.dataset, profile=args.profile, seed=args.seed, device=args.device,
                          teacher_arch=args.teacher_arch, student_arch=args.student_arch, budget=args.budget,
-                         progress=not args.no_progress, **opts)
+                         progress=not args.no_progress, precision=args.precision, **opts)
         records.append(run.record)
         print(f"{name}: student {100 * run.record.student_acc:.2f}%  ({run.record.wall_s:.1f} s, "
               f"{run.record.queries:,} queries)", flush=True)
@@ -110,6 +110,37 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     print()
     print(board.to_markdown())
     return 0
+
+
+def _cmd_precision(args: argparse.Namespace) -> int:
+    from labkit.studies.precision import run_precision_study
+
+    _set_threads(args.threads)
+    run_precision_study(args.rows, args.seeds, profile=args.profile, dataset=args.dataset, out_dir=args.out_dir,
+                        jobs=args.jobs, threads_per_job=args.threads, force=args.force)
+    return 0
+
+
+def _cmd_scale(args: argparse.Namespace) -> int:
+    from labkit.studies.scale import parse_grid, run_scale_study
+
+    _set_threads(args.threads)
+    points = run_scale_study(args.row, parse_grid(args.grid), args.seeds, profile=args.profile, dataset=args.dataset,
+                             out_dir=args.out_dir, force=args.force)
+    for p in points:
+        print(f"{p.key}: validation {100 * p.val[0]:.2f} ± {100 * p.val[1]:.2f}%, test {100 * p.test[0]:.2f} ± "
+              f"{100 * p.test[1]:.2f}%, {p.queries:,.0f} teacher passes")
+    return 0
+
+
+def _add_study_options(p: argparse.ArgumentParser, seeds: list[int], force_help: str) -> None:
+    """The options the precision and scale studies share: seeds, profile, data set, results folder, threads, force."""
+    p.add_argument("--seeds", type=int, nargs="+", default=seeds, help=f"seeds (default {' '.join(map(str, seeds))})")
+    p.add_argument("--profile", default="laptop", help="smoke | laptop | paper (default laptop)")
+    p.add_argument("--dataset", default="fashion-mnist", help="data set (default fashion-mnist)")
+    p.add_argument("--out-dir", default=None, help="the results folder (default: $LABKIT_RESULTS or results/)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per run (default: torch's choice)")
+    p.add_argument("--force", action="store_true", help=force_help)
 
 
 def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
@@ -284,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
         mp.add_argument("--budget", type=int, default=None, help="hard cap on teacher queries")
         mp.add_argument("--out", default=None, help="where to write the JSON records (default results/<method>.json)")
         mp.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+        mp.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                        help="auto (fp32 on the CPU, a bf16 box on CUDA), fp32, or bf16 for the box and the synthesis "
+                             "loops (CPUs with AVX512-BF16 or AMX; docs/speed.md)")
         before = {a.dest for a in mp._actions}
         cls.add_arguments(mp)
         mp.set_defaults(func=_cmd_run, _method_opts=[a.dest for a in mp._actions if a.dest not in before])
@@ -315,14 +349,38 @@ def build_parser() -> argparse.ArgumentParser:
     from labkit.studies.speed import LOOP_NAMES, parse_options
 
     p.add_argument("--options", nargs="+", default=None, metavar="SPEC", type=parse_options,
-                   help="option sets to time, each fp32-nchw (the code as it is) or switches joined by +: "
-                        "channels_last, bf16, compile, no_sync, fused_adam, box_chunk=N, LOOP=BATCH (default: the "
-                        "code as it is, the fp32 speed-ups that pay, and those with bf16; see docs/speed.md)")
+                   help="option sets to time, each fp32-nchw (the code before the speed-ups) or switches joined by "
+                        "+: channels_last, bf16, compile, no_sync, fused_adam, box_chunk=N, LOOP=BATCH (default: "
+                        "fp32-nchw, the lab's defaults, and those with the compiled box; see docs/speed.md)")
     p.add_argument("--loops", nargs="+", default=None, choices=LOOP_NAMES, help="a subset of the loops (default: all)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats after warm-up; the best counts (default 5)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--out-dir", default=None, help="the results folder (default: $LABKIT_RESULTS or results/)")
     p.set_defaults(func=_cmd_speed)
+    from labkit.studies.precision import PRECISION_ROWS
+
+    p = sub.add_parser("precision", help="bf16 against fp32 per method: accuracy over seeds and time",
+                       description="Run one bench row per method again at precision bf16 and compare it with the "
+                                   "bench's fp32 records of the same seeds (which must exist); write "
+                                   "<out-dir>/precision/<profile>/<dataset>/precision.md and .json. bf16 is a default "
+                                   "candidate only where it stays within one fp32 std and is faster.")
+    p.add_argument("--rows", nargs="+", default=list(PRECISION_ROWS), metavar="ROW",
+                   help=f"bench rows (default: {' '.join(PRECISION_ROWS)})")
+    _add_study_options(p, [0, 1, 2], "re-run bf16 runs that are already saved")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once (default 1); the bench's --jobs 2 --threads 1 "
+                                                       "on 2 cores compares like with like")
+    p.set_defaults(func=_cmd_precision)
+    p = sub.add_parser("scale", help="a scaling study: one bench row over a grid of its budget knobs",
+                       description="Run a bench row at every point of a grid of its options for each seed (records in "
+                                   "<out-dir>/scale/<profile>/<dataset>/<row>/, reused unless --force), with the "
+                                   "student's accuracy on the labelled validation split; write <row>.json, .md and "
+                                   ".png (test accuracy against teacher passes, the paper's point and the bench's "
+                                   "laptop row marked). The lab chooses its settings on the validation split.")
+    p.add_argument("row", help="a bench row, e.g. zskd-paper")
+    p.add_argument("--grid", nargs="+", required=True, metavar="OPTION=V1,V2",
+                   help="grid axes, e.g. --grid impressions=2000,4000 iterations=100,400")
+    _add_study_options(p, [0], "re-run grid points that are already saved")
+    p.set_defaults(func=_cmd_scale)
     p = sub.add_parser("paper-check", help="the paper profile of every method on one GPU in ~10 min, then the table",
                        description="Run every paper row at the paper profile (a stated fraction where the full size "
                                    "does not fit ten minutes on one GPU; the record says so), save the records in "

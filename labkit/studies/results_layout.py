@@ -28,14 +28,16 @@ from labkit.core import paths
 from labkit.core.errors import UnknownNameError
 from labkit.core.profiles import PROFILES
 
-__all__ = ["BENCH", "FEW_LABELS", "PAPER_CHECK", "STUDIES", "migrate_results", "old_layout_paths", "results_root",
-           "stray_files", "study_dir"]
+__all__ = ["BENCH", "FEW_LABELS", "PAPER_CHECK", "PRECISION", "SCALE", "STUDIES", "migrate_results", "old_layout_paths",
+           "results_root", "stray_files", "study_dir"]
 
 BENCH = "bench"
 PAPER_CHECK = "paper-check"
 FEW_LABELS = "few-labels"
+PRECISION = "precision"
+SCALE = "scale"
 #: Every study's folder name under the results folder.
-STUDIES: tuple[str, ...] = (BENCH, PAPER_CHECK, FEW_LABELS)
+STUDIES: tuple[str, ...] = (BENCH, PAPER_CHECK, FEW_LABELS, PRECISION, SCALE)
 
 _OLD_BOARD = ("leaderboard.json", "leaderboard.md")
 _OLD_SIZE_DIR = re.compile(r"n\d+")

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from labkit.core.blackbox import BlackBox
+from labkit.core.blackbox import BlackBox, resolve_precision
 from labkit.core.data import DatasetInfo, balanced_indices, canonical_name, dataset_info, load_dataset
 from labkit.core.device import pick_device, seed_everything
 from labkit.core.metrics import accuracy, agreement
@@ -65,18 +65,28 @@ def method_data(info: DatasetInfo, data_access: str, device: torch.device, seed:
     return MethodData(info, train=train, val=load_dataset(info.name, "val", device=device))
 
 
+def compiles_teacher(cls: type[DistillationMethod[Any]], profile: str, device: torch.device,
+                     paper_fraction: dict[str, Any] | None = None) -> bool:
+    """Whether a run compiles its box's teacher: on the CPU, at a profile the method names in
+    ``compile_teacher_profiles``, at full size (a scaled paper-check run sends too few images to pay back)."""
+    return device.type == "cpu" and profile in cls.compile_teacher_profiles and not paper_fraction
+
+
 def run_method(name: str, *, dataset: str = "fashion-mnist", profile: str | Profile | None = None, seed: int = 0,
                device: torch.device | str | None = None, teacher_arch: str | None = None,
                student_arch: str | None = None, budget: int | None = None, progress: bool = True,
                out: str | Path | None = None, train_limit: int | None = None,
                box_hook: Callable[[BlackBox], None] | None = None, paper_fraction: dict[str, Any] | None = None,
-               **options: Any) -> MethodRun:
+               precision: str = "auto", **options: Any) -> MethodRun:
     """Run one method end to end on the lab's cached teacher and return a :class:`MethodRun`.
 
     ``budget`` caps the teacher queries (a :class:`~labkit.core.errors.QueryBudgetExceeded` stops the run).
     ``options`` are the method's config fields (e.g. ``epochs=3``, ``ingredients=("impressions",)``);
-    they are checked before the teacher is loaded. ``paper_fraction`` (from ``make paper-check``) goes into the
-    record as it is: a run at less than its profile's size says so there.
+    they are checked before the teacher is loaded. ``precision``: ``auto`` (fp32 on the CPU; the box in bf16
+    on CUDA), ``fp32``, or ``bf16`` (the box and the synthesis loops under bf16 autocast; on the CPU only
+    with AVX512-BF16 or AMX); the student always trains as :func:`~labkit.core.train.fit` decides.
+    ``paper_fraction`` (from ``make paper-check``) goes into the record as it is: a run at less than its
+    profile's size says so there.
     """
     cls = get_method(name)
     method: DistillationMethod[Any] = cls(**options)
@@ -85,6 +95,7 @@ def run_method(name: str, *, dataset: str = "fashion-mnist", profile: str | Prof
     info = dataset_info(dataset)
     method.config_class.for_profile(prof, dataset, **method.options)  # bad settings fail here, before any work
     dev = torch.device(device) if device is not None else pick_device()
+    resolve_precision(precision, dev, "score")  # an unknown precision, or bf16 on a CPU without it, fails here
     teacher_arch = teacher_arch or default_teacher_arch(dataset)
     student_arch = student_arch or default_student_arch(dataset)
     teacher = get_teacher(dataset, teacher_arch, device=dev, progress=progress)
@@ -93,13 +104,15 @@ def run_method(name: str, *, dataset: str = "fashion-mnist", profile: str | Prof
     box = None
     if method.access != "none":
         box = BlackBox(teacher.model, access=method.access, budget=budget, input_shape=info.image_shape,
-                       num_classes=info.num_classes, device=dev)
+                       num_classes=info.num_classes, device=dev, precision=precision,
+                       compile_teacher=compiles_teacher(cls, prof.name, dev, paper_fraction))
         if box_hook is not None:
             box_hook(box)
-    ctx = RunContext(prof, seed, dev, student_arch, info, progress)
+    ctx = RunContext(prof, seed, dev, student_arch, info, progress, precision)
     seed_everything(seed)
     start = time.perf_counter()
     transfer = method.distill(box, data, ctx)
+    method_s = time.perf_counter() - start
     student, fit = train_student(transfer, ctx, val=data.val)
     method.after_training(transfer, student, fit, box, data, ctx)
     wall = time.perf_counter() - start
@@ -119,7 +132,8 @@ def run_method(name: str, *, dataset: str = "fashion-mnist", profile: str | Prof
         loss=transfer.loss_name, target_kind=transfer.target_kind, holdout_size=transfer.holdout_size,
         best_epoch=fit.best_epoch, calls=box.calls if box else 0,
         queries_per_call=round(box.queries / box.calls, 2) if box and box.calls else 0.0,
-        box_precision=box.precision if box else "", paper_fraction=dict(paper_fraction or {}),
+        box_precision=box.precision if box else "", synthesis_precision=ctx.synthesis_precision,
+        method_s=round(method_s, 2), student_s=round(fit.seconds, 2), paper_fraction=dict(paper_fraction or {}),
         extras=dict(transfer.extras),
     )
     if out is not None:

@@ -5,8 +5,9 @@ forward (:class:`~labkit.core.blackbox.BlackBox`, decision and score), ZSKD's im
 round, MEKD's and IDEAL's generator steps, FS-BBT's CVAE step and the student step. For each it reports images per
 second, achieved FLOP/s from MACs counted by forward hooks (:class:`MacCounter`), and the share of the peak derived
 from the CPU's flags, family and clock (:func:`derive_peak`). :class:`SpeedOptions` switches the candidate speed-ups
-one at a time (channels-last, bf16 autocast, ``torch.compile``, no per-step host syncs, other batch sizes); the
-defaults are the lab's code as it is. ``python -m labkit speed`` writes ``results/speed/<machine>/speed.json`` and
+one at a time (channels-last, bf16 autocast, ``torch.compile``, no per-step host syncs, other batch sizes); with
+every switch off (``fp32-nchw``) a loop runs as the lab did before these speed-ups, and :data:`LAB_DEFAULTS` is how
+the lab runs now. ``python -m labkit speed`` writes ``results/speed/<machine>/speed.json`` and
 ``speed.md``; the analysis is in ``docs/speed.md``.
 """
 from __future__ import annotations
@@ -208,7 +209,7 @@ class MacCounter:
 # ------------------------------------------------------------------------------------------------ the loops
 @dataclass(frozen=True)
 class SpeedOptions:
-    """The candidate speed-ups, each off by default (the lab's code as it is)."""
+    """The candidate speed-ups, each off by default (the lab's code before them: NCHW, one box call of 4,096)."""
 
     channels_last: bool = False  # channels-last memory for the models and their inputs
     bf16: bool = False  # bf16 autocast (the box's precision="bf16"; autocast around the other steps)
@@ -255,11 +256,11 @@ def parse_options(spec: str) -> SpeedOptions:
     return SpeedOptions(batch=batch, box_chunk=chunk, **flags)
 
 
-#: what ``python -m labkit speed`` times by default: the code as it is, the fp32 speed-ups that pay (channels-last,
-#: the box in chunks of 512 images, ZSKD's crafting in chunks of 500, fused Adam), and those with the box's teacher
-#: compiled (the one place torch.compile pays); bf16 is measured in docs/speed.md, an option only
-TUNED = "channels_last+box_chunk=512+fused_adam+impression=500"
-DEFAULT_OPTIONS: tuple[str, ...] = ("fp32-nchw", TUNED, TUNED + "+compile_box")
+#: what ``python -m labkit speed`` times by default: the code before the speed-ups, the lab's defaults now (the fp32
+#: speed-ups that pay: channels-last, the box in chunks of 512 images on the CPU, fused Adam), and those with the
+#: box's teacher compiled (the one place torch.compile pays, an option); bf16 is measured in docs/speed.md
+LAB_DEFAULTS = "channels_last+box_chunk=512+fused_adam"
+DEFAULT_OPTIONS: tuple[str, ...] = ("fp32-nchw", LAB_DEFAULTS, LAB_DEFAULTS + "+compile_box")
 
 
 @dataclass
@@ -590,7 +591,7 @@ def time_steps(steps: list[Callable[[], object]], warmup: int, repeats: int, tar
 def measure_loop(spec: LoopSpec, ctx: BuildContext, options: list[SpeedOptions], peak: CpuPeak, *,
                  warmup: int = 2, repeats: int = 5, target_s: float = 0.25, tiny: bool = True) -> list[LoopResult]:
     """Build ``spec`` under every option set, count its FLOPs on one eager step each, and time them interleaved
-    (best of ``repeats``); ``tiny`` also times the code as it is at two images (the op-launch floor)."""
+    (best of ``repeats``); ``tiny`` also times the code without speed-ups at two images (the op-launch floor)."""
     counted, built, flops = [], [], []
     for opts in options:
         batch = int(opts.batch.get(spec.name, spec.batch))
@@ -686,7 +687,7 @@ def run_speed(options: list[SpeedOptions] | None = None, loops: list[str] | None
               repeats: int = 5, warmup: int = 2, target_s: float = 0.25, tiny: bool = True,
               ctx: BuildContext | None = None, progress: Callable[[LoopResult], None] | None = None,
               bandwidth_mb: int = 256) -> SpeedRecord:
-    """Time every loop (or ``loops``) under every option set (default: the lab's code as it is)."""
+    """Time every loop (or ``loops``) under every option set (default: :data:`DEFAULT_OPTIONS`)."""
     unknown = set(loops or ()) - set(LOOP_NAMES)
     if unknown:
         raise ValueError(f"unknown loop(s) {sorted(unknown)}; choose from {', '.join(LOOP_NAMES)}")
@@ -713,6 +714,78 @@ def run_speed(options: list[SpeedOptions] | None = None, loops: list[str] | None
                        time.perf_counter() - start, load_before, loadavg())
 
 
+BASELINE = "fp32-nchw"
+TARGET_SPEEDUP = 3.0
+
+
+def memory_roofline(record: SpeedRecord, r: LoopResult) -> float:
+    """The img/s of a loop that only streamed its layer outputs through memory at the measured copy bandwidth."""
+    per_image = r.activation_mb_per_step * 1e6 / r.images_per_step
+    return record.memory_gb_s * 1e9 / per_image if per_image else math.inf
+
+
+def loop_verdicts(record: SpeedRecord, target: float = TARGET_SPEEDUP) -> list[dict[str, Any]]:
+    """Per loop: the speed-up of the lab's defaults and of the best option set over ``fp32-nchw``, and, where the best
+    stays under ``target``, the measured ceilings that say why: the op-launch ceiling (the step without its fixed
+    per-step cost, from the 2-image step), the memory roofline, and the share of the fp32 peak that ``target`` would
+    need. Loops without an ``fp32-nchw`` row are left out."""
+    out = []
+    for loop in dict.fromkeys(r.loop for r in record.results):
+        rows = [r for r in record.results if r.loop == loop]
+        base = next((r for r in rows if r.options == BASELINE), None)
+        if base is None:
+            continue
+        lab = next((r for r in rows if r.options == options_label(LAB_DEFAULTS)), None)
+        best = max(rows, key=lambda r: r.images_per_s)
+        v: dict[str, Any] = {"loop": loop, "before": base.images_per_s,
+                             "lab": lab.images_per_s if lab else None, "lab_x": lab.images_per_s / base.images_per_s
+                             if lab else None, "best": best.images_per_s, "best_options": best.options,
+                             "best_x": best.images_per_s / base.images_per_s}
+        v["reached"] = v["best_x"] >= target
+        if not v["reached"]:
+            ref = lab or best
+            fixed_ms = ref.tiny_step_ms or 0.0
+            launch = ref.images_per_step / ((ref.step_ms - fixed_ms) / 1e3) if ref.step_ms > fixed_ms else math.inf
+            roof = memory_roofline(record, ref)
+            need = target * base.images_per_s * ref.mflop_per_image * 1e6 / (record.peak["gflops"] * 1e9)
+            bound = ("op-launch bound" if fixed_ms / ref.step_ms >= 0.2 else
+                     "memory bound" if ref.images_per_s >= 0.5 * roof else "kernel bound (compute)")
+            v.update({"fixed_share": fixed_ms / ref.step_ms, "launch_ceiling": launch,
+                      "launch_ceiling_x": launch / base.images_per_s, "memory_roofline": roof,
+                      "peak_share": ref.peak_share, "peak_share_needed": need, "bound": bound})
+        out.append(v)
+    return out
+
+
+def options_label(spec: str) -> str:
+    """The label :class:`SpeedOptions` prints for an option spec (switches in a fixed order)."""
+    return parse_options(spec).label()
+
+
+def verdict_markdown(record: SpeedRecord, target: float = TARGET_SPEEDUP) -> list[str]:
+    """The ``≥ 3×, or why not`` table of :func:`loop_verdicts`."""
+    lines = [f"## ≥ {target:.0f}× over `{BASELINE}`, or why not", "",
+             "`lab` is the lab's defaults (`" + LAB_DEFAULTS + "`); `best` the fastest option set measured. Where "
+             f"the best stays under {target:.0f}×: the fixed per-step cost's share of the step and the img/s without "
+             "it (op-launch ceiling), the memory roofline, and the share of the fp32 peak the kernels reach against "
+             f"the share {target:.0f}× would need.", "",
+             "| loop | before img/s | lab img/s | lab × | best × (options) | reached | why not: fixed share, op-launch "
+             "ceiling | memory roofline img/s | % of peak now → needed | bound |", "|---|---:|---:|---:|---|---|---|"
+             "---:|---|---|"]
+    for v in loop_verdicts(record, target):
+        lab = "—" if v["lab"] is None else f"{v['lab']:,.0f}"
+        lab_x = "—" if v["lab_x"] is None else f"{v['lab_x']:.2f}"
+        head = (f"| {v['loop']} | {v['before']:,.0f} | {lab} | {lab_x} | {v['best_x']:.2f} (`{v['best_options']}`) "
+                f"| {'yes' if v['reached'] else 'no'} |")
+        if v["reached"]:
+            lines.append(head + " | | | |")
+        else:
+            lines.append(head + f" {100 * v['fixed_share']:.0f} %, {v['launch_ceiling']:,.0f} img/s "
+                         f"({v['launch_ceiling_x']:.2f}×) | {v['memory_roofline']:,.0f} | "
+                         f"{100 * v['peak_share']:.1f} → {100 * v['peak_share_needed']:.1f} | {v['bound']} |")
+    return lines + [""]
+
+
 def to_markdown(record: SpeedRecord) -> str:
     """The record as a Markdown table with the peak's derivation and the FLOP convention."""
     peak = record.peak
@@ -733,12 +806,12 @@ def to_markdown(record: SpeedRecord) -> str:
     for r in record.results:
         tiny = "" if r.tiny_step_ms is None else f"{r.tiny_step_ms:.2f}"
         share = "" if r.tiny_step_ms is None else f"{100 * r.tiny_step_ms / r.step_ms:.0f}%"
-        per_image = r.activation_mb_per_step * 1e6 / r.images_per_step
-        roof = record.memory_gb_s * 1e9 / per_image if per_image else math.inf
+        roof = memory_roofline(record, r)
         lines.append(f"| {r.loop} | {r.options} | {r.batch:,} | {r.images_per_s:,.0f} | {r.step_ms:.2f} | "
                      f"{r.mflop_per_image:.3f} | {r.gflops:.2f} | {100 * r.peak_share:.1f} | {roof:,.0f} | {tiny} | "
                      f"{share} |")
-    lines += ["", "What each loop is:", ""]
+    lines += [""] + verdict_markdown(record)
+    lines += ["What each loop is:", ""]
     for spec in LOOPS:
         lines.append(f"* `{spec.name}`: {spec.what}; batch {spec.batch:,} ({spec.source}).")
     return "\n".join(lines) + "\n"

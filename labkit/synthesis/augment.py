@@ -1,6 +1,8 @@
 """Batched image augmentations that make new *inputs* (their labels come from the teacher, never from here)."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -32,3 +34,78 @@ def border_blur_copies(images: torch.Tensor, gen: torch.Generator, box: tuple[fl
     keep = (rows < half_h.view(-1, 1, 1)) & (cols < half_w.view(-1, 1, 1))
     out = images * keep.unsqueeze(1).to(images)
     return gaussian_blur(out, blur[0] + (blur[1] - blur[0]) * u[:, 2]).clamp_(0, 1)
+
+
+# --------------------------------------------------------------------------- the ZSKD authors' student-side set
+#: the public ZSKD training script's fixed augmentation set, per image (docs/methods/zskd.md): central zooms,
+#: 20 % shifts (the vacated strip filled white), ten rotations from -90 to 90 degrees (nearest, zero fill), three
+#: flips, salt-and-pepper and Gaussian-blend noise at fixed positions, and three compositions of them
+ZSKD_SCALES = (0.90, 0.75, 0.60)
+ZSKD_ANGLES = tuple(-90.0 + i * 20.0 for i in range(10))
+ZSKD_COPIES_PER_IMAGE = 1 + 3 + 4 + 10 + 3 + 1 + 1 + 3 * 4 + 4 * 10 + 3 * 10 + 1  # 106
+
+
+def _affine(x: torch.Tensor, theta: torch.Tensor, mode: str) -> torch.Tensor:
+    grid = F.affine_grid(theta.to(x.dtype).expand(x.shape[0], 2, 3), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode=mode, padding_mode="zeros", align_corners=False)
+
+
+def central_zooms(x: torch.Tensor, scales: tuple[float, ...] = ZSKD_SCALES) -> torch.Tensor:
+    """For each scale s, the central s-fraction of every image resized to the full size (bilinear); scale-major."""
+    return torch.cat([_affine(x, torch.tensor([[s, 0.0, 0.0], [0.0, s, 0.0]]).to(x.device), "bilinear")
+                      for s in scales])
+
+
+def shifts_filled_white(x: torch.Tensor, fraction: float = 0.2) -> torch.Tensor:
+    """Every image moved left, right, up and down by ``fraction`` of its side, the vacated strip filled with 1.0
+    (as the authors' script fills it); direction-major."""
+    h, w = x.shape[-2:]
+    dx, dy = w - math.ceil((1 - fraction) * w), h - math.ceil((1 - fraction) * h)
+    left, right, up, down = (torch.ones_like(x) for _ in range(4))
+    left[..., :, :w - dx], right[..., :, dx:] = x[..., :, dx:], x[..., :, :w - dx]
+    up[..., :h - dy, :], down[..., dy:, :] = x[..., dy:, :], x[..., :h - dy, :]
+    outs = [left, right, up, down]
+    return torch.cat(outs)
+
+
+def rotations(x: torch.Tensor, angles: tuple[float, ...] = ZSKD_ANGLES) -> torch.Tensor:
+    """Every image rotated about its centre by each angle (degrees; nearest neighbour, zero fill); angle-major."""
+    outs = []
+    for a in angles:
+        r = math.radians(a)
+        theta = torch.tensor([[math.cos(r), -math.sin(r), 0.0], [math.sin(r), math.cos(r), 0.0]]).to(x.device)
+        outs.append(_affine(x, theta, "nearest"))
+    return torch.cat(outs)
+
+
+def flips(x: torch.Tensor) -> torch.Tensor:
+    """Left-right, up-down and transposed copies of every image."""
+    return torch.cat([x.flip(-1), x.flip(-2), x.transpose(-1, -2)])
+
+
+def fixed_noise(x: torch.Tensor, seed: int = 777) -> tuple[torch.Tensor, torch.Tensor]:
+    """Salt-and-pepper (0.4 % of the pixel values: a fifth white, the rest black) and a Gaussian-blend copy
+    ``0.75·x + 0.0625·u``, u ~ U[0, 1): both at positions drawn once from ``seed``, the same for every image, as the
+    authors' script draws them."""
+    n, c, h, w = x.shape
+    gen = torch.Generator().manual_seed(seed)
+    salt = math.ceil(0.004 * c * h * w * 0.2)
+    pepper = math.ceil(0.004 * c * h * w * 0.8)
+    noisy = x.clone()
+    for count, value in ((salt, 1.0), (pepper, 0.0)):
+        rows = torch.randint(0, h - 1, (count,), generator=gen).to(x.device)
+        cols = torch.randint(0, w - 1, (count,), generator=gen).to(x.device)
+        noisy[:, :, rows, cols] = value
+    u = torch.rand(1, 1, h, w, generator=gen).to(x)
+    return noisy, 0.75 * x + 0.0625 * u
+
+
+def zskd_authors_augmentations(x: torch.Tensor) -> torch.Tensor:
+    """The authors' whole set for a batch: the images, their zooms, shifts, rotations, flips, both noises, shifted
+    zooms, rotated shifts, rotated zooms and the blended salt-and-pepper copy (:data:`ZSKD_COPIES_PER_IMAGE` per
+    image), clamped to [0, 1]."""
+    zoomed, shifted = central_zooms(x), shifts_filled_white(x)
+    pepper, blended = fixed_noise(x)
+    parts = [x, zoomed, shifted, rotations(x), flips(x), pepper, blended, shifts_filled_white(zoomed),
+             rotations(shifted), rotations(zoomed), fixed_noise(pepper)[1]]
+    return torch.cat(parts).clamp_(0, 1)

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from labkit.core.blackbox import BlackBox
 from labkit.core.losses import check_finite
+from labkit.core.train import adam
 from labkit.synthesis.base import SynthesisResult, Synthesizer
 
 
@@ -184,7 +185,7 @@ def train_cvae(model: CVAEBase, x: torch.Tensor, labels: torch.Tensor, *, epochs
     x, labels = x.to(dev), labels.to(dev)
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # the reparameterisation noise
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = adam(model.parameters(), lr=lr)
     n = x.shape[0]
     result = CVAETrainResult()
     start = time.perf_counter()

@@ -39,18 +39,25 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from labkit.core.blackbox import BlackBox
+from labkit.core.blackbox import BlackBox, autocast_for
 from labkit.core.data import DatasetInfo
 from labkit.core.errors import AccessDenied, ConfigError, UnknownNameError
 from labkit.core.losses import check_finite
+from labkit.core.train import adam
 from labkit.synthesis.base import Snapshot, SynthesisResult, Synthesizer
 from labkit.synthesis.generators import build_discriminator, build_generator, freeze, one_hot_responses
 
 RESPONSES: tuple[str, ...] = ("soft", "hard")
-#: the generator's information term: the authors' (their code and paper) or the lab's teacher-imitation head
-DEPRIVATISATION_LOSSES: tuple[str, ...] = ("authors", "teacher-imitation")
+#: the generator's information term: ``authors`` (the lab's earlier reading: a class head on D, CE on the teacher's
+#: top class for D and G), ``teacher-imitation`` (a lab addition), ``authors-code`` (the authors' DCGAN.py as
+#: written: the teacher's class index times log D(G(z)), for G only) and ``paper-text`` (the same term weighted by
+#: the teacher's top probability instead of its class index, as the paper's text reads)
+DEPRIVATISATION_LOSSES: tuple[str, ...] = ("authors", "teacher-imitation", "authors-code", "paper-text")
 #: the information term's weight when the config leaves it open
-DEFAULT_INFO_WEIGHT: dict[str, float] = {"authors": 0.5, "teacher-imitation": 1.0}
+DEFAULT_INFO_WEIGHT: dict[str, float] = {"authors": 0.5, "teacher-imitation": 1.0, "authors-code": 0.5,
+                                         "paper-text": 0.5}
+#: the terms that use D's real/fake output only (D's class head is left untrained)
+REAL_FAKE_ONLY = ("authors-code", "paper-text")
 #: the box access each response mode is built on
 BOX_ACCESS: dict[str, str] = {"soft": "score", "hard": "decision"}
 
@@ -109,6 +116,7 @@ class GANSettings:
     deprivatisation: str = "teacher-imitation"  # the information term: one of DEPRIVATISATION_LOSSES
     info_weight: float | None = None  # its weight λ (None: DEFAULT_INFO_WEIGHT of the term)
     display_scale: float = 3.0  # one-hot responses are scaled by this for the snapshots
+    precision: str = "fp32"  # G's and D's steps: fp32, or bf16 autocast (the run's precision="bf16")
 
     def __post_init__(self) -> None:
         if self.deprivatisation not in DEPRIVATISATION_LOSSES:
@@ -134,6 +142,34 @@ def _aux_loss(class_logits: torch.Tensor, answers: torch.Tensor) -> torch.Tensor
     return -(answers * F.log_softmax(class_logits, dim=1)).sum(1).mean()
 
 
+def information_weight(answers: torch.Tensor, response: str, term: str) -> torch.Tensor:
+    """Per-image weight of the ``authors-code`` / ``paper-text`` term: the teacher's top class *index* (the authors'
+    code, so class 0 weighs nothing) or its top probability (1 for a class id in hard mode)."""
+    top = answers if response == "hard" else answers.argmax(1)
+    if term == "authors-code":
+        return top.float()
+    return torch.ones_like(top, dtype=torch.float32) if response == "hard" else answers.max(1).values.float()
+
+
+def inverse_emulation(box: BlackBox, generator: nn.Module, num_classes: int, response: str, n: int, *,
+                      seed: int = 0, phase: str = "inverse check: G(z)") -> dict[str, float]:
+    """How well G emulates the teacher's inverse, on ``n`` fresh z (counted queries, their own phase): the share of
+    G(z) the teacher labels argmax z, and, in soft mode, the mean KL(softmax(z) ‖ T(G(z)))."""
+    z = torch.randn(n, num_classes, generator=torch.Generator().manual_seed(seed + 65537))
+    device = next(generator.parameters()).device
+    generator.eval()
+    with torch.no_grad():
+        images = generator(z.to(device))
+    with box.phase(phase):
+        answers = ask_within_mode(box, images, response)
+    top = answers if response == "hard" else answers.argmax(1)
+    out = {"agreement_with_argmax_z": float((top.cpu() == z.argmax(1)).float().mean()), "images": float(n)}
+    if response == "soft":
+        p = torch.softmax(z, 1).to(answers.device)
+        out["kl_softmax_z_to_teacher"] = float((p * (p.log() - answers.clamp_min(1e-12).log())).sum(1).mean())
+    return out
+
+
 def train_generator(box: BlackBox, edge_images: torch.Tensor, num_classes: int, settings: GANSettings, *,
                     response: str = "soft", info: DatasetInfo, device: torch.device | None = None,
                     seed: int = 0, progress: bool = True) -> Deprivatisation:
@@ -151,11 +187,15 @@ def train_generator(box: BlackBox, edge_images: torch.Tensor, num_classes: int, 
     device = device or box.device
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed + 1)
-    G = build_generator(info, settings.g_width).to(device)
-    D = build_discriminator(info, settings.d_width).to(device)
-    opt_g = torch.optim.Adam(G.parameters(), lr=settings.gan_lr, betas=(settings.beta1, settings.beta2))
-    opt_d = torch.optim.Adam(D.parameters(), lr=settings.gan_lr, betas=(settings.beta1, settings.beta2))
+    # channels-last G and D: 1.2x per step on two CPU cores (docs/speed.md); the same numbers within rounding
+    G = build_generator(info, settings.g_width).to(device).to(memory_format=torch.channels_last)
+    D = build_discriminator(info, settings.d_width).to(device).to(memory_format=torch.channels_last)
+    opt_g = adam(G.parameters(), lr=settings.gan_lr, betas=(settings.beta1, settings.beta2))
+    opt_d = adam(D.parameters(), lr=settings.gan_lr, betas=(settings.beta1, settings.beta2))
     x_edge = edge_images.to(device)
+    if x_edge.dim() == 4:
+        x_edge = x_edge.contiguous(memory_format=torch.channels_last)
+    amp = autocast_for(settings.precision, torch.device(device))
     n = x_edge.shape[0]
     display = one_hot_responses(list(range(num_classes)), num_classes, settings.display_scale, device)
     labels = torch.arange(num_classes)
@@ -176,32 +216,42 @@ def train_generator(box: BlackBox, edge_images: torch.Tensor, num_classes: int, 
     for epoch in bar:
         t0 = time.perf_counter()
         perm = torch.randperm(n, generator=gen).to(device)
-        sums = {"d_loss": 0.0, "g_loss": 0.0, "info_loss": 0.0, "teacher_agrees": 0.0, "teacher_confidence": 0.0}
+        sums = {"d_loss": 0.0, "g_loss": 0.0, "info_loss": 0.0, "teacher_agrees": 0.0, "teacher_confidence": 0.0,
+                "kl_softmax_z_to_teacher": 0.0}
         seen = 0
         for s in range(steps):
             idx = perm[s * settings.gan_batch:(s + 1) * settings.gan_batch]
             real = x_edge[idx]
             b = real.shape[0]
             z = torch.randn(b, num_classes, generator=gen).to(device)
-            fake = G(z)
+            with amp:
+                fake = G(z).float()  # the box takes fp32 images
             with box.phase("deprivatisation: G(z)"):
                 answers = ask_within_mode(box, fake.detach(), response)
             top = answers if response == "hard" else answers.argmax(1)
             # --- D: real/fake, plus its class head on the generated images
-            d_real, _ = D(real)
-            d_fake, c_fake = D(fake.detach())
+            with amp:
+                d_real, _ = D(real)
+                d_fake, c_fake = D(fake.detach())
+            d_real, d_fake, c_fake = d_real.float(), d_fake.float(), c_fake.float()
             d_loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
                       + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
-            if authors:  # L_IM = -ŷ_t·log D(G(z)), ŷ_t = the teacher's argmax: D and G both minimise it
+            if authors:  # the lab's earlier reading: D and G both minimise CE(D_cls(G(z)), ŷ_t)
                 d_loss = d_loss + weight * F.cross_entropy(c_fake, top)
-            else:  # the lab's: D's head imitates the teacher's answers (probabilities or ids)
+            elif settings.deprivatisation not in REAL_FAKE_ONLY:  # teacher imitation: D_cls fits the answers
                 d_loss = d_loss + _aux_loss(c_fake, answers)
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_d.step()
             # --- G: fool D, plus the information term through D's class head
-            g_fake, g_cls = D(fake)
-            info_loss = F.cross_entropy(g_cls, top if authors else z.argmax(1))
+            with amp:
+                g_fake, g_cls = D(fake)
+            g_fake, g_cls = g_fake.float(), g_cls.float()
+            if settings.deprivatisation in REAL_FAKE_ONLY:  # a weight from the teacher's answer times -log D(G(z))
+                info_loss = (-information_weight(answers, response, settings.deprivatisation)
+                             * torch.log(torch.sigmoid(g_fake) + 1e-5)).mean()
+            else:
+                info_loss = F.cross_entropy(g_cls, top if authors else z.argmax(1))
             g_loss = F.binary_cross_entropy_with_logits(g_fake, torch.ones_like(g_fake)) + weight * info_loss
             check_finite(g_loss, "generator loss")
             opt_g.zero_grad(set_to_none=True)
@@ -213,11 +263,14 @@ def train_generator(box: BlackBox, edge_images: torch.Tensor, num_classes: int, 
             sums["teacher_agrees"] += float((top == z.argmax(1)).float().sum())
             if response == "soft":
                 sums["teacher_confidence"] += float(answers.max(1).values.sum())
+                p_z = torch.softmax(z, 1)  # how far T(G(z)) is from the response z stands for, on this fresh z
+                sums["kl_softmax_z_to_teacher"] += float((p_z * (p_z.log() - answers.clamp_min(1e-12).log())).sum())
             seen += b
         row = {"epoch": float(epoch), **{k: v / seen for k, v in sums.items()},
                "queries": float(box.queries), "seconds": time.perf_counter() - t0}
         if response == "hard":
             row.pop("teacher_confidence")
+            row.pop("kl_softmax_z_to_teacher")
         history.append(row)
         snapshots.append(snap(epoch))
         bar.set_postfix(agree=f"{row['teacher_agrees']:.2f}", d=f"{row['d_loss']:.2f}")

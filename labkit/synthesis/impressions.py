@@ -11,6 +11,8 @@ the pixels through a white box.
 """
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -20,6 +22,7 @@ from tqdm.auto import tqdm
 
 from labkit.core.blackbox import BlackBox
 from labkit.core.errors import AccessDenied, UnknownNameError
+from labkit.core.train import adam
 from labkit.synthesis.augment import border_blur_copies
 from labkit.synthesis.base import Snapshot, SynthesisResult, Synthesizer
 
@@ -28,7 +31,9 @@ from labkit.synthesis.base import Snapshot, SynthesisResult, Synthesizer
 CONCENTRATION_FLOOR = 1e-3
 #: where β enters the Dirichlet concentration (see :func:`dirichlet_concentration`)
 BETA_MODES = ("paper", "authors")
-PARAMETRISATIONS = ("clamp", "sigmoid")
+#: how pixels stay in [0, 1]: clamp after each step (the lab's), optimise z with x = sigmoid(z), or min-max rescale
+#: each group of impressions after each step (the authors' code: a batch of 100 by its global minimum and maximum)
+PARAMETRISATIONS = ("clamp", "sigmoid", "minmax")
 COPY_PHASE = "relabel copies"  # the phase of the copies' labelling queries
 
 
@@ -41,13 +46,18 @@ class ImpressionSettings:
     batch_size: int = 4096  # impressions crafted at once
     tau: float = 20.0  # temperature of the crafting loss and of the teacher's labels
     betas: tuple[float, ...] = (1.0, 0.1)  # Dirichlet scales, an equal share of impressions each
-    parametrisation: str = "clamp"  # clamp the pixels to [0, 1] after each step, or optimise z with x = sigmoid(z)
+    parametrisation: str = "clamp"  # one of PARAMETRISATIONS
     snapshots: int = 12  # snapshots of the optimisation kept for the evolution plot
     beta_mode: str = "paper"  # where β enters the concentration (see dirichlet_concentration)
+    warm_start: bool = False  # chains (the authors' code): each link continues the last one, Adam's state kept
+    chain_batch: int = 100  # impressions per link of a chain, and per min-max group (the authors' batch)
 
     def __post_init__(self) -> None:
         if self.parametrisation not in PARAMETRISATIONS:
-            raise ValueError(f"parametrisation must be 'clamp' or 'sigmoid', got {self.parametrisation!r}")
+            raise ValueError(f"parametrisation must be one of {', '.join(PARAMETRISATIONS)}; "
+                             f"got {self.parametrisation!r}")
+        if self.chain_batch < 1:
+            raise ValueError(f"chain_batch must be >= 1 impression per link, got {self.chain_batch}")
         if self.beta_mode not in BETA_MODES:
             raise UnknownNameError("ZSKD beta_mode", self.beta_mode, BETA_MODES)
 
@@ -186,6 +196,8 @@ class DataImpressionSynthesizer(Synthesizer):
         self.input_shape, self.num_classes = tuple(box.input_shape), int(box.num_classes)
         self.betas, self.parametrisation = tuple(settings.betas), settings.parametrisation
         self.n_snapshots, self.beta_mode = int(settings.snapshots), settings.beta_mode
+        self.warm_start, self.chain_batch = bool(settings.warm_start), int(settings.chain_batch)
+        self.group_size = self.chain_batch  # images per min-max group (a chain's link size when chaining)
         self.similarity = (similarity if similarity is not None else teacher_class_similarity(box)).to(box.device)
         self._made = 0  # impressions made so far (offsets the plan and the seeds across calls)
 
@@ -195,66 +207,154 @@ class DataImpressionSynthesizer(Synthesizer):
         return sorted({round(i * self.iterations / (k - 1)) for i in range(k)})
 
     def _pixels(self, param: torch.Tensor) -> torch.Tensor:
-        """The images a parameter tensor stands for (itself when clamping, its sigmoid otherwise)."""
-        return param if self.parametrisation == "clamp" else torch.sigmoid(param)
+        """The images a parameter tensor stands for (itself when clamping or rescaling, its sigmoid otherwise)."""
+        return torch.sigmoid(param) if self.parametrisation == "sigmoid" else param
+
+    def _initial_param(self, x0: torch.Tensor) -> torch.Tensor:
+        return (torch.logit(x0.clamp(1e-3, 1 - 1e-3)) if self.parametrisation == "sigmoid" else x0.clone())
+
+    def _keep_in_range(self, param: torch.Tensor) -> None:
+        """After each Adam step: clamp to [0, 1], or min-max rescale each group (the authors' code)."""
+        with torch.no_grad():
+            if self.parametrisation == "clamp":
+                param.clamp_(0.0, 1.0)
+            elif self.parametrisation == "minmax":
+                param.copy_(minmax_groups(param, self.group_size))
+
+    def _craft(self, param: torch.Tensor, opt: torch.optim.Optimizer, y: torch.Tensor, loss_sum: torch.Tensor,
+               first_step: int, bar: tqdm, snap: Callable[[int, torch.Tensor], None] | None) -> None:
+        """``iterations`` Adam steps on ``param`` toward the targets ``y``; the per-step loss sums go to
+        ``loss_sum[first_step:]``, and ``snap(step, images)`` is called at the snapshot steps."""
+        box = self.box
+        with box.phase("craft impressions"):
+            for step in range(self.iterations):
+                x = self._pixels(param)
+                if snap is not None:
+                    snap(step, x)
+                loss = impression_loss(box(x), y, self.tau)
+                loss_sum[first_step + step] += loss.detach().sum()
+                opt.zero_grad(set_to_none=True)
+                loss.sum().backward()
+                opt.step()
+                self._keep_in_range(param)
+                bar.update(1)
 
     def _synthesize(self, n: int, progress: bool) -> SynthesisResult:
-        box, dev, c = self.box, self.box.device, self.num_classes
-        plan_classes, plan_betas = impression_plan(self._made + n, c, self.betas, device=dev)
+        dev, c = self.box.device, self.num_classes
+        chains = self.chain_layout(n)
+        total = n if chains is None else chains[0] * chains[1] * chains[2]  # chains pad to whole links
+        self.group_size = self.chain_batch if chains is None else chains[1]
+        plan_classes, plan_betas = impression_plan(self._made + total, c, self.betas, device=dev)
         classes, betas = plan_classes[self._made:], plan_betas[self._made:]
         targets = dirichlet_targets(self.similarity, classes, betas, seed=self.seed * 1_000_003 + self._made,
                                     beta_mode=self.beta_mode)
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self._made + 1)
-        images = torch.rand((n, *self.input_shape), generator=gen).to(dev)
-        loss_sum = torch.zeros(self.iterations + 1, device=dev)
-        final_loss = torch.empty(n, device=dev)
-        soft = torch.empty(n, c, device=dev)
-        snap_steps = set(self.snapshot_steps())
-        snap_count = min(n, c)  # one impression per class: the first C of the plan
+        images = torch.rand((total, *self.input_shape), generator=gen).to(dev)
+        steps = self.iterations * (1 if chains is None else chains[2])
+        loss_sum = torch.zeros(steps, device=dev)
+        snap_steps, snap_count = set(self.snapshot_steps()), min(total, c)  # one impression per class
         snapshots: list[Snapshot] = []
-        chunks = range(0, n, self.batch_size)
-        bar = tqdm(total=len(chunks) * self.iterations, desc="crafting impressions", disable=not progress, leave=False)
-        for start in chunks:
-            stop = min(n, start + self.batch_size)
-            y = targets[start:stop]
-            x0 = images[start:stop]
-            if self.parametrisation == "clamp":
-                param = x0.clone().requires_grad_(True)
-            else:
-                param = torch.logit(x0.clamp(1e-3, 1 - 1e-3)).requires_grad_(True)
-            opt = torch.optim.Adam([param], lr=self.lr)
-            keep = start == 0 and snap_count > 0
-            with box.phase("craft impressions"):
-                for step in range(self.iterations):
-                    x = self._pixels(param)
-                    if keep and step in snap_steps:
-                        snapshots.append(Snapshot(step, x[:snap_count].detach().cpu().clone(),
-                                                  classes[:snap_count].cpu()))
-                    loss = impression_loss(box(x), y, self.tau)
-                    loss_sum[step] += loss.detach().sum()
-                    opt.zero_grad(set_to_none=True)
-                    loss.sum().backward()
-                    opt.step()
-                    if self.parametrisation == "clamp":
-                        with torch.no_grad():
-                            param.clamp_(0.0, 1.0)
-                    bar.update(1)
-            x = self._pixels(param).detach()
-            with torch.no_grad(), box.phase("label impressions"):
-                logits = box(x).float()
-            final_loss[start:stop] = impression_loss(logits, y, self.tau)
-            loss_sum[self.iterations] += final_loss[start:stop].sum()
-            soft[start:stop] = torch.softmax(logits / self.tau, dim=1)
-            images[start:stop] = x
-            if keep and self.iterations in snap_steps:
-                snapshots.append(Snapshot(self.iterations, x[:snap_count].cpu().clone(), classes[:snap_count].cpu()))
+        groups: list[tuple[torch.Tensor, ...]]
+        if chains is None:  # independent impressions, craft_batch at a time
+            groups = [(torch.arange(a, min(total, a + self.batch_size), device=dev),) for a in
+                      range(0, total, self.batch_size)]
+        else:  # chain k holds the impressions of one (class, β) pair in plan order, link after link
+            groups = self._chain_groups(classes, betas, chains)
+
+        def snap(step: int, x: torch.Tensor) -> None:
+            if step in snap_steps:
+                snapshots.append(Snapshot(step, x[:snap_count].detach().cpu().clone(), classes[:snap_count].cpu()))
+
+        bar = tqdm(total=sum(len(g) for g in groups) * self.iterations, desc="crafting impressions",
+                   disable=not progress, leave=False)
+        for g_no, links in enumerate(groups):
+            param = self._initial_param(images[links[0]]).requires_grad_(True)
+            opt = adam([param], lr=self.lr)  # one optimiser per chain: its state carries over the links
+            for link_no, idx in enumerate(links):
+                if link_no:  # the next link starts from the previous link's impressions
+                    with torch.no_grad():
+                        images[links[link_no - 1]] = self._pixels(param).detach()
+                first = 0 if chains is None else link_no * self.iterations
+                keep = g_no == 0 and link_no == 0 and snap_count > 0 and chains is None
+                self._craft(param, opt, targets[idx], loss_sum, first, bar, snap if keep else None)
+            with torch.no_grad():
+                images[links[-1]] = self._pixels(param).detach()
         bar.close()
-        self._made += n
+        # chains crafted whole links: the first n impressions of the plan are kept, labelled and returned
+        images, targets, classes, betas = images[:n], targets[:n], classes[:n], betas[:n]
+        with torch.no_grad(), self.box.phase("label impressions"):
+            logits = torch.cat([self.box(images[a:a + self.batch_size]).float() for a in range(0, n, self.batch_size)])
+        final_loss = impression_loss(logits, targets, self.tau)
+        per_step = float(total if chains is None else chains[0] * chains[1])  # impressions crafted at each step
+        history = torch.cat([loss_sum[:steps] / per_step, final_loss.mean().view(1)])
+        snap_count = min(n, c)
+        snapshots.append(Snapshot(steps, images[:snap_count].cpu().clone(), classes[:snap_count].cpu()))
+        self._made += total
+        soft = torch.softmax(logits / self.tau, dim=1)
         extras: dict[str, object] = {
             "classes": classes, "betas": betas, "dirichlet_targets": targets,
-            "loss_history": (loss_sum / n).cpu(), "final_loss": final_loss, "tau": self.tau,
+            "loss_history": history.cpu(), "final_loss": final_loss, "tau": self.tau,
+            "convergence": crafting_convergence(images, logits, targets, classes, betas, self.tau),
+            "crafted": total, "chains": None if chains is None else list(chains),
         }
         return SynthesisResult(images, soft, snapshots, extras)
+
+    def chain_layout(self, n: int) -> tuple[int, int, int] | None:
+        """``(chains, impressions per link, links)`` when crafting in warm-started chains, else ``None``.
+
+        One chain per (class, β) pair, as the authors' code crafts one class and β after another; each link is
+        ``chain_batch`` impressions (fewer when ``n`` is small), and the chains are padded to whole links."""
+        if not self.warm_start:
+            return None
+        chains = self.num_classes * len(self.betas)
+        per_link = max(1, min(self.chain_batch, math.ceil(n / chains)))
+        return chains, per_link, math.ceil(n / (chains * per_link))
+
+    def _chain_groups(self, classes: torch.Tensor, betas: torch.Tensor, layout: tuple[int, int, int]
+                      ) -> list[tuple[torch.Tensor, ...]]:
+        """Index tensors per crafting group: chains side by side (up to ``craft_batch`` impressions per link), and
+        per group one index tensor per link."""
+        chains, per_link, links = layout
+        beta_values = torch.tensor(self.betas, device=betas.device)
+        beta_index = (betas.view(-1, 1) == beta_values.view(1, -1)).float().argmax(1)
+        chain_of = classes * len(self.betas) + beta_index  # plan order within each chain is kept
+        members = [torch.nonzero(chain_of == k).squeeze(1) for k in range(chains)]
+        side_by_side = max(1, self.batch_size // per_link)
+        groups = []
+        for a in range(0, chains, side_by_side):
+            ks = range(a, min(chains, a + side_by_side))
+            groups.append(tuple(torch.cat([members[k][link * per_link:(link + 1) * per_link] for k in ks])
+                                for link in range(links)))
+        return groups
+
+
+def minmax_groups(x: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Each run of ``group_size`` consecutive images rescaled to [0, 1] by its own minimum and maximum over all
+    its pixels (the authors' per-step rescaling of a crafting batch; a constant group becomes 0)."""
+    flat = x.detach().reshape(x.shape[0], -1)
+    gid = torch.arange(x.shape[0], device=x.device) // max(1, group_size)
+    k = int(gid[-1]) + 1 if x.shape[0] else 0
+    lo = torch.full((k,), math.inf, device=x.device).scatter_reduce(0, gid, flat.amin(1), "amin")
+    hi = torch.full((k,), -math.inf, device=x.device).scatter_reduce(0, gid, flat.amax(1), "amax")
+    out = (flat - lo[gid].unsqueeze(1)) / (hi - lo)[gid].clamp_min(1e-12).unsqueeze(1)
+    return out.reshape(x.shape)
+
+
+def crafting_convergence(images: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor, classes: torch.Tensor,
+                         betas: torch.Tensor, tau: float) -> dict[str, object]:
+    """How far the crafting got: the mean final loss against its floor (the targets' mean entropy, the lowest a
+    cross-entropy to them can reach), the share of impressions whose teacher argmax is the target's argmax, the
+    share of saturated pixels (within 1e-3 of 0 or 1), and, per β, how often the Dirichlet target's own argmax is
+    the class it was drawn for."""
+    loss = float(impression_loss(logits, targets, tau).mean())
+    floor = float(-(targets * targets.clamp_min(1e-30).log()).sum(1).mean())
+    per_beta = {f"{float(b):g}": round(float((targets[betas == b].argmax(1) == classes[betas == b]).float().mean()),
+                                       4) for b in torch.unique(betas)}
+    return {"final_loss": round(loss, 4), "loss_floor": round(floor, 4),
+            "gap_to_floor": round((loss - floor) / floor, 4) if floor > 0 else None,
+            "teacher_argmax_matches_target": round(float((logits.argmax(1) == targets.argmax(1)).float().mean()), 4),
+            "saturated_pixels": round(float(((images <= 1e-3) | (images >= 1 - 1e-3)).float().mean()), 4),
+            "target_argmax_is_class_by_beta": per_beta}
 
 
 # --------------------------------------------------------------------------- relabelled copies

@@ -1,0 +1,254 @@
+"""Scaling studies: one bench row's budget knobs on a grid, accuracy against compute, toward the paper's size.
+
+:func:`run_scale_study` runs a bench row (e.g. ``zskd-paper``) at every point of a grid of its options (e.g.
+``impressions`` × ``iterations``) for some seeds, through :func:`~labkit.studies.runner.run_method`. Each run is saved
+as it finishes at ``<results>/scale/<profile>/<dataset>/<row>/<point>-seed<k>.json`` and reused when it matches.
+Besides the run's own record (test accuracy, reported only; queries; seconds) the study stores the student's accuracy
+on the **labelled validation split** (``extras["validation_split_acc"]``): a data-free run never sees that split, and
+it is what the lab chooses its own settings on (which point a laptop row runs). :func:`summarize_scale` reads the
+records back into one :class:`ScalePoint` per grid point, :func:`write_scale` writes ``<row>.json``, ``<row>.md``
+and the figure ``<row>.png`` (test accuracy against teacher passes, the paper's reported point and the bench's
+laptop row marked).
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from labkit.core.data import canonical_name, load_dataset
+from labkit.core.errors import BenchError
+from labkit.core.metrics import accuracy
+from labkit.core.profiles import get_profile
+from labkit.core.results import ResultRecord, load_records
+from labkit.studies.bench import get_entries
+from labkit.studies.paper_figures import primary_figure
+from labkit.studies.results_layout import BENCH, SCALE, study_dir
+from labkit.studies.runner import run_method
+
+__all__ = ["ScalePoint", "grid_points", "parse_grid", "point_key", "run_scale_study", "scale_dir", "summarize_scale",
+           "write_scale"]
+
+
+def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
+    """``["impressions=1000,3000", "iterations=100"]`` → ``{"impressions": [1000, 3000], "iterations": [100]}``
+    (values read as JSON where they parse, else kept as text; dashes in names become underscores)."""
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        if "=" not in item or not item.split("=", 1)[1]:
+            raise BenchError(f"Cannot read the grid axis {item!r}: write OPTION=V1,V2,..., e.g. iterations=100,400.")
+        name, raw = item.split("=", 1)
+        values = []
+        for part in raw.split(","):
+            try:
+                values.append(json.loads(part))
+            except json.JSONDecodeError:
+                values.append(part)
+        grid[name.strip().replace("-", "_")] = values
+    return grid
+
+
+def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the grid's values, in order (the last axis varies fastest)."""
+    names = list(grid)
+    return [dict(zip(names, combo)) for combo in itertools.product(*(grid[n] for n in names))]
+
+
+def point_key(options: dict[str, Any]) -> str:
+    """A file-name-safe key for a grid point, e.g. ``impressions=1000+iterations=100`` (a list's values joined by
+    ``-``)."""
+    def text(v: Any) -> str:
+        raw = "-".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+        return re.sub(r"[^A-Za-z0-9._-]", "-", raw)
+
+    return "+".join(f"{k}={text(v)}" for k, v in sorted(options.items()))
+
+
+def scale_dir(row: str, profile: str = "laptop", dataset: str = "fashion-mnist",
+              out_dir: str | Path | None = None) -> Path:
+    """``<results>/scale/<profile>/<dataset>/<row>/``."""
+    return study_dir(SCALE, get_profile(profile).name, canonical_name(dataset), out_dir) / row
+
+
+@dataclass(frozen=True)
+class ScalePoint:
+    """One grid point: its options, and test / validation accuracy over seeds with what the runs cost."""
+
+    key: str
+    options: dict[str, Any]
+    seeds: tuple[int, ...]
+    test_accs: tuple[float, ...]
+    val_accs: tuple[float, ...]
+    queries: float
+    wall_s: float
+    convergence_gap: float | None = None  # the crafting loss's gap to its floor, where the method records one
+
+    @staticmethod
+    def _ms(values: Sequence[float]) -> tuple[float, float]:
+        return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+    @property
+    def test(self) -> tuple[float, float]:
+        """Mean and std of the test accuracy (reported only)."""
+        return self._ms(self.test_accs)
+
+    @property
+    def val(self) -> tuple[float, float]:
+        """Mean and std of the accuracy on the labelled validation split (what the lab chooses on)."""
+        return self._ms(self.val_accs)
+
+
+def _matches(path: Path, row: str, profile: str, dataset: str, seed: int, options: dict[str, Any]) -> bool:
+    if not path.exists():
+        return False
+    try:
+        rec = load_records(path)[0]
+    except (json.JSONDecodeError, TypeError, KeyError, IndexError):
+        return False
+    scale = rec.extras.get("scale", {})
+    return (isinstance(scale, dict) and scale.get("row") == row and rec.profile == profile and rec.dataset == dataset
+            and rec.seed == seed and scale.get("options") == json.loads(json.dumps(options, default=str)))
+
+
+def run_scale_study(row: str, grid: dict[str, list[Any]], seeds: Sequence[int] = (0,), *, profile: str = "laptop",
+                    dataset: str = "fashion-mnist", out_dir: str | Path | None = None, force: bool = False,
+                    device: str = "cpu", progress: bool = False,
+                    log: Callable[[str], None] | None = print) -> list[ScalePoint]:
+    """Run ``row`` (a bench row: its options are the base) at every grid point for ``seeds``, saving each record as
+    it finishes (reused unless ``force``), then summarise and write the study's files."""
+    say = log or (lambda _msg: None)
+    entry = get_entries([row])[0]
+    prof, dataset = get_profile(profile), canonical_name(dataset)
+    folder = scale_dir(entry.key, prof.name, dataset, out_dir)
+    points = grid_points(grid)
+    if not points:
+        raise BenchError("The grid is empty: give at least one OPTION=VALUES axis.")
+    val = load_dataset(dataset, "val", device=device)
+    for point in points:
+        options = {**entry.option_dict(), **point}
+        for seed in seeds:
+            path = folder / f"{point_key(point)}-seed{seed}.json"
+            if not force and _matches(path, entry.key, prof.name, dataset, seed, point):
+                say(f"[scale] {entry.key} {point_key(point)} seed {seed}: reusing {path}")
+                continue
+            t0 = time.perf_counter()
+            run = run_method(entry.method, dataset=dataset, profile=prof.name, seed=seed, device=device,
+                             progress=progress, **options)
+            rec = run.record
+            rec.extras["validation_split_acc"] = accuracy(run.student, val.x, val.y)
+            rec.extras["scale"] = {"row": entry.key, "options": json.loads(json.dumps(point, default=str)),
+                                   "elapsed_s": round(time.perf_counter() - t0, 2)}
+            rec.save(path)
+            val_acc = float(rec.extras["validation_split_acc"])  # type: ignore[arg-type]
+            say(f"[scale] {entry.key} {point_key(point)} seed {seed}: validation {100 * val_acc:.2f}%, "
+                f"test {100 * rec.student_acc:.2f}%, {rec.queries:,} queries, {rec.wall_s:.0f} s")
+    summary = summarize_scale(entry.key, prof.name, dataset, out_dir)
+    write_scale(entry.key, summary, prof.name, dataset, out_dir)
+    return summary
+
+
+def _gap(rec: ResultRecord) -> float | None:
+    for key in ("crafting_convergence",):
+        conv = rec.extras.get(key)
+        if isinstance(conv, dict) and conv.get("gap_to_floor") is not None:
+            return float(conv["gap_to_floor"])
+    return None
+
+
+def summarize_scale(row: str, profile: str = "laptop", dataset: str = "fashion-mnist",
+                    out_dir: str | Path | None = None) -> list[ScalePoint]:
+    """Every grid point saved for ``row``, its seeds together, ordered by compute (teacher passes)."""
+    folder = scale_dir(row, profile, dataset, out_dir)
+    by_key: dict[str, list[ResultRecord]] = {}
+    for path in sorted(folder.glob("*-seed*.json")):
+        rec = load_records(path)[0]
+        scale = rec.extras.get("scale")
+        if isinstance(scale, dict) and scale.get("row") == row:
+            by_key.setdefault(point_key(dict(scale["options"])), []).append(rec)
+    points = []
+    for key, recs in by_key.items():
+        recs.sort(key=lambda r: r.seed)
+        gaps = [g for g in (_gap(r) for r in recs) if g is not None]
+        points.append(ScalePoint(key, dict(recs[0].extras["scale"]["options"]),  # type: ignore[index]
+                                 tuple(r.seed for r in recs), tuple(r.student_acc for r in recs),
+                                 tuple(float(r.extras["validation_split_acc"]) for r in recs),  # type: ignore[arg-type]
+                                 statistics.fmean(r.queries for r in recs), statistics.fmean(r.wall_s for r in recs),
+                                 statistics.fmean(gaps) if gaps else None))
+    return sorted(points, key=lambda p: (p.queries, p.key))
+
+
+def _bench_point(row: str, profile: str, dataset: str, out_dir: str | Path | None) -> tuple[float, float] | None:
+    """The bench's committed (queries, mean test accuracy) of ``row`` at ``profile``, if its board has the row."""
+    path = study_dir(BENCH, profile, dataset, out_dir) / "leaderboard.json"
+    if not path.exists():
+        return None
+    for e in json.loads(path.read_text()).get("entries", []):
+        if e.get("key") == row and e.get("student_acc") and e.get("queries"):
+            return float(e["queries"]["mean"]), float(e["student_acc"]["mean"])
+    return None
+
+
+def write_scale(row: str, points: Sequence[ScalePoint], profile: str = "laptop", dataset: str = "fashion-mnist",
+                out_dir: str | Path | None = None) -> tuple[Path, Path, Path]:
+    """Write ``<row>.json``, ``<row>.md`` and ``<row>.png`` beside the records; the best point on the validation
+    split is marked (that is the choice the study supports); test accuracy is reported beside it."""
+    folder = scale_dir(row, profile, dataset, out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    best = max(points, key=lambda p: p.val[0]) if points else None
+    fig = primary_figure(row, dataset)
+    bench = _bench_point(row, profile, dataset, out_dir)
+    data = {"row": row, "profile": profile, "dataset": dataset,
+            "chosen_on_validation": best.key if best else None,
+            "reported": fig.to_dict() if fig else None, "bench_point": bench,
+            "points": [{**asdict(p), "test_mean": p.test[0], "test_std": p.test[1], "val_mean": p.val[0],
+                        "val_std": p.val[1]} for p in points]}
+    js, md, png = folder / f"{row}.json", folder / f"{row}.md", folder / f"{row}.png"
+    js.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    lines = [f"# Scaling study: {row} ({profile} profile, {dataset})", "",
+             "Validation = the labelled validation split (what the lab chooses its settings on); test is reported "
+             "only. Teacher passes = the run's counted box queries (a white-box crafting step counts one per image).",
+             "", "| point | seeds | validation % | test % | teacher passes | run s | crafting gap to floor |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for p in points:
+        mark = " **(best on validation)**" if best is p else ""
+        gap = "—" if p.convergence_gap is None else f"{100 * p.convergence_gap:.1f} %"
+        lines.append(f"| `{p.key}`{mark} | {','.join(map(str, p.seeds))} | {100 * p.val[0]:.2f} ± {100 * p.val[1]:.2f} "
+                     f"| {100 * p.test[0]:.2f} ± {100 * p.test[1]:.2f} | {p.queries:,.0f} | {p.wall_s:.0f} | {gap} |")
+    if fig and fig.student_acc is not None:
+        lines += ["", f"Reported by the paper: {100 * fig.student_acc:.2f}% ({fig.paper}, {fig.setting})."]
+    md.write_text("\n".join(lines) + "\n")
+    _scale_figure(points, row, png, fig.student_acc if fig else None, bench)
+    return js, md, png
+
+
+def _scale_figure(points: Sequence[ScalePoint], row: str, path: Path, reported: float | None,
+                  bench: tuple[float, float] | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    xs = [p.queries for p in points]
+    ax.errorbar(xs, [100 * p.test[0] for p in points], yerr=[100 * p.test[1] for p in points], fmt="o",
+                label="this study: test (mean ± std over seeds)")
+    ax.plot(xs, [100 * p.val[0] for p in points], "x", color="gray", label="this study: validation split")
+    if bench is not None:
+        ax.plot([bench[0]], [100 * bench[1]], "s", color="tab:green", label="bench laptop row")
+    if reported is not None:
+        ax.axhline(100 * reported, color="tab:red", ls="--", lw=1, label=f"paper, reported ({100 * reported:.2f}%)")
+    ax.set_xscale("log")
+    ax.set_xlabel("teacher passes (counted queries)")
+    ax.set_ylabel("accuracy %")
+    ax.set_title(f"{row}: accuracy against compute")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,43 @@
+"""Scaling studies: grid parsing, one smoke study end to end (records, validation accuracy, reuse, table, figure)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from labkit.core.errors import BenchError, UnknownNameError
+from labkit.studies.scale import grid_points, parse_grid, point_key, run_scale_study, summarize_scale
+
+
+def test_grid_axes_parse_into_every_combination() -> None:
+    grid = parse_grid(["impressions=100,200", "craft-lr=0.01", "parametrisation=minmax,clamp"])
+    assert grid == {"impressions": [100, 200], "craft_lr": [0.01], "parametrisation": ["minmax", "clamp"]}
+    points = grid_points(grid)
+    assert len(points) == 4 and points[1] == {"impressions": 100, "craft_lr": 0.01, "parametrisation": "clamp"}
+    assert point_key({"iterations": 5, "betas": (1.0, 0.1)}) == "betas=1.0-0.1+iterations=5"
+    with pytest.raises(BenchError, match="OPTION=V1,V2"):
+        parse_grid(["impressions"])
+
+
+def test_a_smoke_study_saves_records_with_the_validation_split_and_reuses_them(tmp_path: Path) -> None:
+    lines: list[str] = []
+    grid = {"epochs": [1, 2]}
+    points = run_scale_study("kd-edge", grid, [0], profile="smoke", out_dir=tmp_path, log=lines.append)
+    folder = tmp_path / "scale" / "smoke" / "fashion-mnist" / "kd-edge"
+    assert sorted(p.name for p in folder.glob("*.json")) == ["epochs=1-seed0.json", "epochs=2-seed0.json",
+                                                             "kd-edge.json"]
+    rec = json.loads((folder / "epochs=2-seed0.json").read_text())
+    assert 0.0 <= rec["extras"]["validation_split_acc"] <= 1.0 and rec["options"]["epochs"] == 2
+    assert {p.key for p in points} == {"epochs=1", "epochs=2"} and all(p.seeds == (0,) for p in points)
+    summary = json.loads((folder / "kd-edge.json").read_text())
+    assert summary["chosen_on_validation"] in {"epochs=1", "epochs=2"}
+    assert "best on validation" in (folder / "kd-edge.md").read_text()
+    assert (folder / "kd-edge.png").read_bytes()[:4] == b"\x89PNG"
+    lines.clear()
+    again = run_scale_study("kd-edge", grid, [0], profile="smoke", out_dir=tmp_path, log=lines.append)
+    assert all("reusing" in line for line in lines) and len(lines) == 2
+    assert [p.test_accs for p in again] == [p.test_accs for p in summarize_scale("kd-edge", "smoke", "fashion-mnist",
+                                                                                 tmp_path)]
+    with pytest.raises(UnknownNameError):
+        run_scale_study("no-such-row", grid, [0], profile="smoke", out_dir=tmp_path, log=None)
