@@ -218,8 +218,10 @@ def generated_transfer_set(box: BlackBox, generator: nn.Module, num_classes: int
     loss = GenerativeAlignmentLoss(G, num_classes, response, cfg.tau, cfg.tau_g, cfg.w_f, cfg.w_kl)
     top = r_train if response == "hard" else r_train.argmax(1)
     hook = stream_of_generated(box, G, num_classes, response, loss) if cfg.stream else None
+    # on the stream the hook replaces every batch's targets: the placeholders need no G(r_T/τ_g) computed
+    images_t = torch.zeros_like(x_train) if cfg.stream else loss.teacher_images(r_train)
     return TransferSet(
-        x_train, (r_train, loss.teacher_images(r_train)), "class-ids" if response == "hard" else "probabilities", loss,
+        x_train, (r_train, images_t), "class-ids" if response == "hard" else "probabilities", loss,
         cfg.recipe(desc=f"MEKD-{response}: distil", batch_hook=hook), ingredients,
         source=source.to(x_train.device), holdout=(x_hold, y_hold), selection=selection,
         extras={"class_histogram": torch.bincount(top.long(), minlength=num_classes).tolist()},

@@ -154,11 +154,8 @@ def run_scale_study(row: str, grid: dict[str, list[Any]], seeds: Sequence[int] =
 
 
 def _gap(rec: ResultRecord) -> float | None:
-    for key in ("crafting_convergence",):
-        conv = rec.extras.get(key)
-        if isinstance(conv, dict) and conv.get("gap_to_floor") is not None:
-            return float(conv["gap_to_floor"])
-    return None
+    conv = rec.extras.get("crafting_convergence")
+    return float(conv["gap_to_floor"]) if isinstance(conv, dict) and conv.get("gap_to_floor") is not None else None
 
 
 def summarize_scale(row: str, profile: str = "laptop", dataset: str = "fashion-mnist",
