@@ -34,7 +34,10 @@ def test_paper_variants_switch_every_lab_addition_off(profile: str) -> None:
     k = ZSKDConfig.for_profile(profile, variant="paper")
     assert k.ingredients == ("impressions",) and k.beta_mode == "paper" and k.student_tau is None
     m = MEKDConfig.for_profile(profile, variant="paper")
-    assert m.ingredients == ("generated",) and m.deprivatisation == "authors"
+    assert m.ingredients == ("generated",) and m.deprivatisation == "paper-text" and m.stream
+    code, fixed = (MEKDConfig.for_profile(profile, variant=v) for v in ("authors-code", "fixed-set"))
+    assert code.deprivatisation == "authors-code" and code.stream and fixed.ingredients == ("generated",)
+    assert fixed.deprivatisation == "paper-text" and not fixed.stream
     d = DB3KDConfig.for_profile(profile, variant="paper")
     assert d.ingredients == ("distance-soft-labels",) and d.soft_size is None
     assert d.train_size == DB3KDConfig.PAPER_VARIANT_ROWS[profile]
@@ -129,9 +132,9 @@ def test_noise_kd_sizes_follow_zsdb3kds_bank() -> None:
 
 
 # ----------------------------------------------------------------------------------------------- MEKD / kd-edge
-def test_authors_information_term_follows_the_teachers_answer(teacher) -> None:
-    """With the authors' term D's class head learns the teacher's top class on G(z), at weight 0.5."""
-    assert DEFAULT_INFO_WEIGHT == {"authors": 0.5, "teacher-imitation": 1.0, "authors-code": 0.5, "paper-text": 0.5}
+def test_paper_information_term_queries_every_generated_image(teacher) -> None:
+    """The paper variant's term (weight 0.5) asks the box about every G(z) of every step, in hard mode too."""
+    assert DEFAULT_INFO_WEIGHT == {"class-head": 0.5, "teacher-imitation": 1.0, "authors-code": 0.5, "paper-text": 0.5}
     box = BlackBox(teacher.model, access="decision", input_shape=(1, 28, 28), num_classes=10)
     cfg = MEKDConfig.for_profile("smoke", variant="paper", gan_epochs=1, g_width=8, d_width=4, gan_batch=32)
     edge = load_dataset("fashion-mnist", "train", limit=96, seed=0).x

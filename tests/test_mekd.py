@@ -20,6 +20,7 @@ from labkit.synthesis.alignment import GenerativeAlignmentLoss, response_logits
 from labkit.synthesis.deprivatisation import GANSettings, GeneratorSynthesizer
 from labkit.synthesis.generators import (
     ResponseGenerator,
+    build_discriminator,
     build_generator,
     centre_responses,
     freeze,
@@ -255,10 +256,10 @@ def test_options_cli_and_errors() -> None:
 
 def test_gan_settings_are_the_configs_gan_fields() -> None:
     """MEKD's config builds the GAN's settings; the settings refuse an unknown information term by name."""
-    cfg = MEKDConfig.for_profile("laptop", deprivatisation="authors", info_weight=0.25, gan_lr=1e-3)
+    cfg = MEKDConfig.for_profile("laptop", deprivatisation="class-head", info_weight=0.25, gan_lr=1e-3)
     s = cfg.gan_settings()
     assert s == GANSettings(gan_epochs=8, g_width=32, d_width=16, gan_batch=128, gan_lr=1e-3, beta1=0.5, beta2=0.999,
-                            deprivatisation="authors", info_weight=0.25, display_scale=3.0)
+                            deprivatisation="class-head", info_weight=0.25, display_scale=3.0)
     assert MEKDConfig.for_profile("smoke").gan_settings().deprivatisation == "teacher-imitation"
     with pytest.raises(UnknownNameError, match="deprivatisation"):
         GANSettings(gan_epochs=1, g_width=8, d_width=4, deprivatisation="imitate")
@@ -341,3 +342,24 @@ def test_the_code_and_text_information_weights() -> None:
     ids = torch.tensor([0, 2])
     assert torch.equal(information_weight(ids, "hard", "authors-code"), torch.tensor([0.0, 2.0]))
     assert torch.equal(information_weight(ids, "hard", "paper-text"), torch.ones(2))
+
+
+def test_the_authors_gan_layout_has_their_layers() -> None:
+    """layout="authors": G with three convs, D with four strided 3×3 blocks and dropout (their DCGAN.py); images in
+    [0, 1]; the paper variants use it, and an unknown layout is a clear error."""
+    torch.manual_seed(0)
+    g = build_generator(INFO, 16, "authors")
+    d = build_discriminator(INFO, 4, "authors")
+    convs_g = [m for m in g.modules() if isinstance(m, torch.nn.Conv2d)]
+    convs_d = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs_g] == [16, 8, 1] and [c.out_channels for c in convs_d] == [4, 8, 16, 32]
+    assert all(c.stride == (2, 2) for c in convs_d) and any(isinstance(m, torch.nn.Dropout2d) for m in d.modules())
+    x = g(torch.randn(5, 10)).detach()
+    assert x.shape == (5, 1, 28, 28) and float(x.min()) >= 0 and float(x.max()) <= 1
+    real_fake, classes = d(x)
+    assert real_fake.shape == (5,) and classes.shape == (5, 10)
+    for v in ("paper", "authors-code", "fixed-set"):
+        assert MEKDConfig.for_profile("laptop", variant=v).gan_settings().gan_layout == "authors"
+    assert MEKDConfig.for_profile("laptop").gan_layout == "lab"
+    with pytest.raises(UnknownNameError, match="layout"):
+        GANSettings(gan_epochs=1, g_width=8, d_width=4, gan_layout="wide")

@@ -54,3 +54,15 @@ def test_the_study_refuses_without_fp32_records_and_runs_end_to_end(tmp_path: Pa
     summary = json.loads((folder / "precision.json").read_text())
     assert summary["rows"][0]["bf16_acc"] == pytest.approx(rows[0].bf16_acc)
     assert "| kd-edge | 0,1 |" in (folder / "precision.md").read_text()
+
+
+def test_bf16_bench_records_cannot_be_the_fp32_side(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where a profile defaults a method's synthesis to bf16, its bench records are no fp32 baseline: a clear error."""
+    monkeypatch.setenv("LABKIT_CPU_BF16", "1")
+    folder = tmp_path / "bench" / "smoke" / "fashion-mnist"
+    r = rec(0, 0.8, 1.0)
+    r.profile, r.method, r.synthesis_precision, r.box_precision = "smoke", "kd-edge", "bf16", "fp32"
+    r.extras["bench"] = {"entry": "kd-edge", "options": {}}
+    r.save(folder / "kd-edge-seed0.json")
+    with pytest.raises(BenchError, match="precision=fp32"):
+        run_precision_study(["kd-edge"], [0], profile="smoke", out_dir=tmp_path, progress=False, log=None)

@@ -105,3 +105,9 @@ def test_transfer_set_checks_its_rows():
 def test_unknown_method_is_a_clear_error():
     with pytest.raises(UnknownNameError, match="Unknown method 'nosuch'.*kd"):
         get_method("nosuch")
+
+
+def test_records_carry_the_papers_best_test_epoch_beside_the_honest_figure(spy_methods):
+    """best_test_epoch_acc: the max of the per-epoch test accuracy, never below the selected epoch's figure."""
+    rec = run_method("spy-unlabeled", dataset="toy2d-blobs-3", profile="smoke", progress=False).record
+    assert rec.best_test_epoch_acc is not None and rec.best_test_epoch_acc >= rec.student_acc - 1e-9

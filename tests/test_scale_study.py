@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from labkit.core.errors import BenchError, UnknownNameError
-from labkit.studies.scale import grid_points, parse_grid, point_key, run_scale_study, summarize_scale
+from labkit.studies.scale import (
+    ScalePoint,
+    chosen_point,
+    grid_points,
+    parse_grid,
+    point_key,
+    run_scale_study,
+    summarize_scale,
+)
 
 
 def test_grid_axes_parse_into_every_combination() -> None:
@@ -18,6 +26,9 @@ def test_grid_axes_parse_into_every_combination() -> None:
     assert point_key({"iterations": 5, "betas": (1.0, 0.1)}) == "betas=1.0-0.1+iterations=5"
     with pytest.raises(BenchError, match="OPTION=V1,V2"):
         parse_grid(["impressions"])
+    lists = parse_grid(['ingredients=["impressions"],["impressions","authors-augmentation"]'])
+    assert lists == {"ingredients": [["impressions"], ["impressions", "authors-augmentation"]]}
+    assert point_key(grid_points(lists)[1]) == "ingredients=impressions-authors-augmentation"
 
 
 def test_a_smoke_study_saves_records_with_the_validation_split_and_reuses_them(tmp_path: Path) -> None:
@@ -41,3 +52,12 @@ def test_a_smoke_study_saves_records_with_the_validation_split_and_reuses_them(t
                                                                                  tmp_path)]
     with pytest.raises(UnknownNameError):
         run_scale_study("no-such-row", grid, [0], profile="smoke", out_dir=tmp_path, log=None)
+
+
+def test_the_choice_weighs_only_points_with_the_most_seeds() -> None:
+    """A lucky one-seed point is shown, not chosen: the choice is among the three-seed means on validation."""
+    def point(key: str, vals: tuple[float, ...]) -> ScalePoint:
+        return ScalePoint(key, {}, tuple(range(len(vals))), vals, vals, 1.0, 1.0)
+
+    lucky, steady, weaker = point("lucky", (0.9,)), point("steady", (0.6, 0.5, 0.55)), point("weak", (0.5,) * 3)
+    assert chosen_point([lucky, steady, weaker]) is steady and chosen_point([]) is None

@@ -302,6 +302,11 @@ def test_convergence_reports_the_floor_the_match_and_saturation() -> None:
     assert conv["saturated_pixels"] == pytest.approx(0.5)
     assert conv["target_argmax_is_class_by_beta"] == {"0.1": 1.0, "1": 0.5}
     assert conv["teacher_argmax_matches_target"] == 1.0
+    assert conv["gap_to_floor_by_beta"] == {"0.1": pytest.approx(0.0, abs=1e-3), "1": pytest.approx(0.0, abs=1e-3)}
+    off = crafting_convergence(images, torch.zeros(3, 2), targets, torch.tensor([0, 1, 1]),
+                               torch.tensor([1.0, 1.0, 0.1]), 20.0)  # uniform answers: only the 0.5/0.5 row fits
+    gaps = off["gap_to_floor_by_beta"]
+    assert gaps["1"] > 0 and gaps["0.1"] > gaps["1"]
 
 
 def test_the_authors_augmentation_set_has_every_copy_they_make() -> None:

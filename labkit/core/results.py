@@ -46,6 +46,9 @@ class ResultRecord:
     synthesis_precision: str = ""  # fp32, or bf16 when the run asked for it (generator and crafting steps)
     method_s: float | None = None  # seconds of the method's own part (synthesis, queries, labelling)
     student_s: float | None = None  # seconds of the student's training (wall_s = method_s + student_s + a little)
+    #: the papers' protocol (optimistic; never used for any choice): the student's best test accuracy over its
+    #: epochs, beside the honest ``student_acc`` of the epoch the selection split chose (None in older records)
+    best_test_epoch_acc: float | None = None
     #: a run at less than the profile's size says so: {"fraction": f, "scaled": {field: [full, run]}, "why": ...}
     paper_fraction: dict[str, object] = field(default_factory=dict)
     extras: dict[str, object] = field(default_factory=dict)

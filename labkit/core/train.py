@@ -72,13 +72,15 @@ def fit(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | Sequence
         batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0, optimizer: str = "adam",
         scheduler: str = "cosine", device: torch.device | str | None = None, seed: int = 0, amp: bool = True,
         augment: Augment | None = None, batch_hook: BatchHook | None = None, progress: bool = True,
-        desc: str = "train") -> FitResult:
+        desc: str = "train", epoch_report: Callable[[nn.Module], float] | None = None) -> FitResult:
     """Train ``model`` on tensors and keep the weights with the best validation accuracy.
 
     ``targets`` is one tensor or a tuple aligned with ``inputs``; each batch calls
     ``loss_fn(logits, *target_batches)``. ``augment(x, gen)`` changes inputs only;
     ``batch_hook(x, targets, gen)`` may change both (e.g. online MixUp). With
-    ``val=None`` the last epoch is kept.
+    ``val=None`` the last epoch is kept. ``epoch_report(model)``, if given, is evaluated after every epoch and
+    stored as the history's ``report_acc``; nothing in the loop reads it (the runner reports the papers'
+    best-test-epoch figure with it, never chooses with it).
     """
     device = torch.device(device) if device is not None else pick_device()
     gen = seed_everything(seed)
@@ -149,6 +151,8 @@ def fit(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | Sequence
         else:
             best_epoch = epoch
             bar.set_postfix(loss=f"{row['train_loss']:.3f}")
+        if epoch_report is not None:
+            row["report_acc"] = float(epoch_report(model))
         history.append(row)
     if val_xy is not None:
         model.load_state_dict(best_state)

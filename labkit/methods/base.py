@@ -156,11 +156,14 @@ def _guarded(distill: Callable[..., TransferSet]) -> Callable[..., TransferSet]:
 
 
 def train_student(transfer: TransferSet, ctx: RunContext,
-                  val: LabeledTensors | tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[nn.Module, FitResult]:
+                  val: LabeledTensors | tuple[torch.Tensor, torch.Tensor] | None = None,
+                  epoch_report: Callable[[nn.Module], float] | None = None) -> tuple[nn.Module, FitResult]:
     """Train a fresh student on ``transfer``: the one place in the lab where a student is trained.
 
     The epoch is selected on the transfer set's teacher-labelled holdout, or on ``val`` (the labelled
-    validation split) when the transfer set has none. The test split is never an argument here.
+    validation split) when the transfer set has none. The test split is never a selection argument here:
+    ``epoch_report`` (the runner's per-epoch test accuracy, for the papers' best-test-epoch figure) is only
+    recorded in the history.
     """
     holdout = transfer.holdout if transfer.holdout is not None else val
     if holdout is None:
@@ -170,7 +173,8 @@ def train_student(transfer: TransferSet, ctx: RunContext,
     student = ctx.new_student(seed_offset=r.seed_offset)
     result = fit(student, transfer.x, transfer.targets, transfer.loss, val=holdout, epochs=r.epochs,
                  batch_size=r.batch_size, lr=r.lr, device=ctx.device, seed=ctx.seed + r.seed_offset,
-                 augment=r.augment, batch_hook=r.batch_hook, progress=ctx.progress, desc=r.desc)
+                 augment=r.augment, batch_hook=r.batch_hook, progress=ctx.progress, desc=r.desc,
+                 epoch_report=epoch_report)
     return student, result
 
 

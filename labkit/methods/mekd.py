@@ -2,14 +2,10 @@
 
 Two phases, both through the :class:`~labkit.core.blackbox.BlackBox` only.
 
-**1. Deprivatisation** (:func:`labkit.synthesis.deprivatisation.train_generator`). A generator G learns
-to map a C-dimensional response vector z ~ N(0, I_C) to an image, emulating the inverse of the
-teacher T; its discriminator sees an *unlabeled* edge subset (a seeded random 10% of the
-training images). The information term goes through D's class head, in one of two forms
-(``deprivatisation``): ``"authors"`` (the paper's L_IM as their code has it: D's head and G both
-minimise 0.5·CE(D_cls(G(z)), T's top class on G(z))) or ``"teacher-imitation"`` (a lab addition:
-D's head imitates T's answers and G minimises CE(D_cls(G(z)), argmax z)). Only G's samples are
-sent to T in this phase.
+**1. Deprivatisation** (:func:`labkit.synthesis.deprivatisation.train_generator`). A generator G maps a response
+vector z ~ N(0, I_C) to an image, emulating T's inverse; its discriminator sees an *unlabeled* edge subset (a seeded
+10% of the training images). The information term (``deprivatisation``, four versions) is described there. Only
+G's samples are sent to T in this phase.
 
 **2. Distillation** (:class:`~labkit.synthesis.alignment.GenerativeAlignmentLoss`, ``"mekd-alignment"``): G is
 frozen, and the student aligns its logits with the box's answers on fresh G(z) through G. Hard mode is built on a
@@ -17,16 +13,16 @@ decision box and refuses any other.
 
 Ingredients of the transfer set:
 
-* ``generated`` (the paper's): ``transfer_size`` images G(z) answered by the box. Its queries
-  are those of both phases (``deprivatisation: G(z)`` and ``distillation: G(z)``). Alone, a
+* ``generated`` (the paper's): ``transfer_size`` images G(z) answered by the box (queries of both phases). Alone, a
   further ``holdout_size`` generated, teacher-labelled images select the epoch.
-* ``edge-images`` (a lab addition, on in the smoke and laptop profiles): the edge images are
-  answered by the box too (phase ``distillation: edge images``) and join the transfer set under
-  the same loss; a teacher-labelled 10% of them then selects the epoch instead. This gives up
-  the paper's "edge images never leave the device" for accuracy.
+* ``edge-images`` (a lab addition, on in the smoke and laptop profiles): the edge images answered by the box too
+  (phase ``distillation: edge images``) under the same loss; a teacher-labelled 10% of them selects the epoch.
+  This gives up the paper's "edge images never leave the device" for accuracy.
 
-``variant="paper"`` (and the paper profile) is the paper's mechanism alone: ``generated`` only,
-the authors' information term. The smoke and laptop profiles add both lab additions.
+``variant="paper"`` (and the paper profile) is the paper's mechanism alone: ``generated`` only, the paper's term,
+the authors' G and D, and their online stream (fresh z and G(z) at every student step); ``"authors-code"`` swaps in
+the code's term, ``"fixed-set"`` one fixed answered set (the lab's earlier mechanism). The smoke and laptop
+profiles add both lab additions.
 
 The companion ``kd-edge`` (:mod:`labkit.methods.kd_edge`) is plain KD on the very same edge subset with MEKD's
 student recipe: the like-for-like baselines. What was measured with which settings, and how the laptop
@@ -63,7 +59,7 @@ from labkit.synthesis.deprivatisation import (
     require_box,
     train_generator,
 )
-from labkit.synthesis.generators import freeze
+from labkit.synthesis.generators import GAN_LAYOUTS, freeze
 
 __all__ = ["MEKD", "MEKDConfig", "generated_transfer_set", "response_mode", "GenerativeAlignmentLoss",
            "generative_alignment", "response_logits"]
@@ -75,8 +71,9 @@ MEKD_PROFILES: dict[str, dict[str, Any]] = {
     "laptop": {"edge_fraction": 0.1, "gan_epochs": 8, "epochs": 15, "transfer_size": 6000, "holdout_size": 2000,
                "batch_size": 128, "lr": 5e-3, "g_width": 32, "d_width": 16, "gan_batch": 128,
                "ingredients": ("generated", "edge-images")},
+    # the authors' G (width 128) and D (first block 16: 16-32-64-128 channels) in their layout (the paper variant)
     "paper": {"edge_fraction": 0.1, "gan_epochs": 40, "epochs": 40, "transfer_size": 60000, "holdout_size": 5000,
-              "batch_size": 256, "lr": 1e-3, "g_width": 128, "d_width": 64, "ingredients": ("generated",),
+              "batch_size": 256, "lr": 1e-3, "g_width": 128, "d_width": 16, "ingredients": ("generated",),
               "variant": "paper"},
 }
 GAN_PHASES = ("deprivatisation: G(z)", "distillation: G(z)")
@@ -89,8 +86,16 @@ class MEKDConfig(StudentRecipeConfig):
 
     PROFILES = MEKD_PROFILES
     TITLE = "MEKD option"
-    #: the paper's mechanism: generated images only, the authors' information term
-    VARIANTS = {"lab": {}, "paper": {"ingredients": ("generated",), "deprivatisation": "authors"}}
+    #: the paper's mechanism (its term, the authors' G and D, the online stream); the code's term; a fixed set
+    VARIANTS = {"lab": {},
+                "paper": {"ingredients": ("generated",), "deprivatisation": "paper-text", "stream": True,
+                          "gan_layout": "authors"},
+                "authors-code": {"ingredients": ("generated",), "deprivatisation": "authors-code", "stream": True,
+                                 "gan_layout": "authors"},
+                "fixed-set": {"ingredients": ("generated",), "deprivatisation": "paper-text", "stream": False,
+                              "gan_layout": "authors"}}
+    #: the paper variant's laptop GAN: 32 epochs, chosen on the validation split (docs/selection.md)
+    VARIANT_PROFILES = {"paper": {"laptop": {"gan_epochs": 32}}}
     INGREDIENTS = {
         "generated": "G's samples answered by the box, and the GAN training's queries (the paper's)",
         "edge-images": "the edge subset answered by the box and mixed in; 10% of it selects the epoch (lab addition)",
@@ -110,15 +115,14 @@ class MEKDConfig(StudentRecipeConfig):
     beta1: float = option(0.5, help="GAN Adam beta1")
     beta2: float = option(0.999, help="GAN Adam beta2")
     deprivatisation: str = option("teacher-imitation", choices=DEPRIVATISATION_LOSSES,
-                                  help="G's information term: authors (the lab's earlier reading: 0.5·CE(D_cls(G(z)), "
-                                       "teacher's top class) for D and G), teacher-imitation (a lab addition: D_cls "
-                                       "imitates the teacher, G minimises CE(D_cls(G(z)), argmax z)), authors-code "
-                                       "(their DCGAN.py as written: 0.5·mean(-class index·log D(G(z))), G only) or "
-                                       "paper-text (the same with the teacher's top probability as the weight)")
-    info_weight: float | None = option(None, help="weight λ of the information term in G's loss (None: 0.5 for "
-                                       "authors, 1.0 for teacher-imitation)")
-    variant: str = option("lab", choices=tuple(VARIANTS), help="paper: generated images only, the authors' "
-                          "information term; lab: the profile as is")
+                                  help="G's information term: paper-text, authors-code (their DCGAN.py as written), "
+                                       "class-head (a lab variant) or teacher-imitation (a lab addition); "
+                                       "docs/methods/mekd.md")
+    info_weight: float | None = option(None, help="weight λ of the information term in G's loss (None: 1.0 for "
+                                       "teacher-imitation, 0.5 for the others)")
+    variant: str = option("lab", choices=tuple(VARIANTS), help="paper: generated images only, the paper's "
+                          "information term, the online stream; authors-code: the code's term; fixed-set: one fixed "
+                          "answered set instead of the stream; lab: the profile as is")
     tau: float = option(5.0, help="temperature τ of the KL term")
     tau_g: float = option(5.0, help="temperature τ_g of the responses fed to G in the alignment term")
     w_f: float = option(1.0, help="weight of the generative alignment term")
@@ -128,6 +132,8 @@ class MEKDConfig(StudentRecipeConfig):
     stream: bool = option(False, help="the authors' online distillation: fresh z and G(z) at every student step, "
                           "each batch answered by the box (phase 'distillation: G(z) stream'); transfer_size sets "
                           "an epoch's length; generated images only")
+    gan_layout: str = option("lab", choices=GAN_LAYOUTS, help="G's and D's layers: lab, or authors (their "
+                             "DCGAN.py: G with three convs, D with four strided blocks; the paper variants)")
     inverse_check: int = option(0, help="fresh z on which the run measures how well G emulates the teacher's "
                                 "inverse after the GAN (counted queries, phase 'inverse check: G(z)'; 0: off)")
 

@@ -63,8 +63,10 @@ FAMILY_TITLES: dict[str, str] = {
     "ideal": "IDEAL (Zhang et al., ICLR 2023): decision box, no data",
 }
 _SOFT_ONLY = ("distance-soft-labels",)
-_MEKD_PAPER_NOTE = "generated images only; G trained with the authors' information term"
-_MEKD_IMITATION_NOTE = "generated images only; G trained with the lab's teacher-imitation term instead of the authors'"
+_MEKD_PAPER_NOTE = ("generated images only, a fresh answered G(z) at every student step; the paper's information "
+                    "term, the authors' G and D layers")
+_MEKD_IMITATION_NOTE = ("generated images only, one fixed answered set; the lab's G and D and its teacher-imitation "
+                        "term (not yet re-based on the online paper row)")
 _MEKD_EDGE_NOTE = ("generated images + the edge images answered by the box (lab additions: edge images, "
                    "teacher-imitation)")
 
@@ -102,10 +104,11 @@ BENCH_ENTRIES: tuple[BenchEntry, ...] = (
                data_access="none", family="zskd", rung="paper", cost_rank=12, options=_options(variant="paper"),
                note="impressions only, β ∈ {1, 0.1} applied after the normalisation as the paper describes"),
     BenchEntry(key="zskd-authors-code", method="zskd",
-               title="ZSKD as the authors' code runs it: β cancels (all β = 1)", access="white", data_access="none",
-               family="zskd", rung="paper", cost_rank=19, options=_options(variant="paper", beta_mode="authors"),
-               note="impressions only, β scaled before the normalisation (the authors' code), so every impression "
-                    "has β = 1"),
+               title="ZSKD with β as the authors' code applies it (β cancels: all β = 1)", access="white",
+               data_access="none", family="zskd", rung="paper", cost_rank=19,
+               options=_options(variant="paper", beta_mode="authors"),
+               note="impressions only, the paper's crafting with β scaled before the normalisation (the authors' "
+                    "code), so every impression has β = 1; the code's whole mechanism is --variant authors-code"),
     BenchEntry(key="zskd-copies", method="zskd", title="ZSKD + relabelled dark-border/blur copies", access="white",
                data_access="none", family="zskd", rung="combined", cost_rank=7,
                note="impressions + one relabelled dark-border/blur copy each (a lab addition tuned on the labelled "
@@ -136,10 +139,10 @@ BENCH_ENTRIES: tuple[BenchEntry, ...] = (
     # ---- MEKD (10% unlabelled edge data, score or decision box)
     BenchEntry(key="mekd-soft-paper", method="mekd", title="MEKD as published, soft responses: generated images only",
                access="score", data_access="unlabeled", family="mekd", rung="paper", cost_rank=14,
-               options=_options(variant="paper", response="soft"), note=_MEKD_PAPER_NOTE),
+               options=_options(variant="paper", response="soft", inverse_check=2000), note=_MEKD_PAPER_NOTE),
     BenchEntry(key="mekd-hard-paper", method="mekd", title="MEKD as published, hard responses: generated images only",
                access="decision", data_access="unlabeled", family="mekd", rung="paper", cost_rank=21,
-               options=_options(variant="paper", response="hard"), note=_MEKD_PAPER_NOTE),
+               options=_options(variant="paper", response="hard", inverse_check=2000), note=_MEKD_PAPER_NOTE),
     BenchEntry(key="mekd-soft+imitation", method="mekd",
                title="MEKD (soft) + the lab's teacher-imitation information term", access="score",
                data_access="unlabeled", family="mekd", rung="addition", cost_rank=22,

@@ -84,6 +84,9 @@ class EntrySummary:
     transfer_set_size: Stat | None = None
     wall_s: Stat | None = None  # the method's own time (distill and training), as the record measures it
     elapsed_s: Stat | None = None  # the whole run: loading, distilling, evaluating
+    #: the papers' protocol (optimistic; never used for any choice): the best test accuracy over the epochs, over the
+    #: seeds whose records carry it (None where none does: runs saved before records kept it)
+    best_test_epoch_acc: Stat | None = None
     #: ingredient name -> mean {"rows", "holdout_rows", "queries"} over seeds; empty for runs saved before
     #: records named their ingredients
     ingredients: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -107,7 +110,7 @@ class EntrySummary:
     def from_dict(cls, d: dict[str, Any]) -> EntrySummary:
         """Rebuild from :meth:`to_dict` output (older files without ``ingredients`` load with none)."""
         kw = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        for s in STAT_NAMES:
+        for s in (*STAT_NAMES, "best_test_epoch_acc"):
             if kw.get(s) is not None:
                 kw[s] = Stat.from_dict(kw[s])
         return cls(**kw)
@@ -158,6 +161,8 @@ def summarize_entry(entry: EntrySpec, records: Sequence[ResultRecord], dataset: 
             setattr(summary, name, Stat.of([getattr(r, name) for r in records]))
         summary.elapsed_s = Stat.of([run_elapsed_s(r.to_dict()) for r in records])
         summary.ingredients = _mean_ingredients(records)
+        protocol = [r.best_test_epoch_acc for r in records if r.best_test_epoch_acc is not None]
+        summary.best_test_epoch_acc = Stat.of(protocol) if protocol else None
     return summary
 
 

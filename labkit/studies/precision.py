@@ -140,6 +140,11 @@ def run_precision_study(rows: Sequence[str] = PRECISION_ROWS, seeds: Sequence[in
                              f"`python -m labkit bench --profile {prof.name} --only {e.key} --seeds "
                              f"{' '.join(map(str, seeds))}` first.")
         fp32[e.key] = [r for r in recs if r is not None]
+        if any("bf16" in (r.box_precision, r.synthesis_precision) for r in fp32[e.key]):
+            raise BenchError(f"{e.key}: the bench's records ran in bf16, so they cannot be the fp32 side. "
+                             f"Make fp32 ones in another folder: "
+                             f"`python -m labkit bench --profile {prof.name} --only {e.key} --set "
+                             f"{e.key}.precision=fp32 --out-dir DIR`, then pass --out-dir DIR here.")
     record_dir = study_dir(PRECISION, prof.name, dataset, out_dir)
     plan = plan_bench(dataset, prof.name, seeds, record_dir, entries=[e.key for e in entries],
                       overrides={e.key: {"precision": "bf16"} for e in entries}, force=force, log=log)

@@ -32,26 +32,40 @@ from labkit.studies.paper_figures import primary_figure
 from labkit.studies.results_layout import BENCH, SCALE, study_dir
 from labkit.studies.runner import run_method
 
-__all__ = ["ScalePoint", "grid_points", "parse_grid", "point_key", "run_scale_study", "scale_dir", "summarize_scale",
-           "write_scale"]
+__all__ = ["ScalePoint", "chosen_point", "grid_points", "parse_grid", "point_key", "run_scale_study", "scale_dir",
+           "scale_figure", "summarize_scale", "write_scale"]
 
 
 def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
     """``["impressions=1000,3000", "iterations=100"]`` → ``{"impressions": [1000, 3000], "iterations": [100]}``
-    (values read as JSON where they parse, else kept as text; dashes in names become underscores)."""
+    (values read as JSON where they parse, else kept as text; a JSON list's commas do not split values, e.g.
+    ``ingredients=["impressions"],["impressions","authors-augmentation"]``; dashes in names become underscores)."""
     grid: dict[str, list[Any]] = {}
     for item in items:
         if "=" not in item or not item.split("=", 1)[1]:
             raise BenchError(f"Cannot read the grid axis {item!r}: write OPTION=V1,V2,..., e.g. iterations=100,400.")
         name, raw = item.split("=", 1)
         values = []
-        for part in raw.split(","):
+        for part in _split_top_level(raw):
             try:
                 values.append(json.loads(part))
             except json.JSONDecodeError:
                 values.append(part)
         grid[name.strip().replace("-", "_")] = values
     return grid
+
+
+def _split_top_level(raw: str) -> list[str]:
+    """``raw`` split at the commas outside brackets."""
+    parts, depth, current = [], 0, ""
+    for ch in raw:
+        depth += {"[": 1, "]": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(current)
+            current = ""
+        else:
+            current += ch
+    return [*parts, current]
 
 
 def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -88,6 +102,7 @@ class ScalePoint:
     queries: float
     wall_s: float
     convergence_gap: float | None = None  # the crafting loss's gap to its floor, where the method records one
+    convergence_gap_by_beta: dict[str, float] | None = None  # the same per Dirichlet β (mean over the seeds)
 
     @staticmethod
     def _ms(values: Sequence[float]) -> tuple[float, float]:
@@ -158,6 +173,18 @@ def _gap(rec: ResultRecord) -> float | None:
     return float(conv["gap_to_floor"]) if isinstance(conv, dict) and conv.get("gap_to_floor") is not None else None
 
 
+def _gaps_by_beta(recs: Sequence[ResultRecord]) -> dict[str, float] | None:
+    """The crafting gap per β, each the mean over the records that carry it (None where none does)."""
+    found: dict[str, list[float]] = {}
+    for rec in recs:
+        conv = rec.extras.get("crafting_convergence")
+        by_beta = conv.get("gap_to_floor_by_beta") if isinstance(conv, dict) else None
+        for beta, gap in (by_beta or {}).items():
+            if gap is not None:
+                found.setdefault(beta, []).append(float(gap))
+    return {beta: statistics.fmean(v) for beta, v in found.items()} or None
+
+
 def summarize_scale(row: str, profile: str = "laptop", dataset: str = "fashion-mnist",
                     out_dir: str | Path | None = None) -> list[ScalePoint]:
     """Every grid point saved for ``row``, its seeds together, ordered by compute (teacher passes)."""
@@ -176,8 +203,17 @@ def summarize_scale(row: str, profile: str = "laptop", dataset: str = "fashion-m
                                  tuple(r.seed for r in recs), tuple(r.student_acc for r in recs),
                                  tuple(float(r.extras["validation_split_acc"]) for r in recs),  # type: ignore[arg-type]
                                  statistics.fmean(r.queries for r in recs), statistics.fmean(r.wall_s for r in recs),
-                                 statistics.fmean(gaps) if gaps else None))
+                                 statistics.fmean(gaps) if gaps else None, _gaps_by_beta(recs)))
     return sorted(points, key=lambda p: (p.queries, p.key))
+
+
+def chosen_point(points: Sequence[ScalePoint]) -> ScalePoint | None:
+    """The point with the best mean on the labelled validation split, among the points measured with the most seeds
+    (a one-seed point is shown but not chosen: its seed cannot be weighed against a three-seed mean)."""
+    if not points:
+        return None
+    most = max(len(p.seeds) for p in points)
+    return max((p for p in points if len(p.seeds) == most), key=lambda p: p.val[0])
 
 
 def _bench_point(row: str, profile: str, dataset: str, out_dir: str | Path | None) -> tuple[float, float] | None:
@@ -197,7 +233,7 @@ def write_scale(row: str, points: Sequence[ScalePoint], profile: str = "laptop",
     split is marked (that is the choice the study supports); test accuracy is reported beside it."""
     folder = scale_dir(row, profile, dataset, out_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    best = max(points, key=lambda p: p.val[0]) if points else None
+    best = chosen_point(points)
     fig = primary_figure(row, dataset)
     bench = _bench_point(row, profile, dataset, out_dir)
     data = {"row": row, "profile": profile, "dataset": dataset,
@@ -209,7 +245,8 @@ def write_scale(row: str, points: Sequence[ScalePoint], profile: str = "laptop",
     js.write_text(json.dumps(data, indent=2, default=str) + "\n")
     lines = [f"# Scaling study: {row} ({profile} profile, {dataset})", "",
              "Validation = the labelled validation split (what the lab chooses its settings on); test is reported "
-             "only. Teacher passes = the run's counted box queries (a white-box crafting step counts one per image).",
+             "only; the best point is chosen among those measured with the most seeds. Teacher passes = the run's "
+             "counted box queries (a white-box crafting step counts one per image).",
              "", "| point | seeds | validation % | test % | teacher passes | run s | crafting gap to floor |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for p in points:
@@ -224,11 +261,11 @@ def write_scale(row: str, points: Sequence[ScalePoint], profile: str = "laptop",
     return js, md, png
 
 
-def _scale_figure(points: Sequence[ScalePoint], row: str, path: Path, reported: float | None,
-                  bench: tuple[float, float] | None) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
+def scale_figure(points: Sequence[ScalePoint], row: str, reported: float | None = None,
+                 bench: tuple[float, float] | None = None, own: tuple[float, float] | None = None) -> Any:
+    """Test accuracy against teacher passes, one marker per grid point (mean ± std over seeds), the validation
+    split beside it, the bench's laptop row, the paper's reported figure, and ``own`` = (passes, accuracy) of a
+    learner's run. Returns the matplotlib figure."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
@@ -238,6 +275,8 @@ def _scale_figure(points: Sequence[ScalePoint], row: str, path: Path, reported: 
     ax.plot(xs, [100 * p.val[0] for p in points], "x", color="gray", label="this study: validation split")
     if bench is not None:
         ax.plot([bench[0]], [100 * bench[1]], "s", color="tab:green", label="bench laptop row")
+    if own is not None:
+        ax.plot([own[0]], [100 * own[1]], "D", color="black", label="your run")
     if reported is not None:
         ax.axhline(100 * reported, color="tab:red", ls="--", lw=1, label=f"paper, reported ({100 * reported:.2f}%)")
     ax.set_xscale("log")
@@ -247,5 +286,13 @@ def _scale_figure(points: Sequence[ScalePoint], row: str, path: Path, reported: 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plt.close(fig)  # returned, not left open: a notebook shows it once, from the cell's value
+    return fig
+
+
+def _scale_figure(points: Sequence[ScalePoint], row: str, path: Path, reported: float | None,
+                  bench: tuple[float, float] | None) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    scale_figure(points, row, reported, bench).savefig(path, dpi=110)

@@ -8,17 +8,20 @@ level and :func:`ask_within_mode` checks every answer, so hard mode never sees a
 (:mod:`labkit.synthesis.generators`) learns to map a C-dimensional response vector z ~ N(0, I_C) to an
 image, emulating the inverse of the teacher T. Its discriminator D sees the *unlabeled* edge
 subset (:func:`edge_subset`: a seeded random share of the training images, no labels). A black
-box cannot be back-propagated through, so the information term goes through D's second head,
-D_cls. Two versions (``deprivatisation``):
+box cannot be back-propagated through, so the teacher's answer can only weight a term or train D's second
+head, D_cls. Four versions (``deprivatisation``):
 
-* ``"authors"`` (the paper's L_IM as the authors' code implements it): ŷ = the teacher's top class
-  on G(z) (its answer in hard mode, the argmax of its probabilities in soft mode); D and G both
-  minimise 0.5·CE(D_cls(G(z)), ŷ). Nothing ties z to a class.
+* ``"paper-text"`` (the paper's text) and ``"authors-code"`` (the authors' ``DCGAN.py`` as written): D has one
+  real/fake output; G's loss gains 0.5·mean(−w·log D(G(z))) with w the teacher's top probability (paper text;
+  1 for a class id in hard mode) or its top class *index* (the code, so class 0 weighs nothing). Nothing ties z
+  to a class.
+* ``"class-head"`` (a lab variant: an earlier misreading of the authors' code, kept named): ŷ = the teacher's
+  top class on G(z); D_cls and G both minimise 0.5·CE(D_cls(G(z)), ŷ). Nothing ties z to a class either.
 * ``"teacher-imitation"`` (a lab addition): D_cls is fitted to the teacher's *answers* on every
   fresh G(z) (soft cross-entropy on probabilities, cross-entropy on class ids), and G minimises
   λ·CE(D_cls(G(z)), argmax z) with λ = 1, so z plays the role of a logit vector of T.
 
-In both, only G's samples are sent to the teacher (every step, a fresh batch), never the edge
+In every version only G's samples are sent to the teacher (every step, a fresh batch), never the edge
 images, and every image sent is counted in the phase ``deprivatisation: G(z)``. The share of G(z)
 on which T's top class equals argmax z (``teacher_agrees``) and, in soft mode, T's mean top
 probability (``teacher_confidence``) are logged per epoch from those same queries.
@@ -45,16 +48,22 @@ from labkit.core.errors import AccessDenied, ConfigError, UnknownNameError
 from labkit.core.losses import check_finite
 from labkit.core.train import adam
 from labkit.synthesis.base import Snapshot, SynthesisResult, Synthesizer
-from labkit.synthesis.generators import build_discriminator, build_generator, freeze, one_hot_responses
+from labkit.synthesis.generators import (
+    GAN_LAYOUTS,
+    build_discriminator,
+    build_generator,
+    freeze,
+    one_hot_responses,
+)
 
 RESPONSES: tuple[str, ...] = ("soft", "hard")
-#: the generator's information term: ``authors`` (the lab's earlier reading: a class head on D, CE on the teacher's
-#: top class for D and G), ``teacher-imitation`` (a lab addition), ``authors-code`` (the authors' DCGAN.py as
-#: written: the teacher's class index times log D(G(z)), for G only) and ``paper-text`` (the same term weighted by
-#: the teacher's top probability instead of its class index, as the paper's text reads)
-DEPRIVATISATION_LOSSES: tuple[str, ...] = ("authors", "teacher-imitation", "authors-code", "paper-text")
+#: the generator's information term: ``paper-text`` (the paper's text: G's fool term weighted by the teacher's top
+#: probability), ``authors-code`` (the authors' DCGAN.py as written: the teacher's class index times log D(G(z)), for
+#: G only), ``class-head`` (a lab variant, the lab's earlier misreading of that code: a class head on D, CE on the
+#: teacher's top class for D and G) and ``teacher-imitation`` (a lab addition)
+DEPRIVATISATION_LOSSES: tuple[str, ...] = ("class-head", "teacher-imitation", "authors-code", "paper-text")
 #: the information term's weight when the config leaves it open
-DEFAULT_INFO_WEIGHT: dict[str, float] = {"authors": 0.5, "teacher-imitation": 1.0, "authors-code": 0.5,
+DEFAULT_INFO_WEIGHT: dict[str, float] = {"class-head": 0.5, "teacher-imitation": 1.0, "authors-code": 0.5,
                                          "paper-text": 0.5}
 #: the terms that use D's real/fake output only (D's class head is left untrained)
 REAL_FAKE_ONLY = ("authors-code", "paper-text")
@@ -117,10 +126,13 @@ class GANSettings:
     info_weight: float | None = None  # its weight λ (None: DEFAULT_INFO_WEIGHT of the term)
     display_scale: float = 3.0  # one-hot responses are scaled by this for the snapshots
     precision: str = "fp32"  # G's and D's steps: fp32, or bf16 autocast (the run's precision="bf16")
+    gan_layout: str = "lab"  # G's and D's layers: lab, or authors (their DCGAN.py; generators.GAN_LAYOUTS)
 
     def __post_init__(self) -> None:
         if self.deprivatisation not in DEPRIVATISATION_LOSSES:
             raise UnknownNameError("MEKD deprivatisation loss", self.deprivatisation, DEPRIVATISATION_LOSSES)
+        if self.gan_layout not in GAN_LAYOUTS:
+            raise UnknownNameError("MEKD GAN layout", self.gan_layout, GAN_LAYOUTS)
 
 
 @dataclass
@@ -181,15 +193,16 @@ def train_generator(box: BlackBox, edge_images: torch.Tensor, num_classes: int, 
     """
     response = check_response(response)
     require_box(box, response)
-    authors = settings.deprivatisation == "authors"
+    class_head = settings.deprivatisation == "class-head"
     weight = DEFAULT_INFO_WEIGHT[settings.deprivatisation] if settings.info_weight is None \
         else float(settings.info_weight)
     device = device or box.device
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed + 1)
     # channels-last G and D: 1.2x per step on two CPU cores (docs/speed.md); the same numbers within rounding
-    G = build_generator(info, settings.g_width).to(device).to(memory_format=torch.channels_last)
-    D = build_discriminator(info, settings.d_width).to(device).to(memory_format=torch.channels_last)
+    G = build_generator(info, settings.g_width, settings.gan_layout).to(device).to(memory_format=torch.channels_last)
+    D = build_discriminator(info, settings.d_width, settings.gan_layout).to(device).to(
+        memory_format=torch.channels_last)
     opt_g = adam(G.parameters(), lr=settings.gan_lr, betas=(settings.beta1, settings.beta2))
     opt_d = adam(D.parameters(), lr=settings.gan_lr, betas=(settings.beta1, settings.beta2))
     x_edge = edge_images.to(device)
@@ -236,7 +249,7 @@ def train_generator(box: BlackBox, edge_images: torch.Tensor, num_classes: int, 
             d_real, d_fake, c_fake = d_real.float(), d_fake.float(), c_fake.float()
             d_loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
                       + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
-            if authors:  # the lab's earlier reading: D and G both minimise CE(D_cls(G(z)), ŷ_t)
+            if class_head:  # the lab's earlier reading: D and G both minimise CE(D_cls(G(z)), ŷ_t)
                 d_loss = d_loss + weight * F.cross_entropy(c_fake, top)
             elif settings.deprivatisation not in REAL_FAKE_ONLY:  # teacher imitation: D_cls fits the answers
                 d_loss = d_loss + _aux_loss(c_fake, answers)
@@ -251,7 +264,7 @@ def train_generator(box: BlackBox, edge_images: torch.Tensor, num_classes: int, 
                 info_loss = (-information_weight(answers, response, settings.deprivatisation)
                              * torch.log(torch.sigmoid(g_fake) + 1e-5)).mean()
             else:
-                info_loss = F.cross_entropy(g_cls, top if authors else z.argmax(1))
+                info_loss = F.cross_entropy(g_cls, top if class_head else z.argmax(1))
             g_loss = F.binary_cross_entropy_with_logits(g_fake, torch.ones_like(g_fake)) + weight * info_loss
             check_finite(g_loss, "generator loss")
             opt_g.zero_grad(set_to_none=True)

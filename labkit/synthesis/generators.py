@@ -40,10 +40,36 @@ def centre_responses(z: torch.Tensor) -> torch.Tensor:
     return z - z.mean(dim=1, keepdim=True)
 
 
-class ResponseGenerator(nn.Module):
-    """DCGAN-style G: a C-dimensional response vector → an image in [0, 1] of shape ``image_shape``."""
+#: G's and D's layouts: ``lab`` (two convs each, D with a class head) and ``authors`` (the authors' DCGAN.py: G with
+#: three convs, D with four strided blocks with dropout; BatchNorm eps 0.8 and N(0, 0.02) weights as there)
+GAN_LAYOUTS: tuple[str, ...] = ("lab", "authors")
 
-    def __init__(self, num_classes: int, image_shape: tuple[int, int, int], width: int = 64) -> None:
+
+def _check_layout(layout: str) -> str:
+    if layout not in GAN_LAYOUTS:
+        raise ValueError(f"GAN layout must be one of {', '.join(GAN_LAYOUTS)}; got {layout!r}")
+    return layout
+
+
+def _authors_init(module: nn.Module) -> None:
+    """The authors' initialisation: conv weights N(0, 0.02), BatchNorm2d scales N(1, 0.02) and shifts 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+class ResponseGenerator(nn.Module):
+    """DCGAN-style G: a C-dimensional response vector → an image in [0, 1] of shape ``image_shape``.
+
+    ``layout="authors"``: Linear(C → w·s·s) → BN → upsample → Conv 3×3 (w → w) → BN → LeakyReLU → upsample →
+    Conv 3×3 (w → w/2) → BN → LeakyReLU → Conv 3×3 (w/2 → channels) → sigmoid (the authors' tanh, moved to the
+    box's [0, 1] range); the authors' width is 128."""
+
+    def __init__(self, num_classes: int, image_shape: tuple[int, int, int], width: int = 64,
+                 layout: str = "lab") -> None:
         super().__init__()
         channels, height, width_px = image_shape
         if height % 4 or width_px % 4:
@@ -52,14 +78,28 @@ class ResponseGenerator(nn.Module):
             raise ValueError("generator width must be at least 2")
         self.num_classes = num_classes
         self.image_shape = tuple(image_shape)
+        self.layout = _check_layout(layout)
         self.base = (width, height // 4, width_px // 4)
+        up = nn.Upsample(scale_factor=2, mode="nearest")
+        if layout == "authors":
+            self.project = nn.Sequential(nn.Linear(num_classes, width * self.base[1] * self.base[2]))
+            self.decode = nn.Sequential(
+                nn.BatchNorm2d(width), up,
+                nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width, 0.8), nn.LeakyReLU(0.2, inplace=True),
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                nn.Conv2d(width, width // 2, 3, padding=1), nn.BatchNorm2d(width // 2, 0.8),
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.Conv2d(width // 2, channels, 3, padding=1), nn.Sigmoid(),
+            )
+            _authors_init(self)
+            return
         self.project = nn.Sequential(
             nn.Linear(num_classes, width * self.base[1] * self.base[2]),
             nn.BatchNorm1d(width * self.base[1] * self.base[2]),
             nn.LeakyReLU(0.2, inplace=True),
         )
         self.decode = nn.Sequential(
-            nn.Upsample(scale_factor=2, mode="nearest"),
+            up,
             nn.Conv2d(width, width // 2, 3, padding=1),
             nn.BatchNorm2d(width // 2),
             nn.LeakyReLU(0.2, inplace=True),
@@ -99,16 +139,31 @@ class VectorGenerator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """D with a real/fake head and an auxiliary class head (teacher imitation).
+    """D with a real/fake head and an auxiliary class head (used by the class-head and teacher-imitation terms).
 
-    Images: Conv 4×4 s2 (c → w) → LeakyReLU → Conv 4×4 s2 (w → 2w) → BN → LeakyReLU →
-    flatten → two linear heads. Vectors: a two-layer MLP trunk.
+    Images, ``layout="lab"``: Conv 4×4 s2 (c → w) → LeakyReLU → Conv 4×4 s2 (w → 2w) → BN → LeakyReLU →
+    flatten → two linear heads. ``layout="authors"``: four blocks Conv 3×3 s2 (c → w → 2w → 4w → 8w) →
+    LeakyReLU → Dropout2d(0.25) (→ BN from the second block on); the authors' w is 16. Vectors: a two-layer MLP.
     """
 
-    def __init__(self, num_classes: int, input_shape: tuple[int, ...], width: int = 32) -> None:
+    def __init__(self, num_classes: int, input_shape: tuple[int, ...], width: int = 32, layout: str = "lab") -> None:
         super().__init__()
         self.input_shape = tuple(input_shape)
-        if len(input_shape) == 3:
+        self.layout = _check_layout(layout)
+        if len(input_shape) == 3 and layout == "authors":
+            c = input_shape[0]
+            blocks: list[nn.Module] = []
+            for i, (cin, cout) in enumerate(zip((c, width, 2 * width, 4 * width), (width, 2 * width, 4 * width,
+                                                                                     8 * width))):
+                blocks += [nn.Conv2d(cin, cout, 3, 2, 1), nn.LeakyReLU(0.2, inplace=True), nn.Dropout2d(0.25)]
+                if i:
+                    blocks.append(nn.BatchNorm2d(cout, 0.8))
+            self.trunk = nn.Sequential(*blocks, nn.Flatten())
+            with torch.no_grad():
+                features = int(self.trunk.eval()(torch.zeros(1, *input_shape)).shape[1])
+            self.trunk.train()
+            _authors_init(self)
+        elif len(input_shape) == 3:
             c, h, w = input_shape
             self.trunk = nn.Sequential(
                 nn.Conv2d(c, width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),
@@ -172,16 +227,18 @@ class LatentGenerator(nn.Module):
                 reset()
 
 
-def build_generator(info: DatasetInfo, width: int = 64) -> nn.Module:
-    """The generator for a data set: :class:`ResponseGenerator` for images, :class:`VectorGenerator` otherwise."""
+def build_generator(info: DatasetInfo, width: int = 64, layout: str = "lab") -> nn.Module:
+    """The generator for a data set: :class:`ResponseGenerator` (``layout``: lab or authors) for images,
+    :class:`VectorGenerator` otherwise."""
     if info.is_image:
-        return ResponseGenerator(info.num_classes, tuple(info.image_shape), width)  # type: ignore[arg-type]
+        return ResponseGenerator(info.num_classes, tuple(info.image_shape), width, layout)  # type: ignore[arg-type]
+    _check_layout(layout)
     return VectorGenerator(info.num_classes, int(math.prod(info.image_shape)), hidden=width)
 
 
-def build_discriminator(info: DatasetInfo, width: int = 32) -> Discriminator:
-    """The two-headed discriminator for a data set's input shape."""
-    return Discriminator(info.num_classes, tuple(info.image_shape), width)
+def build_discriminator(info: DatasetInfo, width: int = 32, layout: str = "lab") -> Discriminator:
+    """The two-headed discriminator for a data set's input shape (``layout``: lab or authors)."""
+    return Discriminator(info.num_classes, tuple(info.image_shape), width, layout)
 
 
 def freeze(module: nn.Module) -> nn.Module:

@@ -340,18 +340,26 @@ def minmax_groups(x: torch.Tensor, group_size: int) -> torch.Tensor:
     return out.reshape(x.shape)
 
 
+def _gap(loss: float, floor: float) -> float | None:
+    """The crafting loss's distance above its floor, as a fraction of the floor (None for a zero floor)."""
+    return round((loss - floor) / floor, 4) if floor > 0 else None
+
+
 def crafting_convergence(images: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor, classes: torch.Tensor,
                          betas: torch.Tensor, tau: float) -> dict[str, object]:
     """How far the crafting got: the mean final loss against its floor (the targets' mean entropy, the lowest a
     cross-entropy to them can reach), the share of impressions whose teacher argmax is the target's argmax, the
-    share of saturated pixels (within 1e-3 of 0 or 1), and, per β, how often the Dirichlet target's own argmax is
-    the class it was drawn for."""
-    loss = float(impression_loss(logits, targets, tau).mean())
-    floor = float(-(targets * targets.clamp_min(1e-30).log()).sum(1).mean())
+    share of saturated pixels (within 1e-3 of 0 or 1), and per β the gap to the floor and how often the Dirichlet
+    target's own argmax is the class it was drawn for."""
+    losses = impression_loss(logits, targets, tau)
+    floors = -(targets * targets.clamp_min(1e-30).log()).sum(1)
+    loss, floor = float(losses.mean()), float(floors.mean())
     per_beta = {f"{float(b):g}": round(float((targets[betas == b].argmax(1) == classes[betas == b]).float().mean()),
                                        4) for b in torch.unique(betas)}
-    return {"final_loss": round(loss, 4), "loss_floor": round(floor, 4),
-            "gap_to_floor": round((loss - floor) / floor, 4) if floor > 0 else None,
+    gap_by_beta = {f"{float(b):g}": _gap(float(losses[betas == b].mean()), float(floors[betas == b].mean()))
+                   for b in torch.unique(betas)}
+    return {"final_loss": round(loss, 4), "loss_floor": round(floor, 4), "gap_to_floor": _gap(loss, floor),
+            "gap_to_floor_by_beta": gap_by_beta,
             "teacher_argmax_matches_target": round(float((logits.argmax(1) == targets.argmax(1)).float().mean()), 4),
             "saturated_pixels": round(float(((images <= 1e-3) | (images >= 1 - 1e-3)).float().mean()), 4),
             "target_argmax_is_class_by_beta": per_beta}
