@@ -403,7 +403,7 @@ def test_fixed_ingredient_names() -> None:
         "zskd": {"impressions", "relabelled-copies", "authors-augmentation"},
         "zsdb3kd": {"pseudo-samples", "pseudo-sample-paths", "noise-bank", "mixup"},
         "fsbbt": {"few-shot", "mixup", "cvae"},
-        "mekd": {"generated", "edge-images"},
+        "mekd": {"generated", "edge-images", "stream"},
         "kd-edge": {"edge-images"},
     }
     for name, names in expected.items():

@@ -29,20 +29,22 @@ def test_fit_learns_and_keeps_the_best_validation_epoch(blobs):
     assert best > 0.8
 
 
-def test_the_epoch_report_is_recorded_and_never_chooses(blobs):
-    """A per-epoch report (the runner's test accuracy) lands in the history; the selection, the weights and the
-    random stream are those of a run without it."""
+def test_epoch_states_are_kept_and_never_choose(blobs):
+    """Every epoch's weights can be kept (the runner's papers'-protocol figure); the selection, the weights and the
+    random stream are those of a run without them."""
     train, val = blobs
     runs = []
-    for report in (None, lambda m: accuracy(m, train.x[:50], train.y[:50])):
+    for keep in (False, True):
         torch.manual_seed(0)
         model = build_model("mlp", 2, 3)
         res = fit(model, train.x, train.y, build_loss("ce"), val=val, epochs=4, lr=1e-2, device="cpu",
-                  progress=False, epoch_report=report)
+                  progress=False, keep_epoch_states=keep)
         runs.append((res, torch.cat([p.flatten() for p in model.parameters()])))
-    (plain, w_plain), (reported, w_reported) = runs
-    assert "report_acc" not in plain.history[0] and all(0 <= h["report_acc"] <= 1 for h in reported.history)
-    assert reported.best_epoch == plain.best_epoch and torch.equal(w_plain, w_reported)
+    (plain, w_plain), (kept, w_kept) = runs
+    assert plain.epoch_states == [] and len(kept.epoch_states) == 4
+    assert kept.best_epoch == plain.best_epoch and torch.equal(w_plain, w_kept)
+    best = kept.epoch_states[kept.best_epoch - 1]
+    assert all(torch.equal(best[k], v) for k, v in model.state_dict().items())  # the kept epoch is the model's
 
 
 def test_fit_is_seeded(blobs):

@@ -38,6 +38,8 @@ class FitResult:
     best_val_acc: float | None
     history: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    #: the weights after every epoch (CPU copies), when fit was asked to keep them
+    epoch_states: list[dict[str, torch.Tensor]] = field(default_factory=list)
 
 
 def adam(params: Iterable[torch.Tensor], **kwargs: Any) -> torch.optim.Adam:
@@ -72,15 +74,15 @@ def fit(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | Sequence
         batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0, optimizer: str = "adam",
         scheduler: str = "cosine", device: torch.device | str | None = None, seed: int = 0, amp: bool = True,
         augment: Augment | None = None, batch_hook: BatchHook | None = None, progress: bool = True,
-        desc: str = "train", epoch_report: Callable[[nn.Module], float] | None = None) -> FitResult:
+        desc: str = "train", keep_epoch_states: bool = False) -> FitResult:
     """Train ``model`` on tensors and keep the weights with the best validation accuracy.
 
     ``targets`` is one tensor or a tuple aligned with ``inputs``; each batch calls
     ``loss_fn(logits, *target_batches)``. ``augment(x, gen)`` changes inputs only;
     ``batch_hook(x, targets, gen)`` may change both (e.g. online MixUp). With
-    ``val=None`` the last epoch is kept. ``epoch_report(model)``, if given, is evaluated after every epoch and
-    stored as the history's ``report_acc``; nothing in the loop reads it (the runner reports the papers'
-    best-test-epoch figure with it, never chooses with it).
+    ``val=None`` the last epoch is kept. ``keep_epoch_states`` keeps a CPU copy of the weights after every epoch in
+    ``FitResult.epoch_states`` (the runner reports the papers' best-test-epoch figure from them once training is
+    over; nothing in the loop reads them).
     """
     device = torch.device(device) if device is not None else pick_device()
     gen = seed_everything(seed)
@@ -111,6 +113,7 @@ def fit(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | Sequence
     best_acc: float | None = None
     best_epoch = 0
     history: list[dict[str, float]] = []
+    epoch_states: list[dict[str, torch.Tensor]] = []
     start = time.perf_counter()
     bar = tqdm(range(1, epochs + 1), desc=desc, disable=not progress, leave=False)
     for epoch in bar:
@@ -151,13 +154,13 @@ def fit(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor | Sequence
         else:
             best_epoch = epoch
             bar.set_postfix(loss=f"{row['train_loss']:.3f}")
-        if epoch_report is not None:
-            row["report_acc"] = float(epoch_report(model))
+        if keep_epoch_states:
+            epoch_states.append({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
         history.append(row)
     if val_xy is not None:
         model.load_state_dict(best_state)
     model.eval()
-    return FitResult(best_epoch, best_acc, history, time.perf_counter() - start)
+    return FitResult(best_epoch, best_acc, history, time.perf_counter() - start, epoch_states)
 
 
 def random_affine(max_shift: float = 2.0, max_rotation: float = 0.0, flip: bool = False) -> Augment:

@@ -157,13 +157,13 @@ def _guarded(distill: Callable[..., TransferSet]) -> Callable[..., TransferSet]:
 
 def train_student(transfer: TransferSet, ctx: RunContext,
                   val: LabeledTensors | tuple[torch.Tensor, torch.Tensor] | None = None,
-                  epoch_report: Callable[[nn.Module], float] | None = None) -> tuple[nn.Module, FitResult]:
+                  keep_epoch_states: bool = False) -> tuple[nn.Module, FitResult]:
     """Train a fresh student on ``transfer``: the one place in the lab where a student is trained.
 
     The epoch is selected on the transfer set's teacher-labelled holdout, or on ``val`` (the labelled
-    validation split) when the transfer set has none. The test split is never a selection argument here:
-    ``epoch_report`` (the runner's per-epoch test accuracy, for the papers' best-test-epoch figure) is only
-    recorded in the history.
+    validation split) when the transfer set has none. The test split is never an argument here;
+    ``keep_epoch_states`` keeps every epoch's weights for the runner's papers'-protocol figure, computed after the
+    method is done.
     """
     holdout = transfer.holdout if transfer.holdout is not None else val
     if holdout is None:
@@ -174,7 +174,7 @@ def train_student(transfer: TransferSet, ctx: RunContext,
     result = fit(student, transfer.x, transfer.targets, transfer.loss, val=holdout, epochs=r.epochs,
                  batch_size=r.batch_size, lr=r.lr, device=ctx.device, seed=ctx.seed + r.seed_offset,
                  augment=r.augment, batch_hook=r.batch_hook, progress=ctx.progress, desc=r.desc,
-                 epoch_report=epoch_report)
+                 keep_epoch_states=keep_epoch_states)
     return student, result
 
 

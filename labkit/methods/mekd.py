@@ -99,7 +99,7 @@ class MEKDConfig(StudentRecipeConfig):
     INGREDIENTS = {
         "generated": "G's samples answered by the box, and the GAN training's queries (the paper's)",
         "edge-images": "the edge subset answered by the box and mixed in; 10% of it selects the epoch (lab addition)",
-    }
+        "stream": "fresh G(z) answered at every student step (set by stream=True, the paper variants)"}
 
     edge_fraction: float = option(help="share of the unlabeled training images the edge side holds")
     gan_epochs: int = option(help="passes of the GAN over the edge subset")
@@ -148,16 +148,16 @@ class MEKDConfig(StudentRecipeConfig):
             raise ConfigError(f"edge_fraction must lie in (0, 1], got {self.edge_fraction}")
         if not 0 < self.edge_holdout < 1:
             raise ConfigError(f"edge_holdout must lie in (0, 1), got {self.edge_holdout}")
-        for name in ("gan_epochs", "transfer_size", "holdout_size", "gan_batch"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("gan_epochs", "transfer_size", "holdout_size", "gan_batch", "inverse_check"):
+            if int(getattr(self, name)) < (0 if name == "inverse_check" else 1):
+                raise ConfigError(f"{name} must be at least {int(name != 'inverse_check')}, got {getattr(self, name)}")
         if self.tau <= 0 or self.tau_g <= 0:
             raise ConfigError("the temperatures tau and tau_g must be > 0")
+        if self.uses("stream"):
+            raise ConfigError("the 'stream' ingredient is switched on by stream=True (the paper variants), not listed")
         if self.stream and self.uses("edge-images"):
-            raise ConfigError("stream=True is the paper's online distillation on G's samples alone; leave out "
-                              "'edge-images' (ingredients=('generated',)) or turn the stream off")
-        if self.inverse_check < 0:
-            raise ConfigError(f"inverse_check must be >= 0 images, got {self.inverse_check}")
+            raise ConfigError("stream=True runs on G's samples alone: leave out 'edge-images' or the stream")
+
 
     def gan_settings(self) -> GANSettings:
         """The deprivatisation's settings: the GAN's epochs, batch, optimiser, widths and information term."""

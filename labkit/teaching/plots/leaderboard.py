@@ -109,7 +109,7 @@ def accuracy_vs_queries(board: Leaderboard, show_reported: bool = True, show_fro
 
 
 #: height of the accuracy-against-queries figure before its legend (added below the plot, so it never scrolls)
-PLOT_HEIGHT_PX = 520
+PLOT_HEIGHT_PX = 760
 
 
 def _legend_keys(fig: go.Figure, rows: Sequence[EntrySummary]) -> None:
