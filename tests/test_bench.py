@@ -203,8 +203,8 @@ def test_a_bench_writes_only_in_its_own_folder_and_never_guesses(bench_dir: Path
 RUNNING_ORDER = ("fsbbt", "student", "kd-edge", "mekd-hard+edge", "kd", "db3kd-mbd+true-labels", "zskd-copies",
                  "noise-kd", "mekd-soft+edge", "zsdb3kd+bank", "db3kd-bd+true-labels", "zskd-paper", "zsdb3kd-paper",
                  "mekd-soft-paper", "db3kd-paper", "kd-edge-hard", "db3kd-soft-only", "db3kd-true-labels-only",
-                 "zskd-authors-code", "zsdb3kd+dead-leaves", "mekd-hard-paper", "mekd-soft+imitation",
-                 "mekd-hard+imitation", "ideal", "ideal+round-samples")
+                 "zskd-beta-authors", "zsdb3kd+dead-leaves", "mekd-hard-paper", "mekd-soft+imitation",
+                 "mekd-hard+imitation", "ideal", "ideal+round-samples", "zskd-authors-code")
 
 
 def test_every_row_declares_every_field() -> None:

@@ -180,7 +180,8 @@ def test_the_legend_and_front_read_without_scrolling() -> None:
     legend = fig.layout.legend
     assert legend.orientation == "h" and legend.yref == "container" and legend.y == 0, "the legend sits under the plot"
     assert fig.layout.margin.b >= AXIS_TITLE_PX + legend_rows(fig) * LEGEND_ROW_PX, "in a margin that holds it all"
-    assert sum(bool(t.showlegend is not False) for t in fig.data) <= 16
+    # 28 rows: the points whose label cannot be placed keep their name here; the margin check above holds them all
+    assert sum(bool(t.showlegend is not False) for t in fig.data) <= 18
     front = next(t for t in fig.data if t.name == "Pareto front")
     assert front.line.width >= 3 and front.line.dash in (None, "solid")
     assert fig.data.index(front) == 0, "the front is drawn under the markers"

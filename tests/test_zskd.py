@@ -330,6 +330,29 @@ def test_the_authors_augmentation_set_has_every_copy_they_make() -> None:
     assert (quarter != torch.rot90(x, 1, (-2, -1))).float().mean() < 0.01  # nearest sampling: the same pixels
 
 
+def test_the_augmentation_hook_draws_its_copies_per_impression_and_counts_each_query() -> None:
+    from labkit.methods.zskd import relabelled_augmentations
+    from labkit.synthesis.augment import ZSKD_COPIES_PER_IMAGE, zskd_authors_augmentations
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
+    box = BlackBox(model, access="white", input_shape=(1, 28, 28), num_classes=10, device="cpu")
+    x = torch.rand(5, 1, 28, 28)
+    full = zskd_authors_augmentations(x)
+    xa, (soft,) = relabelled_augmentations(box, 20.0)(x, (), torch.Generator().manual_seed(0))
+    assert torch.equal(xa, full) and box.queries == 5 * ZSKD_COPIES_PER_IMAGE
+    xs, (soft_s,) = relabelled_augmentations(box, 20.0, per_step=3)(x, (), torch.Generator().manual_seed(0))
+    assert xs.shape == (5 * 3, 1, 28, 28) and box.queries == 5 * ZSKD_COPIES_PER_IMAGE + 15
+    assert torch.allclose(soft_s.sum(1), torch.ones(15)) and float(soft_s.max()) < 1  # τ-softened answers
+    rows = full.reshape(ZSKD_COPIES_PER_IMAGE, 5, -1)  # augmentation-major
+    for k, copy in enumerate(xs.reshape(15, -1)):  # impression k // 3, three distinct copies of its own
+        i = k // 3
+        assert any(torch.equal(copy, rows[a, i]) for a in range(ZSKD_COPIES_PER_IMAGE)), k
+    again, _ = relabelled_augmentations(box, 20.0, per_step=3)(x, (), torch.Generator().manual_seed(1))
+    assert not torch.equal(again, xs)  # fresh at every step: another generator state, other copies
+    with pytest.raises(ConfigError, match="augmentations_per_step"):
+        ZSKDConfig.for_profile("smoke", augmentations_per_step=107).check()
+
+
 @pytest.mark.slow
 def test_the_authors_code_variant_relabels_every_batch_at_every_step(fmnist_available) -> None:
     n, iters = 40, 2
@@ -341,7 +364,8 @@ def test_the_authors_code_variant_relabels_every_batch_at_every_step(fmnist_avai
     crafted = rec.extras["impressions_crafted"]
     assert crafted == 40 and rec.extras["chains"] == [20, 2, 1]
     assert rec.queries_by_phase == {"craft impressions": crafted * iters, "label impressions": n,
-                                    "relabel authors' augmentations": 36 * 106}  # one epoch of 36 impressions
-    assert rec.ingredients["authors-augmentation"] == {"rows": 0, "holdout_rows": 0, "queries": 36 * 106}
+                                    "relabel authors' augmentations": 36 * 8}  # one epoch of 36 impressions
+    assert cfg.augmentations_per_step == 8  # the smoke profile's 8 of the 106 copies, drawn afresh at every step
+    assert rec.ingredients["authors-augmentation"] == {"rows": 0, "holdout_rows": 0, "queries": 36 * 8}
     conv = rec.extras["crafting_convergence"]
     assert conv["final_loss"] >= conv["loss_floor"] - 1e-4 and 0 <= conv["saturated_pixels"] <= 1

@@ -27,7 +27,7 @@ from labkit.core.losses import SoftLabelKD
 from labkit.core.train import split_holdout
 from labkit.core.transfer import Ingredient, TransferSet
 from labkit.methods.base import DistillationMethod, MethodData, RunContext, register_method
-from labkit.synthesis.augment import zskd_authors_augmentations
+from labkit.synthesis.augment import ZSKD_COPIES_PER_IMAGE, zskd_authors_augmentations
 from labkit.synthesis.base import settings_from
 from labkit.synthesis.impressions import (  # the names notebooks and exercises import from here, too
     BETA_MODES,
@@ -88,7 +88,12 @@ class ZSKDConfig(StudentRecipeConfig):
                                  "warm_start": True, "batch_size": 64, "lr": 1e-3}}
     #: the paper variant's laptop size: the paper's 48k impressions, 25 Adam steps each, the best point of the
     #: scaling study on the labelled validation split (docs/selection.md; converged crafting gave worse students)
-    VARIANT_PROFILES = {"paper": {"laptop": {"impressions": PAPER_IMPRESSIONS["fashion-mnist"], "iterations": 25}}}
+    VARIANT_PROFILES = {"paper": {"laptop": {"impressions": PAPER_IMPRESSIONS["fashion-mnist"], "iterations": 25}},
+                        # the authors' code at laptop size (its scaling study, chosen on the validation split): 200
+                        # steps per chain link, 8 of the 106 copies per impression per step, lr 1e-2 for 15 epochs
+                        "authors-code": {"laptop": {"impressions": 18_000, "iterations": 200, "lr": 1e-2,
+                                                    "augmentations_per_step": 8},
+                                         "smoke": {"augmentations_per_step": 8}}}
     INGREDIENTS = {IMPRESSIONS: "Data Impressions crafted from Dirichlet targets, labelled by the teacher at tau",
                    COPIES: "dark-border + blur copies of every impression, each relabelled by the teacher at tau",
                    AUTHORS_AUGMENTATION: "the authors' training script: every student batch replaced by its 106 "
@@ -118,6 +123,9 @@ class ZSKDConfig(StudentRecipeConfig):
                               "chain_batch impressions starts from the previous link's, Adam's state kept")
     chain_batch: int = option(100, help="impressions per chain link and per minmax group (the authors' batch: 100)")
     copies: int = option(1, help="relabelled dark-border/blur copies per impression (ingredient relabelled-copies)")
+    augmentations_per_step: int = option(0, help="authors-augmentation: copies per impression per step, drawn afresh "
+                                         "from the authors' 106 (0: all 106, as their script; fewer: the laptop's "
+                                         "size knob)")
     copy_box: tuple[float, float] = option((0.3, 1.0), help="side of the kept centred box, fraction of the image side")
     copy_blur: tuple[float, float] = option((0.5, 1.5), help="Gaussian blur sigma range of the copies (pixels)")
     holdout_fraction: float = option(0.1, help="share of impressions kept aside (teacher-labelled) to select the epoch")
@@ -145,6 +153,9 @@ class ZSKDConfig(StudentRecipeConfig):
             raise ConfigError("holdout_fraction must lie strictly between 0 and 1")
         if self.uses(COPIES) and self.copies < 1:
             raise ConfigError(f"copies must be >= 1; to train without copies leave out the {COPIES!r} ingredient")
+        if not 0 <= self.augmentations_per_step <= ZSKD_COPIES_PER_IMAGE:
+            raise ConfigError(f"augmentations_per_step must lie in 0..{ZSKD_COPIES_PER_IMAGE} (0: all "
+                              f"{ZSKD_COPIES_PER_IMAGE}), got {self.augmentations_per_step}")
         if not self.uses(IMPRESSIONS):
             raise ConfigError(f"the {COPIES!r} and {AUTHORS_AUGMENTATION!r} ingredients build on the impressions: "
                               f"keep {IMPRESSIONS!r} in ingredients")
@@ -188,20 +199,27 @@ def impression_transfer_set(box: BlackBox, images: torch.Tensor, soft_labels: to
         p_train = torch.softmax(torch.log(p_train.clamp_min(1e-30)) * (cfg.tau / student_tau), dim=1)
     hook = None
     if cfg.uses(AUTHORS_AUGMENTATION):
-        hook = relabelled_augmentations(box, student_tau)
+        hook = relabelled_augmentations(box, student_tau, cfg.augmentations_per_step)
         ingredients.append(Ingredient(AUTHORS_AUGMENTATION, phases=(AUTHORS_AUGMENTATION_PHASE,), rows=0))
     return TransferSet(x_train, (p_train,), "probabilities", SoftLabelKD(tau=student_tau),
                        cfg.recipe(desc=desc, batch_hook=hook), ingredients, source=source,
                        holdout=(x_hold, p_hold.argmax(1)), selection=selection)
 
 
-def relabelled_augmentations(box: BlackBox, tau: float) -> Callable[..., tuple[torch.Tensor, tuple[torch.Tensor]]]:
+def relabelled_augmentations(box: BlackBox, tau: float, per_step: int = 0
+                              ) -> Callable[..., tuple[torch.Tensor, tuple[torch.Tensor]]]:
     """A student batch hook: the batch replaced by :func:`~labkit.synthesis.augment.zskd_authors_augmentations`
-    of its impressions, each labelled by the teacher's softmax at ``tau`` (one counted query per image, phase
-    ``"relabel authors' augmentations"``), fresh at every step as in the authors' training script."""
+    of its impressions (all of them, or ``per_step`` of them per impression drawn afresh), each labelled by the
+    teacher's softmax at ``tau`` (one counted query per image, phase ``"relabel authors' augmentations"``), fresh at
+    every step as in the authors' training script."""
     def hook(x: torch.Tensor, targets: tuple[torch.Tensor, ...], gen: torch.Generator
              ) -> tuple[torch.Tensor, tuple[torch.Tensor]]:
-        xa = zskd_authors_augmentations(x)
+        xa = zskd_authors_augmentations(x)  # augmentation-major: copy a of impression i is row a * n + i
+        if 0 < per_step < ZSKD_COPIES_PER_IMAGE:
+            n = x.shape[0]
+            picks = torch.rand(n, ZSKD_COPIES_PER_IMAGE, generator=gen).argsort(dim=1)[:, :per_step]
+            rows = picks * n + torch.arange(n)[:, None]
+            xa = xa[rows.reshape(-1).to(xa.device)]
         with torch.no_grad(), box.phase(AUTHORS_AUGMENTATION_PHASE):
             soft = torch.softmax(box(xa).float() / tau, dim=1)
         return xa, (soft,)

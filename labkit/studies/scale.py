@@ -267,8 +267,9 @@ def scale_figure(points: Sequence[ScalePoint], row: str, reported: float | None 
     split beside it, the bench's laptop row, the paper's reported figure, and ``own`` = (passes, accuracy) of a
     learner's run. Returns the matplotlib figure."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    fig, ax = plt.subplots(figsize=(8.4, 3.8))
     xs = [p.queries for p in points]
     ax.errorbar(xs, [100 * p.test[0] for p in points], yerr=[100 * p.test[1] for p in points], fmt="o",
                 label="this study: test (mean ± std over seeds)")
@@ -280,11 +281,12 @@ def scale_figure(points: Sequence[ScalePoint], row: str, reported: float | None 
     if reported is not None:
         ax.axhline(100 * reported, color="tab:red", ls="--", lw=1, label=f"paper, reported ({100 * reported:.2f}%)")
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # decade labels only: the minor ones overlap on a short axis
     ax.set_xlabel("teacher passes (counted queries)")
     ax.set_ylabel("accuracy %")
     ax.set_title(f"{row}: accuracy against compute")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes, never over a point
     fig.tight_layout()
     plt.close(fig)  # returned, not left open: a notebook shows it once, from the cell's value
     return fig
