@@ -114,7 +114,8 @@ class ZSKDConfig(StudentRecipeConfig):
     student_tau: float | None = option(None, help="temperature of the student's KL and of its targets (re-tempered "
                                        "from the teacher's answers at tau); None: tau, as in the paper")
     variant: str = option("lab", choices=tuple(VARIANTS), help="paper: impressions only, the paper's β and τ; "
-                          "authors-code: the authors' crafting (β cancels, minmax, lr 0.001, warm-started chains); "
+                          "authors-code: the authors' crafting (β cancels, minmax, lr 0.001, warm-started chains) and "
+                          "their relabelled augmentations at every student step; "
                           "lab: the profile as is")
     parametrisation: str = option("clamp", choices=PARAMETRISATIONS,
                                   help="keep pixels in [0,1]: clamp after each Adam step, a sigmoid, or minmax (the "
