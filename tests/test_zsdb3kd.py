@@ -146,6 +146,14 @@ def test_step_moves_away_and_halves_where_the_label_would_change() -> None:
     assert torch.equal(res.images[2], x[2])  # no direction: no move, no query
     assert res.queries == box.queries == 3 + 1
     assert bool((model(res.images).argmax(1) == y).all())
+    # the boundary 0.01 behind the sample: λ = 0.5 · 2⁻⁶ is the first that keeps the label; 5 halvings are not enough
+    near = torch.tensor([[0.285, 0.5]])
+    five = label_preserving_step(box, near, model(near).argmax(1), torch.tensor([[1.0, 0.0]]), 0.5, max_halvings=5)
+    assert torch.equal(five.images, near) and float(five.step[0]) == 0.0  # control: the lab's cap leaves it
+    until = label_preserving_step(box, near, model(near).argmax(1), torch.tensor([[1.0, 0.0]]), 0.5, max_halvings=-1)
+    assert float(until.step[0]) == 0.5 / 64 and torch.allclose(until.images, near - torch.tensor([[0.5 / 64, 0.0]]))
+    with pytest.raises(ValueError, match="max_halvings"):
+        label_preserving_step(box, near, model(near).argmax(1), torch.tensor([[1.0, 0.0]]), 0.5, max_halvings=-2)
     # with no halving allowed, the first point stays put
     res0 = label_preserving_step(box, x, y, direction, 0.5, max_halvings=0)
     assert torch.equal(res0.images[0], x[0]) and float(res0.step[0]) == 0.0
@@ -400,3 +408,45 @@ def test_dashboard_and_figures() -> None:
                 accuracy_curves([{"iteration": 0, "queries": 10, "test_acc": 0.2, "holdout_acc": 0.3},
                                  {"iteration": 4, "queries": 1000, "test_acc": 0.4, "holdout_acc": 0.5}], 0.9)):
         assert isinstance(fig, Figure) and fig.axes
+
+
+class StructureOnly(nn.Module):
+    """A 10-class image teacher: class 9 where the left half is brighter than the right by > 0.2 (independent-pixel
+    noise never draws such an image), else one of 9 bands of the mean intensity."""
+
+    BANDS = torch.tensor([0.21, 0.29, 0.34, 0.39, 0.43, 0.48, 0.53, 0.57])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        band = torch.bucketize(x.mean((1, 2, 3)), self.BANDS)
+        y = torch.where(x[..., :14].mean((1, 2, 3)) - x[..., 14:].mean((1, 2, 3)) > 0.2, 9, band)
+        return nn.functional.one_hot(y, 10).float()
+
+
+def test_a_class_the_authors_noise_never_reaches_is_started_from_the_fallback_families() -> None:
+    box = BlackBox(StructureOnly(), access="decision", input_shape=(1, 28, 28), num_classes=10)
+    with pytest.raises(PseudoSampleInitError, match="class"):  # control: the authors' noise alone never gets there
+        rejection_sample(box, [3] * 10, (1, 28, 28), batch=4096, max_draws=30_000)
+    box.reset_counter()
+    init = rejection_sample(box, [3] * 10, (1, 28, 28), batch=4096, max_draws=60_000,
+                            fallback=("smooth", "dead-leaves"))
+    assert torch.bincount(init.labels, minlength=10).tolist() == [3] * 10 and box.queries == init.draws
+    assert init.kept_per_family["authors"] == [3] * 9 + [0] and init.kept_per_family["smooth"][9] == 3
+    # it switched once the projected draws for class 9 passed what was left: 3 x draws > 60k - draws
+    assert 60_000 // 4 <= init.draws_per_family["authors"] <= 60_000 // 4 + 4096
+    assert init.draws < 25_000 and sum(init.draws_per_family.values()) == init.draws
+    # where the authors' noise fills every class in time, the fallback never draws
+    easy = rejection_sample(box, [3] * 9 + [0], (1, 28, 28), batch=4096, max_draws=60_000,
+                            fallback=("smooth", "dead-leaves"))
+    assert list(easy.draws_per_family) == ["authors"]
+
+
+def test_the_paper_variant_starts_on_that_teacher_by_its_fallback() -> None:
+    box = BlackBox(StructureOnly(), access="decision", input_shape=(1, 28, 28), num_classes=10)
+    cfg = ZSDB3KDConfig.for_profile("smoke", variant="paper", per_class=2, iterations=1, max_init_draws=30_000,
+                                    init_batch=4096)
+    assert cfg.noise == "authors" and cfg.noise_fallback == ("smooth", "dead-leaves")
+    res = PseudoSampleSynthesizer(box, cfg.pseudo_sample_settings(), 10, (1, 28, 28), seed=0).synthesize(20)
+    assert torch.bincount(res.extras["labels"], minlength=10).tolist() == [2] * 10
+    assert res.extras["init_kept_per_family"]["smooth"][9] == 2
+    with pytest.raises(ConfigError, match="noise_fallback"):
+        ZSDB3KDConfig.for_profile("smoke", noise_fallback=("plasma",)).check()

@@ -330,6 +330,24 @@ def test_the_authors_augmentation_set_has_every_copy_they_make() -> None:
     assert (quarter != torch.rot90(x, 1, (-2, -1))).float().mean() < 0.01  # nearest sampling: the same pixels
 
 
+def test_only_the_drawn_copies_are_built_and_they_equal_the_whole_sets_rows() -> None:
+    from labkit.synthesis.augment import (
+        ZSKD_COPIES_PER_IMAGE,
+        zskd_authors_augmentations,
+        zskd_authors_picked_copies,
+    )
+
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    whole = zskd_authors_augmentations(x).unflatten(0, (ZSKD_COPIES_PER_IMAGE, 4))  # copy-major
+    every = zskd_authors_picked_copies(x, torch.arange(ZSKD_COPIES_PER_IMAGE).repeat(4, 1))
+    assert torch.equal(every, whole.transpose(0, 1).flatten(0, 1))  # every copy, bit for bit, impression-major
+    picks = torch.tensor([[105, 0, 40], [3, 3, 77], [21, 22, 19], [34, 74, 104]])
+    some = zskd_authors_picked_copies(x, picks).unflatten(0, (4, 3))
+    assert all(torch.equal(some[i, j], whole[picks[i, j], i]) for i in range(4) for j in range(3))
+    with pytest.raises(ValueError, match="copy numbers"):
+        zskd_authors_picked_copies(x, torch.tensor([[106]] * 4))
+
+
 def test_the_augmentation_hook_draws_its_copies_per_impression_and_counts_each_query() -> None:
     from labkit.methods.zskd import relabelled_augmentations
     from labkit.synthesis.augment import ZSKD_COPIES_PER_IMAGE, zskd_authors_augmentations

@@ -61,13 +61,20 @@ _PROFILES: dict[str, dict[str, Any]] = {
                    batch_size=256, lr=4e-3, snapshot_every=2, snapshot_per_class=6, init_batch=8192,
                    max_init_draws=3_000_000, min_init_draws=200_000, bank_per_class=6000, pseudo_repeat=3,
                    curve_points=2, noise="dead-leaves"),
-    # the authors' sizes: 3000 per class, 40 iterations, ~5000 Sign-OPT queries per image and iteration
+    # the authors' sizes: 3000 per class, 40 iterations, ~5000 Sign-OPT queries per image and iteration, 200 probes
     "paper": dict(ingredients=("pseudo-samples",), per_class=3000, iterations=40, n_directions=20, warm_directions=19,
-                  signopt_queries=5000, label_directions=200, n_probes=20, epochs=40, batch_size=256, lr=1e-3,
+                  signopt_queries=5000, label_directions=200, n_probes=200, epochs=40, batch_size=256, lr=1e-3,
                   snapshot_every=5, snapshot_per_class=6, init_batch=65536, max_init_draws=200_000_000,
                   min_init_draws=200_000, bank_per_class=6000, pseudo_repeat=1, curve_points=4, noise="authors",
                   variant="paper"),
 }
+
+
+#: the authors' code's search and step (their untargeted_mbd.py and get_pseudo_samples.py): fresh rays at every
+#: iteration, Sign-OPT's line search, the α reset with a β shrink, bisection to β/500, λ halved until the label holds
+#: (docs/methods/zsdb3kd.md)
+AUTHORS_SEARCH = {"warm_start": False, "signopt_line_search": True, "signopt_stall_reset": True,
+                  "signopt_tol_beta_divisor": 500.0, "max_halvings": -1}
 
 
 @dataclass(frozen=True)
@@ -77,7 +84,8 @@ class ZSDB3KDConfig(StudentRecipeConfig):
     PROFILES = _PROFILES
     TITLE = "ZSDB3KD option"
     #: the paper's mechanism: the authors' noise, pseudo-samples with their DB3 soft labels only
-    VARIANTS = {"lab": {}, "paper": {"ingredients": ("pseudo-samples",), "noise": "authors"}}
+    VARIANTS = {"lab": {}, "paper": {"ingredients": ("pseudo-samples",), "noise": "authors",
+                                     "noise_fallback": ("smooth", "dead-leaves"), **AUTHORS_SEARCH}}
     #: the paper variant's student recipe where the profile's (sized for the lab's 45k-row transfer set) would
     #: train 400 pseudo-samples for a handful of steps: picked on the pseudo-samples' teacher-labelled holdout
     #: among (4, 256), (40, 256), (40, 32), (100, 32) epochs and batch size, seeds 0-2 (docs/selection.md)
@@ -109,9 +117,23 @@ class ZSDB3KDConfig(StudentRecipeConfig):
     curve_points: int = option(help="earlier iterations at which a student is also trained (accuracy curve; 0: none)")
     noise: str = option(help="starting-noise family (authors: i.i.d. pixels; smooth: low-frequency blobs; "
                              "dead-leaves: stacked flat shapes)", choices=tuple(NOISE_FAMILIES))
+    noise_fallback: tuple[str, ...] = option((), help="noise families tried in turn for a class the starting noise "
+                                             "does not reach within max_init_draws at its rate (the paper variant: "
+                                             "smooth, then dead-leaves; the authors' code would draw forever)")
     mixup_fraction: float = option(0.5, help="with mixup: share of each training batch replaced by relabelled mixups")
     step_size: float = option(0.5, help="λ, the L2 length of a step away from the boundary")
-    max_halvings: int = option(5, help="how often λ is halved for an image whose label would change")
+    max_halvings: int = option(5, help="how often λ is halved for an image whose label would change (-1: until "
+                               "the label holds, as the authors' code)")
+    warm_start: bool = option(True, help="from iteration 2 on, the previous direction is one more candidate ray (a "
+                              "lab addition); off: fresh random rays at every iteration, as the authors' code")
+    signopt_line_search: bool = option(False, help="Sign-OPT's step by the authors' line search: the mean signed "
+                                       "probe, α doubled while the distance shrinks, else quartered (lab: one "
+                                       "normalised step)")
+    signopt_stall_reset: bool = option(False, help="a Sign-OPT step below 1e-4 resets α to 1 and shrinks the probe "
+                                       "radius β tenfold, as the authors' code (lab: the search stops)")
+    signopt_tol_beta_divisor: float = option(0.0, help="Sign-OPT measures each candidate by a x0.99 bracket and "
+                                             "bisection to β / this, as the authors' code (500); 0: bisection to "
+                                             "the lab's relative tolerance 2^-7")
     tau: float = option(20.0, help="soft-label temperature (and the KL's)")
     alpha: float = option(0.5, help="weight of the hard-label CE term")
     holdout_fraction: float = option(0.1, help="pseudo-samples kept aside (teacher-labelled) to select the epoch")
@@ -125,6 +147,13 @@ class ZSDB3KDConfig(StudentRecipeConfig):
                               "soft labels, mixups) is made from them; add 'pseudo-samples' to the ingredients")
         if min(self.per_class, self.init_batch, self.max_init_draws) < 1:
             raise ConfigError("per_class, init_batch and max_init_draws must be >= 1")
+        unknown = [f for f in self.noise_fallback if f not in NOISE_FAMILIES]
+        if unknown:
+            raise ConfigError(f"unknown noise_fallback famil{'ies' if len(unknown) > 1 else 'y'} {unknown}; choose "
+                              f"from {sorted(NOISE_FAMILIES)}")
+        if self.max_halvings < -1 or self.signopt_tol_beta_divisor < 0:
+            raise ConfigError("max_halvings must be >= 0 (or -1: until the label holds) and "
+                              "signopt_tol_beta_divisor >= 0 (0: the lab's relative tolerance)")
         if self.iterations < 0 or self.tau <= 0 or not 0 <= self.alpha <= 1:
             raise ConfigError("ZSDB3KD needs iterations >= 0, tau > 0 and 0 <= alpha <= 1")
         if not 0 < self.holdout_fraction < 1:
@@ -217,7 +246,8 @@ class ZSDB3KD(DistillationMethod[ZSDB3KDConfig]):
         history: list[dict[str, Any]] = ex["history"]  # type: ignore[assignment]
         transfer.extras.update({
             "config": cfg.as_dict(), "pseudo_samples": len(result), "init_draws": ex["init_draws"],
-            "init_hits_per_class": ex["init_hits_per_class"], "generation_queries": ex["generation_queries"],
+            "init_hits_per_class": ex["init_hits_per_class"], "init_draws_per_family": ex["init_draws_per_family"],
+            "init_kept_per_family": ex["init_kept_per_family"], "generation_queries": ex["generation_queries"],
             "label_queries": ex["label_queries"], "recorded_draws": len(recorder) if recorder is not None else 0,
             "mean_distance_by_iteration": [h["mean_distance"] for h in history],
         })

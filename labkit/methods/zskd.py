@@ -27,7 +27,11 @@ from labkit.core.losses import SoftLabelKD
 from labkit.core.train import split_holdout
 from labkit.core.transfer import Ingredient, TransferSet
 from labkit.methods.base import DistillationMethod, MethodData, RunContext, register_method
-from labkit.synthesis.augment import ZSKD_COPIES_PER_IMAGE, zskd_authors_augmentations
+from labkit.synthesis.augment import (
+    ZSKD_COPIES_PER_IMAGE,
+    zskd_authors_augmentations,
+    zskd_authors_picked_copies,
+)
 from labkit.synthesis.base import settings_from
 from labkit.synthesis.impressions import (  # the names notebooks and exercises import from here, too
     BETA_MODES,
@@ -215,12 +219,11 @@ def relabelled_augmentations(box: BlackBox, tau: float, per_step: int = 0
     every step as in the authors' training script."""
     def hook(x: torch.Tensor, targets: tuple[torch.Tensor, ...], gen: torch.Generator
              ) -> tuple[torch.Tensor, tuple[torch.Tensor]]:
-        xa = zskd_authors_augmentations(x)  # augmentation-major: copy a of impression i is row a * n + i
-        if 0 < per_step < ZSKD_COPIES_PER_IMAGE:
-            n = x.shape[0]
-            picks = torch.rand(n, ZSKD_COPIES_PER_IMAGE, generator=gen).argsort(dim=1)[:, :per_step]
-            rows = picks * n + torch.arange(n)[:, None]
-            xa = xa[rows.reshape(-1).to(xa.device)]
+        if 0 < per_step < ZSKD_COPIES_PER_IMAGE:  # only the drawn copies are built (impression-major rows)
+            picks = torch.rand(x.shape[0], ZSKD_COPIES_PER_IMAGE, generator=gen).argsort(dim=1)[:, :per_step]
+            xa = zskd_authors_picked_copies(x, picks)
+        else:
+            xa = zskd_authors_augmentations(x)  # augmentation-major: copy a of impression i is row a * n + i
         with torch.no_grad(), box.phase(AUTHORS_AUGMENTATION_PHASE):
             soft = torch.softmax(box(xa).float() / tau, dim=1)
         return xa, (soft,)

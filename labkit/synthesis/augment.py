@@ -109,3 +109,58 @@ def zskd_authors_augmentations(x: torch.Tensor) -> torch.Tensor:
     parts = [x, zoomed, shifted, rotations(x), flips(x), pepper, blended, shifts_filled_white(zoomed),
              rotations(shifted), rotations(zoomed), fixed_noise(pepper)[1]]
     return torch.cat(parts).clamp_(0, 1)
+
+
+def _copy_recipes() -> list[tuple[int, int, int, str]]:
+    """Per copy number of :func:`zskd_authors_augmentations`: (scale index, shift direction, angle index, other
+    operation); -1 (or "") where a stage is not applied."""
+    n_s, n_a = len(ZSKD_SCALES), len(ZSKD_ANGLES)
+    table: list[tuple[int, int, int, str]] = [(-1, -1, -1, "")]
+    table += [(s, -1, -1, "") for s in range(n_s)] + [(-1, d, -1, "") for d in range(4)]
+    table += [(-1, -1, a, "") for a in range(n_a)] + [(-1, -1, -1, f) for f in ("flip-lr", "flip-ud", "transpose")]
+    table += [(-1, -1, -1, "pepper"), (-1, -1, -1, "blend")]
+    table += [(c % n_s, c // n_s, -1, "") for c in range(4 * n_s)] + [(-1, c % 4, c // 4, "") for c in range(n_a * 4)]
+    table += [(c % n_s, -1, c // n_s, "") for c in range(n_a * n_s)] + [(-1, -1, -1, "blend-pepper")]
+    assert len(table) == ZSKD_COPIES_PER_IMAGE
+    return table
+
+
+_RECIPES = _copy_recipes()
+
+
+def zskd_authors_picked_copies(x: torch.Tensor, picks: torch.Tensor) -> torch.Tensor:
+    """The copies ``picks`` (N×K copy numbers) of the N images of ``x``, impression-major (row ``i * K + j`` is copy
+    ``picks[i, j]`` of image ``i``), clamped to [0, 1]: equal to those rows of :func:`zskd_authors_augmentations`,
+    built stage by stage (zoom, shift, rotation; flips and noises) for all picked rows at once, without making the
+    other copies."""
+    n, k = picks.shape
+    if picks.numel() and not 0 <= int(picks.min()) <= int(picks.max()) < ZSKD_COPIES_PER_IMAGE:
+        raise ValueError(f"copy numbers must lie in 0..{ZSKD_COPIES_PER_IMAGE - 1}")
+    recipe = torch.tensor([r[:3] for r in _RECIPES], device=x.device)
+    flat = picks.reshape(-1).to(x.device)
+    out = x.repeat_interleave(k, dim=0)
+    scale, shift, angle = recipe[flat].unbind(1)
+    zoom_thetas = torch.tensor([[[s, 0.0, 0.0], [0.0, s, 0.0]] for s in ZSKD_SCALES]).to(x.device)
+    rows = (scale >= 0).nonzero().squeeze(1)
+    if len(rows):
+        grid = F.affine_grid(zoom_thetas[scale[rows]].to(x.dtype), [len(rows), *x.shape[1:]], align_corners=False)
+        out[rows] = F.grid_sample(out[rows], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    for d in range(4):
+        rows = (shift == d).nonzero().squeeze(1)
+        if len(rows):
+            out[rows] = shifts_filled_white(out[rows]).unflatten(0, (4, -1))[d]
+    rot = [[[math.cos(r), -math.sin(r), 0.0], [math.sin(r), math.cos(r), 0.0]] for r in map(math.radians, ZSKD_ANGLES)]
+    rows = (angle >= 0).nonzero().squeeze(1)
+    if len(rows):
+        theta = torch.tensor(rot).to(x.device)[angle[rows]].to(x.dtype)
+        grid = F.affine_grid(theta, [len(rows), *x.shape[1:]], align_corners=False)
+        out[rows] = F.grid_sample(out[rows], grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    others = {"flip-lr": lambda v: v.flip(-1), "flip-ud": lambda v: v.flip(-2),
+              "transpose": lambda v: v.transpose(-1, -2), "pepper": lambda v: fixed_noise(v)[0],
+              "blend": lambda v: fixed_noise(v)[1], "blend-pepper": lambda v: fixed_noise(fixed_noise(v)[0])[1]}
+    for kind, operation in others.items():
+        copy = next(c for c, r in enumerate(_RECIPES) if r[3] == kind)
+        rows = (flat == copy).nonzero().squeeze(1)
+        if len(rows):
+            out[rows] = operation(out[rows])
+    return out.clamp_(0, 1)

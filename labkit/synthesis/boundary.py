@@ -22,6 +22,7 @@ Public API (stable; ZSDB3KD reuses :func:`nearest_boundary`):
 :func:`boundary_distance`        BD: rays toward class-t samples, with the pruning query
 :func:`minimal_boundary_distance` MBD: Sign-OPT started from the BD solution, budget per pair
 :func:`sign_opt`                 Sign-OPT refinement of given rays (targeted or untargeted)
+:class:`SignOptRule`             the lab's Sign-OPT rule or the authors' (:data:`AUTHORS_SIGNOPT`)
 :func:`nearest_boundary`         untargeted nearest-boundary search: random rays + Sign-OPT
 :func:`class_candidates`         for each sample and class, the nearest (or random) pool samples of that class
 :func:`distance_soft_labels`     DB3KD soft labels from distances
@@ -472,19 +473,86 @@ def boundary_distance(box: Box, x: torch.Tensor, y0: torch.Tensor, pool_x: torch
     return BoundaryDistances(dist_all, q_all, "bd", dir_all)
 
 
+@dataclass(frozen=True)
+class SignOptRule:
+    """How :func:`sign_opt` steps, measures a candidate and reacts to a stall: the lab's rule (the defaults) or the
+    authors' code's (:data:`AUTHORS_SIGNOPT`); docs/methods/zsdb3kd.md compares them.
+
+    ``line_search``: the step is ``α·ĝ`` with ``ĝ`` the *mean* of the signed probes (not normalised); α is doubled
+    while the distance keeps shrinking (at most 15 tries; the next iteration starts from the last α tried), and if
+    the first try fails α is quartered until a try succeeds (at most 15). Off: one normalised step ``α·ĝ/‖ĝ‖``, α
+    doubled (capped at 1) after a success and quartered after a failure.
+    ``stall_reset``: once α falls below 1e-4 it is reset to 1 and the probe radius β shrinks tenfold (the ray stops
+    when β < 1e-8). Off: the ray stops.
+    ``tol_beta_divisor``: a candidate that hits at the current distance is bracketed by steps of ×0.99 toward the
+    sample, then bisected to an absolute tolerance of β / divisor. ``None``: it is bisected on ``[0, g]`` to the
+    relative tolerance ``rtol``.
+    """
+
+    line_search: bool = False
+    stall_reset: bool = False
+    tol_beta_divisor: float | None = None
+
+
+#: the authors' public code (its ``untargeted_mbd.py``): doubling line search, α reset with β shrink, tolerance β/500
+AUTHORS_SIGNOPT = SignOptRule(line_search=True, stall_reset=True, tol_beta_divisor=500.0)
+#: tries of each half of the line search (doubling, then quartering), as in the authors' code
+LINE_SEARCH_TRIES = 15
+
+
+def _bracketed_distance(box: Box, x0f: torch.Tensor, shape: tuple[int, ...], owner: torch.Tensor,
+                        theta: torch.Tensor, y0: torch.Tensor, target: torch.Tensor | None, g: torch.Tensor,
+                        tol: torch.Tensor, max_queries: torch.Tensor, chunk: int | None) -> RaySearch:
+    """The authors' local measure of a candidate direction: one query at the current distance ``g``; where it
+    hits, steps of ×0.99 toward the sample until it misses, then bisection of the last bracket to ``tol``. A
+    candidate that misses at ``g`` cannot be nearer and is dropped at once (the authors grow it ×1.01 until it
+    hits and bisect it before rejecting it: the same decision for more queries)."""
+    n, dev = owner.numel(), owner.device
+    hi, lo = g.double().clone(), torch.zeros(n, dtype=torch.float64, device=dev)
+    queries = torch.zeros(n, dtype=torch.int64, device=dev)
+    label = torch.full((n,), -1, dtype=torch.int64, device=dev)
+    found = torch.zeros(n, dtype=torch.bool, device=dev)
+    idx = _active(max_queries >= 1)
+    if idx.numel():
+        ans = _answers_along_rays(box, x0f, shape, owner[idx], theta[idx], hi[idx], chunk)
+        queries[idx] += 1
+        found[idx] = _hit(ans, y0[idx], None if target is None else target[idx])
+        label[idx] = torch.where(found[idx], ans, label[idx])
+    shrinking = found.clone()
+    while True:
+        idx = _active(shrinking & (queries < max_queries))
+        if idx.numel() == 0:
+            break
+        trial = hi[idx] * 0.99
+        ans = _answers_along_rays(box, x0f, shape, owner[idx], theta[idx], trial, chunk)
+        queries[idx] += 1
+        hit = _hit(ans, y0[idx], None if target is None else target[idx])
+        hi[idx] = torch.where(hit, trial, hi[idx])
+        lo[idx] = torch.where(hit, lo[idx], trial)
+        label[idx] = torch.where(hit, ans, label[idx])
+        shrinking[idx] = hit
+    left = torch.where(found, max_queries - queries, torch.zeros_like(queries)).clamp_min(0)  # misses: no more
+    rest = _bisect_rays(box, x0f, shape, owner, theta, y0, target, lo, hi, found, tol, 0.0, left, chunk)
+    label = torch.where(rest.label >= 0, rest.label, label) if target is None else label
+    inf = torch.full_like(hi, math.inf)
+    return RaySearch(torch.where(found, rest.distance, inf), rest.lower, label, queries + rest.queries)
+
+
 def sign_opt(box: Box, x0: torch.Tensor, theta: torch.Tensor, distance: torch.Tensor, y0: torch.Tensor,
              target: torch.Tensor | None = None, *, queries: int | torch.Tensor = 200, n_probes: int = 20,
              beta: float = 1e-3, alpha: float = 0.2, rtol: float = DEFAULT_RTOL, seed: int = 0,
+             rule: SignOptRule = SignOptRule(), max_iterations: int | None = None,
              chunk: int | None = DEFAULT_CHUNK) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sign-OPT: shrink the boundary distance of rays by moving their directions, batched over rays.
 
     Every ray ``(x0[i], θ[i])`` starts at its known boundary distance ``distance[i]`` (a hit).
     One iteration draws ``n_probes`` perturbations ``u`` of norm ``beta``, asks the teacher at
-    ``x0 + g·normalise(θ + u)`` (sign −1 where it hits, the distance can shrink that way), forms
-    ``ĝ = Σ sign·u``, proposes ``θ' = normalise(θ − α·ĝ/‖ĝ‖)`` and measures ``g(θ')`` by one check
-    query at ``g`` then bisection on ``[0, g]``. An improvement is kept and doubles ``α``; a
-    failure quarters it. Each ray stops when its next iteration would pass ``queries``.
-    Distances never grow. Returns ``(distance, θ, label across, queries)`` per ray.
+    ``x0 + g·normalise(θ + u)`` (sign −1 where it hits, the distance can shrink that way) and forms
+    ``ĝ`` from ``Σ sign·u``; new directions ``normalise(θ − α·ĝ)`` are measured and kept where they are
+    nearer. How the step is sized and measured, and what a stall does, is ``rule`` (:class:`SignOptRule`).
+    Each ray stops when its budget ``queries`` cannot pay a probe round and one check, or after
+    ``max_iterations``; no ray spends more than its budget. Distances never grow. Every step of every ray
+    is one box call for all active rays. Returns ``(distance, θ, label across, queries)`` per ray.
     """
     dev = x0.device
     n = x0.shape[0]
@@ -498,17 +566,32 @@ def sign_opt(box: Box, x0: torch.Tensor, theta: torch.Tensor, distance: torch.Te
     budget = _as_ray_tensor(queries, n, dev, torch.int64)
     spent = torch.zeros(n, dtype=torch.int64, device=dev)
     step = torch.full((n,), float(alpha), dtype=torch.float64, device=dev)
+    radius = torch.full((n,), float(beta), dtype=torch.float64, device=dev)
+    running = torch.ones(n, dtype=torch.bool, device=dev)
     gen = _generator(seed, dev)
     owner_all = torch.arange(n, device=dev)
-    bisect_cost = math.ceil(math.log2(1.0 / rtol)) + 1 if rtol > 0 else 30
+    reserve = 1 if rule.tol_beta_divisor is not None or rule.line_search else \
+        1 + min(math.ceil(math.log2(1.0 / rtol)) + 1 if rtol > 0 else 30, 4)
     zero = torch.zeros(n, dtype=torch.float64, device=dev)
-    while True:
-        idx = _active(torch.isfinite(g) & (budget - spent >= n_probes + 1 + min(bisect_cost, 4)) & (step > 1e-4))
+
+    def measure(rays: torch.Tensor, proposal: torch.Tensor, g_now: torch.Tensor) -> RaySearch:
+        left = budget[rays] - spent[rays]
+        t = None if tgt is None else tgt[rays]
+        if rule.tol_beta_divisor is None:
+            return _bisect_rays(box, x0f, shape, owner_all[rays], proposal, y0[rays], t, zero[rays], g_now,
+                                torch.zeros(rays.numel(), dtype=torch.bool, device=dev), zero[rays], rtol, left, chunk)
+        return _bracketed_distance(box, x0f, shape, owner_all[rays], proposal, y0[rays], t, g_now,
+                                   radius[rays] / rule.tol_beta_divisor, left, chunk)
+
+    iteration = 0
+    while max_iterations is None or iteration < max_iterations:
+        iteration += 1
+        idx = _active(running & torch.isfinite(g) & (budget - spent >= n_probes + reserve))
         if idx.numel() == 0:
             break
         m = idx.numel()
         u = torch.randn((m, n_probes, x0f.shape[1]), generator=gen, device=dev, dtype=x0f.dtype)
-        u = _unit(u) * beta
+        u = _unit(u) * radius[idx].to(x0f.dtype).view(m, 1, 1)
         probe_dir = _unit(th[idx].unsqueeze(1) + u).reshape(m * n_probes, -1)
         owner = idx.repeat_interleave(n_probes)
         ans = _answers_along_rays(box, x0f, shape, owner, probe_dir, g[owner], chunk)
@@ -516,17 +599,58 @@ def sign_opt(box: Box, x0: torch.Tensor, theta: torch.Tensor, distance: torch.Te
         hit = _hit(ans, y0[owner], None if tgt is None else tgt[owner]).view(m, n_probes)
         sign = torch.where(hit, -1.0, 1.0).to(x0f.dtype)
         grad = (sign.unsqueeze(2) * u).sum(1)
-        proposal = _unit(th[idx] - step[idx].to(x0f.dtype).unsqueeze(1) * _unit(grad))
-        res = _bisect_rays(box, x0f, shape, owner_all[idx], proposal, y0[idx], None if tgt is None else tgt[idx],
-                           zero[idx], g[idx], torch.zeros(m, dtype=torch.bool, device=dev), zero[idx], rtol,
-                           budget[idx] - spent[idx], chunk)
-        spent[idx] += res.queries
-        better = res.distance < g[idx]
-        g[idx] = torch.where(better, res.distance, g[idx])
-        th[idx] = torch.where(better.unsqueeze(1), proposal, th[idx])
-        label[idx] = torch.where(better, res.label, label[idx])
-        step[idx] = torch.where(better, (step[idx] * 2).clamp_max(1.0), step[idx] / 4)
+        start = th[idx].clone()
+        if not rule.line_search:
+            proposal = _unit(start - step[idx].to(x0f.dtype).unsqueeze(1) * _unit(grad))
+            res = measure(idx, proposal, g[idx])
+            spent[idx] += res.queries
+            better = res.distance < g[idx]
+            g[idx] = torch.where(better, res.distance, g[idx])
+            th[idx] = torch.where(better.unsqueeze(1), proposal, th[idx])
+            label[idx] = torch.where(better, res.label, label[idx])
+            step[idx] = torch.where(better, (step[idx] * 2).clamp_max(1.0), step[idx] / 4)
+        else:
+            _line_search(idx, start, grad / n_probes, g, th, label, step, spent, budget, measure)
+        stalled = idx[step[idx] < 1e-4] if rule.stall_reset else idx[~(step[idx] > 1e-4)]
+        if rule.stall_reset:
+            step[stalled] = 1.0
+            radius[stalled] = radius[stalled] * 0.1
+            running[stalled] = radius[stalled] >= 1e-8
+        else:
+            running[stalled] = False
     return g, th.view((n,) + shape), label, spent
+
+
+def _line_search(idx: torch.Tensor, start: torch.Tensor, grad: torch.Tensor, g: torch.Tensor, th: torch.Tensor,
+                 label: torch.Tensor, step: torch.Tensor, spent: torch.Tensor, budget: torch.Tensor,
+                 measure: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], RaySearch]) -> None:
+    """The authors' line search along ``−grad`` from ``start`` for the rays ``idx`` (updates ``g``, ``th``,
+    ``label``, ``step`` and ``spent`` in place): α doubled after every try while the rays keep improving on their
+    best so far; rays whose first try failed quarter α until a try beats their starting distance."""
+    g_start = g[idx].clone()
+    improved = torch.zeros(idx.numel(), dtype=torch.bool, device=idx.device)
+    trying = torch.arange(idx.numel(), device=idx.device)
+    for phase in ("double", "quarter"):
+        if phase == "quarter":
+            trying = (~improved).nonzero().squeeze(1)
+        for _ in range(LINE_SEARCH_TRIES):
+            trying = trying[budget[idx[trying]] > spent[idx[trying]]]
+            if trying.numel() == 0:
+                break
+            rays = idx[trying]
+            if phase == "quarter":
+                step[rays] = step[rays] * 0.25
+            proposal = _unit(start[trying] - step[rays].to(start.dtype).unsqueeze(1) * grad[trying])
+            res = measure(rays, proposal, g[rays])
+            spent[rays] += res.queries
+            if phase == "double":
+                step[rays] = step[rays] * 2
+            better = res.distance < (g[rays] if phase == "double" else g_start[trying])
+            g[rays] = torch.where(better, res.distance, g[rays])
+            th[rays] = torch.where(better.unsqueeze(1), proposal, th[rays])
+            label[rays] = torch.where(better, res.label, label[rays])
+            improved[trying] |= better
+            trying = trying[better] if phase == "double" else trying[~better]
 
 
 def minimal_boundary_distance(box: Box, x: torch.Tensor, y0: torch.Tensor, pool_x: torch.Tensor,
@@ -534,7 +658,8 @@ def minimal_boundary_distance(box: Box, x: torch.Tensor, y0: torch.Tensor, pool_
                               bd_queries_per_pair: int | None = None, signopt_queries_per_pair: int = 200,
                               n_probes: int = 20, beta: float = 1e-3, alpha: float = 0.2,
                               rtol: float = DEFAULT_RTOL, seed: int = 0, keep_directions: bool = False,
-                              block: int | None = None, chunk: int | None = DEFAULT_CHUNK) -> BoundaryDistances:
+                              rule: SignOptRule = SignOptRule(), block: int | None = None,
+                              chunk: int | None = DEFAULT_CHUNK) -> BoundaryDistances:
     """MBD: BD first (``n_directions`` rays per pair), then :func:`sign_opt` on every (sample, class) pair.
 
     ``signopt_queries_per_pair`` is the Sign-OPT budget of each pair (the authors snapshot at
@@ -558,7 +683,7 @@ def minimal_boundary_distance(box: Box, x: torch.Tensor, y0: torch.Tensor, pool_
         assert bd.direction is not None  # keep_directions=True
         g, th, _, spent = sign_opt(box, xb[owner], bd.direction[owner, target], bd.distance[owner, target],
                                    yb[owner], target, queries=signopt_queries_per_pair, n_probes=n_probes,
-                                   beta=beta, alpha=alpha, rtol=rtol, seed=seed + s, chunk=chunk)
+                                   beta=beta, alpha=alpha, rtol=rtol, seed=seed + s, rule=rule, chunk=chunk)
         start_all[s:s + block] = bd.distance
         dist_all[s + owner, target] = g
         q_all[s:s + block] = bd.queries + torch.zeros(xb.shape[0], dtype=torch.int64, device=dev
@@ -573,13 +698,14 @@ def nearest_boundary(box: Box, x: torch.Tensor, y0: torch.Tensor, n_directions: 
                      signopt_queries: int = 200, *, radius: float | None = None, n_probes: int = 20,
                      beta: float = 1e-3, alpha: float = 0.2, rtol: float = DEFAULT_RTOL,
                      search_queries: int | None = None, seed: int = 0, previous: torch.Tensor | None = None,
-                     block: int | None = None, chunk: int | None = DEFAULT_CHUNK) -> NearestBoundary:
+                     rule: SignOptRule = SignOptRule(), block: int | None = None,
+                     chunk: int | None = DEFAULT_CHUNK) -> NearestBoundary:
     """Untargeted nearest-boundary search (ZSDB3KD step 2): the closest boundary to *any* other class.
 
     ``y0`` are the teacher's classes of ``x``. ``n_directions`` random Gaussian rays per sample are
     searched one round at a time up to ``radius`` (default ``√(numel)``, the unit cube's diagonal),
     each later ray checked with one query at the best distance so far (pruning); then untargeted
-    :func:`sign_opt` spends ``signopt_queries`` per sample. ``search_queries`` caps the random-ray
+    :func:`sign_opt` (its ``rule``) spends ``signopt_queries`` per sample. ``search_queries`` caps the random-ray
     stage per sample. ``previous`` (``(N, *shape)``, zero rows: none) are last iteration's directions
     (a warm start): each is bisected on ``[0, radius]`` in the same calls as the first round and replaces
     the random rays' result where it is strictly nearer, before Sign-OPT. Returns distance ``g``, unit
@@ -630,7 +756,7 @@ def nearest_boundary(box: Box, x: torch.Tensor, y0: torch.Tensor, n_directions: 
         if signopt_queries > 0:
             g, th, lab2, spent2 = sign_opt(box, xb, theta.view((m,) + shape), best, yb, None, queries=signopt_queries,
                                            n_probes=n_probes, beta=beta, alpha=alpha, rtol=rtol, seed=seed + s,
-                                           chunk=chunk)
+                                           rule=rule, chunk=chunk)
             lab = torch.where(g < best, lab2, lab)
             best, theta, spent = g, _flat(th), spent + spent2
         dists.append(best)

@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from labkit.core.blackbox import BlackBox
 from labkit.core.errors import LabkitError
 from labkit.synthesis.base import Snapshot, SynthesisResult, Synthesizer
-from labkit.synthesis.boundary import boundary_distance, distance_soft_labels, nearest_boundary
+from labkit.synthesis.boundary import SignOptRule, boundary_distance, distance_soft_labels, nearest_boundary
 from labkit.synthesis.noise import noise_images
 from labkit.synthesis.query_recorder import QueryRecorder
 
@@ -41,8 +41,18 @@ class PseudoSampleSettings:
     init_batch: int  # noise images per rejection-sampling draw
     max_init_draws: int  # cap on noise images drawn for the starting samples
     noise: str = "authors"  # starting-noise family (labkit.synthesis.noise.NOISE_FAMILIES)
+    noise_fallback: tuple[str, ...] = ()  # families tried in turn for classes `noise` does not reach in time
     step_size: float = 0.5  # λ, the L2 length of a step away from the boundary
-    max_halvings: int = 5  # how often λ is halved for an image whose label would change
+    max_halvings: int = 5  # how often λ is halved for an image whose label would change (-1: until it holds)
+    warm_start: bool = True  # later searches also try the previous θ* (lab); False: fresh rays only (the authors)
+    signopt_line_search: bool = False  # Sign-OPT steps by the authors' doubling/quartering line search
+    signopt_stall_reset: bool = False  # a stalled Sign-OPT step resets α to 1 and shrinks β tenfold
+    signopt_tol_beta_divisor: float = 0.0  # candidates bisected to β / this (the authors: 500); 0: relative tol
+
+    def signopt_rule(self) -> SignOptRule:
+        """The Sign-OPT rule these settings ask for."""
+        return SignOptRule(self.signopt_line_search, self.signopt_stall_reset,
+                           self.signopt_tol_beta_divisor or None)
     tau: float = 20.0  # soft-label temperature
     keep_noise_bank: bool = False  # record every noise draw (extras["recorder"]), at least min_init_draws of them
     min_init_draws: int = 0  # with keep_noise_bank: noise images drawn at least
@@ -65,16 +75,24 @@ class InitialSamples:
     labels: torch.Tensor
     draws: int  # noise images queried (= queries spent)
     hits_per_class: list[int]  # how often each class came up among all draws
+    draws_per_family: dict[str, int] = field(default_factory=dict)  # noise images drawn from each family
+    kept_per_family: dict[str, list[int]] = field(default_factory=dict)  # starting samples per family and class
 
 
 def rejection_sample(box: BlackBox | QueryRecorder, counts: torch.Tensor | list[int], image_shape: tuple[int, ...], *,
                      seed: int = 0, batch: int = 8192, max_draws: int = 2_000_000,
                      device: torch.device | str | None = None, progress: bool = False,
-                     noise: str = "authors", min_draws: int = 0, extra_phase: str | None = None) -> InitialSamples:
+                     noise: str = "authors", min_draws: int = 0, extra_phase: str | None = None,
+                     fallback: tuple[str, ...] = ()) -> InitialSamples:
     """Draw noise in batches until the teacher has put ``counts[c]`` images in every class ``c``
     (and at least ``min_draws`` images were drawn, for a :class:`~labkit.synthesis.query_recorder.QueryRecorder`
     that keeps them). Batches drawn once every class has its samples are counted under ``extra_phase``
     (``None``: the box's current phase).
+
+    ``fallback`` names further noise families, tried in turn for the classes ``noise`` does not reach in time:
+    after every batch, a class still short projects its remaining draws at its rate under the current family
+    (no hit yet: one hit per draw so far); once that exceeds what is left of ``max_draws``, the draws switch to the
+    next family (docs/methods/zsdb3kd.md). Where ``noise`` fills every class in time, no fallback draw is made.
 
     Every draw is one query. A class that still lacks samples after ``max_draws`` draws raises
     :class:`PseudoSampleInitError` (nothing is kept). The returned images are sorted by class.
@@ -87,34 +105,51 @@ def rejection_sample(box: BlackBox | QueryRecorder, counts: torch.Tensor | list[
     kept_y: list[torch.Tensor] = []
     hits = torch.zeros(num_classes, dtype=torch.int64)
     draws = 0
+    families, family = (noise, *fallback), 0
+    family_draws = dict.fromkeys(families, 0)
+    family_hits = torch.zeros(num_classes, dtype=torch.int64)
+    kept_family: list[torch.Tensor] = []
     bar = tqdm(total=int(need.sum()), desc="noise → class", disable=not progress, leave=False)
     while bool((need > 0).any()) or draws < min_draws:
         if draws >= max(max_draws, min_draws):
             short = {c: int(need[c]) for c in range(num_classes) if need[c] > 0}
             seen = {c: int(hits[c]) for c in short}
             bar.close()
+            tried = ", ".join(f"{f} {d:,}" for f, d in family_draws.items() if d)
             raise PseudoSampleInitError(
-                f"After {draws:,} noise draws the teacher still has not given enough images of class(es) "
+                f"After {draws:,} noise draws ({tried}) the teacher still has not given enough images of class(es) "
                 f"{sorted(short)} (missing {short}; seen {seen} times in all). Raise max_init_draws "
                 "(--max-init-draws), or ask for fewer pseudo-samples per class (--per-class).")
+        short = need > 0
+        if family + 1 < len(families) and bool(short.any()) and family_draws[families[family]] > 0:
+            projected = need[short] * family_draws[families[family]] / family_hits[short].clamp_min(1)
+            if bool((projected > max_draws - draws).any()):
+                family, family_hits = family + 1, torch.zeros_like(family_hits)
         n = min(batch, max(max_draws, min_draws) - draws)
-        x = noise_images(n, image_shape, gen, device, noise)
+        x = noise_images(n, image_shape, gen, device, families[family])
         y = box(x, phase=None if bool((need > 0).any()) else extra_phase).to(device)
         draws += n
-        hits += torch.bincount(y.cpu(), minlength=num_classes)
+        family_draws[families[family]] += n
+        found = torch.bincount(y.cpu(), minlength=num_classes)
+        hits += found
+        family_hits += found
         # keep, per class, the first need[c] hits of this batch: rank of every image within its class
         onehot = torch.nn.functional.one_hot(y, num_classes)
         rank = (onehot.cumsum(0) * onehot).sum(1) - 1
         keep = rank < need.to(device)[y]
         kept_x.append(x[keep])
         kept_y.append(y[keep])
+        kept_family.append(torch.full((int(keep.sum()),), family, dtype=torch.int64))
         got = torch.bincount(y[keep].cpu(), minlength=num_classes)
         need -= got
         bar.update(int(got.sum()))
     bar.close()
-    xs, ys = torch.cat(kept_x), torch.cat(kept_y)
+    xs, ys, fs = torch.cat(kept_x), torch.cat(kept_y), torch.cat(kept_family)
     order = torch.argsort(ys, stable=True)
-    return InitialSamples(xs[order], ys[order], draws, hits.tolist())
+    kept = {f: torch.bincount(ys.cpu()[fs == i], minlength=num_classes).tolist() for i, f in enumerate(families)
+            if family_draws[f]}
+    return InitialSamples(xs[order], ys[order], draws, hits.tolist(), {f: d for f, d in family_draws.items() if d},
+                          kept)
 
 
 # --------------------------------------------------------------------------- the label-preserving step
@@ -132,6 +167,10 @@ class StepResult:
         return self.step > 0
 
 
+#: rounds of an uncapped halving: 0.5 · 2⁻⁶⁰ is far below what float32 pixels can resolve
+UNCAPPED_HALVINGS = 60
+
+
 def label_preserving_step(box: BlackBox, x: torch.Tensor, y: torch.Tensor, direction: torch.Tensor,
                           step_size: float | torch.Tensor = 0.5, max_halvings: int = 5) -> StepResult:
     """Move every image *away* from its nearest boundary without changing the teacher's label.
@@ -140,7 +179,9 @@ def label_preserving_step(box: BlackBox, x: torch.Tensor, y: torch.Tensor, direc
     vector: no boundary found, the image is left alone and costs nothing). The proposal is
     ``clip(x − λ·θ*, 0, 1)``; images whose proposal the teacher labels differently from ``y``
     get ``λ/2`` and are proposed again (one batched query per round, only for those images), at
-    most ``max_halvings`` times. Returns a :class:`StepResult`.
+    most ``max_halvings`` times; ``-1`` halves until the label holds, as the authors' code does (the proposal tends
+    to the image itself, whose label is ``y``; :data:`UNCAPPED_HALVINGS` rounds at most, below float precision).
+    An image whose last proposal still changes the label stays where it was. Returns a :class:`StepResult`.
     """
     n = x.shape[0]
     lam = torch.as_tensor(step_size, dtype=x.dtype, device=x.device).expand(n).clone()
@@ -150,7 +191,9 @@ def label_preserving_step(box: BlackBox, x: torch.Tensor, y: torch.Tensor, direc
     active = has_dir.nonzero().squeeze(1)
     queries = 0
     view = (-1,) + (1,) * (x.dim() - 1)
-    for _ in range(max_halvings + 1):
+    if max_halvings < -1:
+        raise ValueError(f"max_halvings must be >= 0, or -1 for halving until the label holds; got {max_halvings}")
+    for _ in range((UNCAPPED_HALVINGS if max_halvings == -1 else max_halvings) + 1):
         if active.numel() == 0:
             break
         proposal = (x[active] - lam[active].view(view) * direction[active]).clamp(0.0, 1.0)
@@ -176,7 +219,7 @@ def search_nearest_boundary(box: BlackBox, x: torch.Tensor, y: torch.Tensor, set
     """
     rays = settings.n_directions if previous is None else max(1, settings.warm_directions)
     res = nearest_boundary(box, x, y, n_directions=rays, signopt_queries=settings.signopt_queries,
-                           n_probes=settings.n_probes, seed=seed, previous=previous)
+                           n_probes=settings.n_probes, seed=seed, previous=previous, rule=settings.signopt_rule())
     return res.distance, res.direction
 
 
@@ -250,7 +293,7 @@ class PseudoSampleSynthesizer(Synthesizer):
                                     batch=settings.init_batch, max_draws=settings.max_init_draws, device=self.device,
                                     progress=progress,
                                     noise=settings.noise, min_draws=0 if recorder is None else settings.min_init_draws,
-                                    extra_phase="noise bank")
+                                    extra_phase="noise bank", fallback=tuple(settings.noise_fallback))
         x, y = init.images, init.labels
         snap_idx = torch.cat([(y == k).nonzero().squeeze(1)[: settings.snapshot_per_class] for k in range(c)])
         snapshots = [Snapshot(0, x[snap_idx].cpu().clone(), y[snap_idx].cpu().clone())]
@@ -266,7 +309,8 @@ class PseudoSampleSynthesizer(Synthesizer):
             if it in keep_at:
                 checkpoints.append({"iteration": it, "images": x.clone(), "queries": box.queries - q0})
             with box.phase("nearest boundary"):
-                dist, theta = search_nearest_boundary(box, x, y, settings, theta, seed=self.seed + 7919 * (it + 1))
+                dist, theta = search_nearest_boundary(box, x, y, settings, theta if settings.warm_start else None,
+                                                      seed=self.seed + 7919 * (it + 1))
             with box.phase("step away"):
                 step = label_preserving_step(box, x, y, theta, settings.step_size, settings.max_halvings)
             x = step.images
@@ -289,7 +333,8 @@ class PseudoSampleSynthesizer(Synthesizer):
                                                         self.seed)
         extras: dict[str, object] = {
             "labels": y, "history": [asdict(h) for h in history], "init_draws": init.draws,
-            "init_hits_per_class": init.hits_per_class, "generation_queries": generation_queries,
+            "init_hits_per_class": init.hits_per_class, "init_draws_per_family": init.draws_per_family,
+            "init_kept_per_family": init.kept_per_family, "generation_queries": generation_queries,
             "label_queries": box.queries - q0 - generation_queries, "distances": distances,
             "nearest_distance": last_distance, "checkpoints": checkpoints, "recorder": recorder,
             "trajectory": torch.stack(trajectory) if trajectory else None,
