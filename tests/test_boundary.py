@@ -235,3 +235,13 @@ def test_distance_soft_labels_and_rank_tools() -> None:
     rho = metrics.spearman_per_sample(a, b)
     assert torch.allclose(rho, torch.tensor([1.0, -1.0, 1.0]), atol=1e-6)
     assert metrics.top2_agreement(a, b).tolist() == [True, False, True]
+
+
+def test_own_class_mass_falls_toward_uniform_as_tau_grows() -> None:
+    d = torch.tensor([[math.inf, 0.5, 1.0], [2.0, math.inf, 4.0]], dtype=torch.float64)
+    y = torch.tensor([0, 1])
+    own, other = boundary.own_class_mass(d, y, (1.0, 20.0, 1e6))
+    p = boundary.distance_soft_labels(d, y, 1.0).double()
+    assert own[0] == pytest.approx(float((p[0, 0] + p[1, 1]) / 2))
+    assert all(o + 2 * e == pytest.approx(1.0) for o, e in zip(own, other))
+    assert own[0] > own[1] > own[2] == pytest.approx(1 / 3, abs=1e-5)  # flat at a huge τ

@@ -51,7 +51,7 @@ RUN_ALL_TIMEOUT_MS = 420_000   # a widget notebook takes seconds; course noteboo
                                # aside) ~1 min alone, 4 min seen on a 2-core CPU shared 8 ways
 REDRAW_TIMEOUT_S = 60.0        # slider -> kernel callback -> comm message -> plotly redraw
 CONTROL_REDRAW_TIMEOUT_S = 15.0  # the control's callback is instant; a broken one is waited on this long
-BROKEN_REDRAW_WAIT_S = 4.0       # how long the control waits on its broken slider: it never redraws, so any wait
+BROKEN_REDRAW_WAIT_S = 2.0       # how long the control waits on its broken slider: it never redraws, so any wait
                                # shows the check failing; a short one keeps CI time
 DRAW_TIMEOUT_S = 20.0          # traces follow the first (empty) draw within seconds; a plot still empty then stays so
 

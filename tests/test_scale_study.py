@@ -14,6 +14,7 @@ from labkit.studies.scale import (
     parse_grid,
     point_key,
     run_scale_study,
+    scale_figure,
     summarize_scale,
 )
 
@@ -45,6 +46,8 @@ def test_a_smoke_study_saves_records_with_the_validation_split_and_reuses_them(t
     assert summary["chosen_on_validation"] in {"epochs=1", "epochs=2"}
     assert "best on validation" in (folder / "kd-edge.md").read_text()
     assert (folder / "kd-edge.png").read_bytes()[:4] == b"\x89PNG"
+    fig = scale_figure(points, "kd-edge", ceiling=("400 real images", 0.5))
+    assert any("400 real images (50.00%)" == t.get_text() for t in fig.axes[0].get_legend().get_texts())
     lines.clear()
     again = run_scale_study("kd-edge", grid, [0], profile="smoke", out_dir=tmp_path, log=lines.append)
     assert all("reusing" in line for line in lines) and len(lines) == 2

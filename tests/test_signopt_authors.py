@@ -106,3 +106,22 @@ def test_bad_sign_opt_settings_are_refused() -> None:
 
     with pytest.raises(ConfigError, match="max_halvings"):
         ZSDB3KDConfig.for_profile("smoke", max_halvings=-2).check()
+
+
+def test_db3kds_targeted_search_takes_the_same_rule() -> None:
+    from labkit.methods.db3kd import DB3KDConfig
+
+    box = LinearBox()
+    x, _, _, nearest = rays(box)
+    gen = torch.Generator().manual_seed(2)
+    pool = (0.5 + 0.6 * box.w + 0.05 * torch.randn(40, DIM, generator=gen)).view(40, 1, 4, 4)  # class-1 images
+    y, pool_y = box(x), box(pool)
+    assert bool((pool_y == 1).all())
+    kw = dict(n_directions=4, signopt_queries_per_pair=2000, n_probes=50, seed=0)
+    authors = boundary.minimal_boundary_distance(box, x, y, pool, pool_y, 2, rule=AUTHORS_SIGNOPT, **kw)
+    lab = boundary.minimal_boundary_distance(box, x, y, pool, pool_y, 2, **kw)  # control
+    assert float((authors.distance[:, 1] / nearest - 1).max()) < 1e-3 < float((lab.distance[:, 1] / nearest - 1).max())
+    assert bool((authors.distance[:, 1] <= authors.start_distance[:, 1]).all())
+    cfg = DB3KDConfig.for_profile("paper")
+    assert cfg.n_probes == 200 and (cfg.signopt_line_search, cfg.signopt_stall_reset, cfg.signopt_tol_beta_divisor) \
+        == (True, True, 500.0)

@@ -52,10 +52,12 @@ class DB3KDConfig(StudentRecipeConfig):
         "laptop": {"measure": "bd", "queries_per_sample": 100, "train_size": None, "soft_size": 2000,
                    "epochs": 12, "batch_size": 128, "lr": 2e-3, "ingredients": (SOFT_LABELS, TRUE_LABELS)},
         "paper": {"measure": "mbd", "queries_per_sample": 2000, "train_size": None, "soft_size": None,
-                  "epochs": 40, "batch_size": 256, "lr": 1e-3, "ingredients": (SOFT_LABELS,), "variant": "paper"},
+                  "epochs": 40, "batch_size": 256, "lr": 1e-3, "ingredients": (SOFT_LABELS,), "variant": "paper",
+                  "n_probes": 200},
     }
     #: the paper's mechanism: every training row carries a distance soft label (no true-label rows)
-    VARIANTS = {"lab": {}, "paper": {"ingredients": (SOFT_LABELS,), "soft_size": None}}
+    VARIANTS = {"lab": {}, "paper": {"ingredients": (SOFT_LABELS,), "soft_size": None, "signopt_line_search": True,
+                                     "signopt_stall_reset": True, "signopt_tol_beta_divisor": 500.0}}
     #: rows soft-labelled by the paper variant per profile, sized by compute (not by accuracy): smoke and laptop
     #: keep the profile's per-image budget and take as many images as one run can afford on two CPU cores
     PAPER_VARIANT_ROWS: ClassVar[dict[str, int | None]] = {"smoke": 300, "laptop": 10_000, "paper": None}
@@ -80,6 +82,9 @@ class DB3KDConfig(StudentRecipeConfig):
     bd_share: float = option(0.3, help="MBD: share of each pair's budget spent on BD before Sign-OPT")
     n_probes: int = option(20, help="MBD: Sign-OPT probes per gradient estimate")
     rtol: float = option(boundary.DEFAULT_RTOL, help="relative bisection tolerance")
+    signopt_line_search: bool = option(False, help="MBD: Sign-OPT steps by the authors' line search (as ZSDB3KD's)")
+    signopt_stall_reset: bool = option(False, help="MBD: a stalled Sign-OPT step resets α and shrinks β tenfold")
+    signopt_tol_beta_divisor: float = option(0.0, help="MBD: candidates bisected to β / this (authors: 500); 0: rtol")
 
     def validate(self) -> None:
         """τ > 0, α in [0, 1], sizes ≥ 1, and true-label rows only where some rows are left."""
@@ -163,7 +168,9 @@ def distance_labels(box: BlackBox | None, x: torch.Tensor, y_true: torch.Tensor,
                 res = boundary.minimal_boundary_distance(box, x, y0, x, y0, num_classes, cfg.n_directions,
                                                          bd_queries_per_pair=bd_q, signopt_queries_per_pair=so_q,
                                                          n_probes=signopt_probes(so_q, cfg.n_probes), rtol=cfg.rtol,
-                                                         seed=seed)
+                                                         seed=seed, rule=boundary.SignOptRule(
+                                                             cfg.signopt_line_search, cfg.signopt_stall_reset,
+                                                             cfg.signopt_tol_beta_divisor or None))
         queries = res.queries + 1
     soft = boundary.distance_soft_labels(res.distance, y0, cfg.tau)
     return {"distance": res.distance.float(), "soft": soft, "teacher_label": y0, "queries": queries}

@@ -262,10 +262,12 @@ def write_scale(row: str, points: Sequence[ScalePoint], profile: str = "laptop",
 
 
 def scale_figure(points: Sequence[ScalePoint], row: str, reported: float | None = None,
-                 bench: tuple[float, float] | None = None, own: tuple[float, float] | None = None) -> Any:
+                 bench: tuple[float, float] | None = None, own: tuple[float, float] | None = None,
+                 ceiling: tuple[str, float] | None = None) -> Any:
     """Test accuracy against teacher passes, one marker per grid point (mean ± std over seeds), the validation
-    split beside it, the bench's laptop row, the paper's reported figure, and ``own`` = (passes, accuracy) of a
-    learner's run. Returns the matplotlib figure."""
+    split beside it, the bench's laptop row, the paper's reported figure, ``own`` = (passes, accuracy) of a
+    learner's run, and ``ceiling`` = (label, test accuracy) of a reference the study is read against (e.g. the
+    student on as many real images). Returns the matplotlib figure."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter
 
@@ -280,6 +282,9 @@ def scale_figure(points: Sequence[ScalePoint], row: str, reported: float | None 
         ax.plot([own[0]], [100 * own[1]], "D", color="black", label="your run")
     if reported is not None:
         ax.axhline(100 * reported, color="tab:red", ls="--", lw=1, label=f"paper, reported ({100 * reported:.2f}%)")
+    if ceiling is not None:
+        ax.axhline(100 * ceiling[1], color="tab:purple", ls=":", lw=1.2,
+                   label=f"{ceiling[0]} ({100 * ceiling[1]:.2f}%)")
     ax.set_xscale("log")
     ax.xaxis.set_minor_formatter(NullFormatter())  # decade labels only: the minor ones overlap on a short axis
     ax.set_xlabel("teacher passes (counted queries)")

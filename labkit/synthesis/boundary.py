@@ -37,7 +37,7 @@ samples the teacher already labelled ``t`` need no check query at all.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -176,6 +176,20 @@ def _as_ray_tensor(v: float | torch.Tensor, n: int, device: torch.device, dtype:
     return torch.full((n,), float(v), device=device, dtype=dtype)
 
 
+def _narrow(box: Box, x0f: torch.Tensor, shape: tuple[int, ...], owner: torch.Tensor, theta: torch.Tensor,
+            y0: torch.Tensor, target: torch.Tensor | None, idx: torch.Tensor, trial: torch.Tensor, lo: torch.Tensor,
+            hi: torch.Tensor, label: torch.Tensor, queries: torch.Tensor, chunk: int | None) -> torch.Tensor:
+    """Ask the rays ``idx`` at ``trial`` (one query each, one box call) and move their bracket there: ``hi`` where
+    the answer hits (its class kept in ``label``), ``lo`` where it misses. Updates in place; returns the hits."""
+    ans = _answers_along_rays(box, x0f, shape, owner[idx], theta[idx], trial, chunk)
+    queries[idx] += 1
+    hit = _hit(ans, y0[idx], None if target is None else target[idx])
+    hi[idx] = torch.where(hit, trial, hi[idx])
+    lo[idx] = torch.where(hit, lo[idx], trial)
+    label[idx] = torch.where(hit, ans, label[idx])
+    return hit
+
+
 def _bisect_rays(box: Box, x0f: torch.Tensor, shape: tuple[int, ...], owner: torch.Tensor, theta: torch.Tensor,
                  y0: torch.Tensor, target: torch.Tensor | None, lo: torch.Tensor, hi: torch.Tensor,
                  known: torch.Tensor, tol: torch.Tensor, rtol: float, max_queries: torch.Tensor,
@@ -202,13 +216,8 @@ def _bisect_rays(box: Box, x0f: torch.Tensor, shape: tuple[int, ...], owner: tor
         idx = _active(found & (queries < max_queries) & (width > torch.maximum(tol, hi * max(rtol, 2.0 ** -40))))
         if idx.numel() == 0:
             break
-        mid = (lo[idx] + hi[idx]) * 0.5
-        ans = _answers_along_rays(box, x0f, shape, owner[idx], theta[idx], mid, chunk)
-        queries[idx] += 1
-        hit = _hit(ans, y0[idx], None if target is None else target[idx])
-        hi[idx] = torch.where(hit, mid, hi[idx])
-        lo[idx] = torch.where(hit, lo[idx], mid)
-        label[idx] = torch.where(hit, ans, label[idx])
+        _narrow(box, x0f, shape, owner, theta, y0, target, idx, (lo[idx] + hi[idx]) * 0.5, lo, hi, label, queries,
+                chunk)
     inf = torch.full_like(hi, math.inf)
     return RaySearch(torch.where(found, hi, inf), lo, label, queries)
 
@@ -523,14 +532,8 @@ def _bracketed_distance(box: Box, x0f: torch.Tensor, shape: tuple[int, ...], own
         idx = _active(shrinking & (queries < max_queries))
         if idx.numel() == 0:
             break
-        trial = hi[idx] * 0.99
-        ans = _answers_along_rays(box, x0f, shape, owner[idx], theta[idx], trial, chunk)
-        queries[idx] += 1
-        hit = _hit(ans, y0[idx], None if target is None else target[idx])
-        hi[idx] = torch.where(hit, trial, hi[idx])
-        lo[idx] = torch.where(hit, lo[idx], trial)
-        label[idx] = torch.where(hit, ans, label[idx])
-        shrinking[idx] = hit
+        shrinking[idx] = _narrow(box, x0f, shape, owner, theta, y0, target, idx, hi[idx] * 0.99, lo, hi, label,
+                                 queries, chunk)
     left = torch.where(found, max_queries - queries, torch.zeros_like(queries)).clamp_min(0)  # misses: no more
     rest = _bisect_rays(box, x0f, shape, owner, theta, y0, target, lo, hi, found, tol, 0.0, left, chunk)
     label = torch.where(rest.label >= 0, rest.label, label) if target is None else label
@@ -781,3 +784,16 @@ def distance_soft_labels(distances: torch.Tensor, y: torch.Tensor, tau: float = 
     if tau <= 0:
         raise ValueError("temperature tau must be > 0")
     return torch.softmax(distance_logits(distances, y) / tau, dim=1).float()
+
+
+def own_class_mass(distances: torch.Tensor, y: torch.Tensor, taus: Sequence[float]) -> tuple[list[float], list[float]]:
+    """How flat DB3 soft labels are at each temperature: the mean probability :func:`distance_soft_labels` gives each
+    sample's own class, and the mean it gives each other class (``(own, other)``, one value per ``tau``)."""
+    own_mass, other_mass = [], []
+    c = distances.shape[1]
+    for tau in taus:
+        p = distance_soft_labels(distances, y, tau).double()
+        own = p.gather(1, y.to(p.device).long().view(-1, 1)).squeeze(1)
+        own_mass.append(float(own.mean()))
+        other_mass.append(float((1 - own).mean() / (c - 1)))
+    return own_mass, other_mass

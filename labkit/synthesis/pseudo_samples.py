@@ -120,9 +120,9 @@ def rejection_sample(box: BlackBox | QueryRecorder, counts: torch.Tensor | list[
                 f"After {draws:,} noise draws ({tried}) the teacher still has not given enough images of class(es) "
                 f"{sorted(short)} (missing {short}; seen {seen} times in all). Raise max_init_draws "
                 "(--max-init-draws), or ask for fewer pseudo-samples per class (--per-class).")
-        short = need > 0
-        if family + 1 < len(families) and bool(short.any()) and family_draws[families[family]] > 0:
-            projected = need[short] * family_draws[families[family]] / family_hits[short].clamp_min(1)
+        still_short = need > 0
+        if family + 1 < len(families) and bool(still_short.any()) and family_draws[families[family]] > 0:
+            projected = need[still_short] * family_draws[families[family]] / family_hits[still_short].clamp_min(1)
             if bool((projected > max_draws - draws).any()):
                 family, family_hits = family + 1, torch.zeros_like(family_hits)
         n = min(batch, max(max_draws, min_draws) - draws)

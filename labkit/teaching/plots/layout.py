@@ -23,7 +23,8 @@ CONTROL_ROW_PX = 36
 
 #: label positions tried in turn, with the label box's offset from its point in pixels (dx of its centre, dy)
 LABEL_SPOTS = (("top center", 0.0, 14.0), ("bottom center", 0.0, -14.0), ("middle right", 1.0, 0.0),
-               ("middle left", -1.0, 0.0))
+               ("middle left", -1.0, 0.0), ("top right", 1.0, 14.0), ("top left", -1.0, 14.0),
+               ("bottom right", 1.0, -14.0), ("bottom left", -1.0, -14.0))
 
 Box = tuple[float, float, float, float]
 

@@ -123,3 +123,28 @@ def accuracy_curves(points: Sequence[Mapping[str, float]], teacher_acc: float | 
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+def own_class_mass_against_tau(distances: torch.Tensor, labels: torch.Tensor,
+                               taus: Sequence[float] = (1, 2, 5, 10, 20, 50),
+                               title: str = "How flat DB3 soft labels are") -> Figure:
+    """The mean probability the pseudo-samples' DB3 soft labels give their own class, and each other class, against
+    the temperature τ (log scale; :func:`labkit.synthesis.boundary.own_class_mass`)."""
+    from labkit.synthesis.boundary import own_class_mass
+
+    own, other = own_class_mass(distances, labels, taus)
+    c = distances.shape[1]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot(taus, own, marker="o", label="own class")
+    ax.plot(taus, other, marker="s", label="each other class (mean)")
+    ax.axhline(1.0 / c, color="k", ls=":", lw=1, label="uniform 1/C")
+    ax.set_xscale("log")
+    ax.set_xlabel("temperature τ (log scale)")
+    ax.set_ylabel("mean probability")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
