@@ -56,8 +56,8 @@ class DB3KDConfig(StudentRecipeConfig):
                   "n_probes": 200},
     }
     #: the paper's mechanism: every training row carries a distance soft label (no true-label rows)
-    VARIANTS = {"lab": {}, "paper": {"ingredients": (SOFT_LABELS,), "soft_size": None, "signopt_line_search": True,
-                                     "signopt_stall_reset": True, "signopt_tol_beta_divisor": 500.0}}
+    VARIANTS = {"lab": {}, "paper": {"ingredients": (SOFT_LABELS,), "soft_size": None,
+                                     **boundary.AUTHORS_SIGNOPT.options()}}
     #: rows soft-labelled by the paper variant per profile, sized by compute (not by accuracy): smoke and laptop
     #: keep the profile's per-image budget and take as many images as one run can afford on two CPU cores
     PAPER_VARIANT_ROWS: ClassVar[dict[str, int | None]] = {"smoke": 300, "laptop": 10_000, "paper": None}
@@ -168,9 +168,7 @@ def distance_labels(box: BlackBox | None, x: torch.Tensor, y_true: torch.Tensor,
                 res = boundary.minimal_boundary_distance(box, x, y0, x, y0, num_classes, cfg.n_directions,
                                                          bd_queries_per_pair=bd_q, signopt_queries_per_pair=so_q,
                                                          n_probes=signopt_probes(so_q, cfg.n_probes), rtol=cfg.rtol,
-                                                         seed=seed, rule=boundary.SignOptRule(
-                                                             cfg.signopt_line_search, cfg.signopt_stall_reset,
-                                                             cfg.signopt_tol_beta_divisor or None))
+                                                         seed=seed, rule=boundary.SignOptRule.of(cfg))
         queries = res.queries + 1
     soft = boundary.distance_soft_labels(res.distance, y0, cfg.tau)
     return {"distance": res.distance.float(), "soft": soft, "teacher_label": y0, "queries": queries}

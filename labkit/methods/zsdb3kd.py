@@ -40,6 +40,7 @@ from labkit.core.train import FitResult, split_holdout
 from labkit.core.transfer import Ingredient, TransferSet
 from labkit.methods.base import DistillationMethod, MethodData, RunContext, register_method, train_student
 from labkit.synthesis.base import settings_from
+from labkit.synthesis.boundary import AUTHORS_SIGNOPT
 from labkit.synthesis.mixup import relabelled_mixup_hook
 from labkit.synthesis.noise import NOISE_FAMILIES
 from labkit.synthesis.pseudo_samples import (
@@ -73,8 +74,7 @@ _PROFILES: dict[str, dict[str, Any]] = {
 #: the authors' code's search and step (their untargeted_mbd.py and get_pseudo_samples.py): fresh rays at every
 #: iteration, Sign-OPT's line search, the α reset with a β shrink, bisection to β/500, λ halved until the label holds
 #: (docs/methods/zsdb3kd.md)
-AUTHORS_SEARCH = {"warm_start": False, "signopt_line_search": True, "signopt_stall_reset": True,
-                  "signopt_tol_beta_divisor": 500.0, "max_halvings": -1}
+AUTHORS_SEARCH = {"warm_start": False, **AUTHORS_SIGNOPT.options(), "max_halvings": -1}
 
 
 @dataclass(frozen=True)

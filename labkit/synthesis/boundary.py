@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -502,6 +503,18 @@ class SignOptRule:
     stall_reset: bool = False
     tol_beta_divisor: float | None = None
 
+    @classmethod
+    def of(cls, options: Any) -> SignOptRule:
+        """The rule a config asks for with its ``signopt_line_search``, ``signopt_stall_reset`` and
+        ``signopt_tol_beta_divisor`` options (a divisor of 0: the lab's relative tolerance)."""
+        return cls(bool(options.signopt_line_search), bool(options.signopt_stall_reset),
+                   float(options.signopt_tol_beta_divisor) or None)
+
+    def options(self) -> dict[str, Any]:
+        """The config options that ask for this rule (the inverse of :meth:`of`)."""
+        return {"signopt_line_search": self.line_search, "signopt_stall_reset": self.stall_reset,
+                "signopt_tol_beta_divisor": self.tol_beta_divisor or 0.0}
+
 
 #: the authors' public code (its ``untargeted_mbd.py``): doubling line search, α reset with β shrink, tolerance β/500
 AUTHORS_SIGNOPT = SignOptRule(line_search=True, stall_reset=True, tol_beta_divisor=500.0)
@@ -536,7 +549,7 @@ def _bracketed_distance(box: Box, x0f: torch.Tensor, shape: tuple[int, ...], own
                                  queries, chunk)
     left = torch.where(found, max_queries - queries, torch.zeros_like(queries)).clamp_min(0)  # misses: no more
     rest = _bisect_rays(box, x0f, shape, owner, theta, y0, target, lo, hi, found, tol, 0.0, left, chunk)
-    label = torch.where(rest.label >= 0, rest.label, label) if target is None else label
+    label = torch.where(rest.label >= 0, rest.label, label)
     inf = torch.full_like(hi, math.inf)
     return RaySearch(torch.where(found, rest.distance, inf), rest.lower, label, queries + rest.queries)
 
@@ -614,13 +627,13 @@ def sign_opt(box: Box, x0: torch.Tensor, theta: torch.Tensor, distance: torch.Te
             step[idx] = torch.where(better, (step[idx] * 2).clamp_max(1.0), step[idx] / 4)
         else:
             _line_search(idx, start, grad / n_probes, g, th, label, step, spent, budget, measure)
-        stalled = idx[step[idx] < 1e-4] if rule.stall_reset else idx[~(step[idx] > 1e-4)]
         if rule.stall_reset:
+            stalled = idx[step[idx] < 1e-4]
             step[stalled] = 1.0
             radius[stalled] = radius[stalled] * 0.1
             running[stalled] = radius[stalled] >= 1e-8
         else:
-            running[stalled] = False
+            running[idx[~(step[idx] > 1e-4)]] = False
     return g, th.view((n,) + shape), label, spent
 
 

@@ -48,11 +48,6 @@ class PseudoSampleSettings:
     signopt_line_search: bool = False  # Sign-OPT steps by the authors' doubling/quartering line search
     signopt_stall_reset: bool = False  # a stalled Sign-OPT step resets α to 1 and shrinks β tenfold
     signopt_tol_beta_divisor: float = 0.0  # candidates bisected to β / this (the authors: 500); 0: relative tol
-
-    def signopt_rule(self) -> SignOptRule:
-        """The Sign-OPT rule these settings ask for."""
-        return SignOptRule(self.signopt_line_search, self.signopt_stall_reset,
-                           self.signopt_tol_beta_divisor or None)
     tau: float = 20.0  # soft-label temperature
     keep_noise_bank: bool = False  # record every noise draw (extras["recorder"]), at least min_init_draws of them
     min_init_draws: int = 0  # with keep_noise_bank: noise images drawn at least
@@ -60,6 +55,10 @@ class PseudoSampleSettings:
     snapshot_every: int = 1  # iterations between snapshots
     snapshot_per_class: int = 3  # images per class kept in every snapshot
     curve_points: int = 0  # iterations whose images are kept whole (extras["checkpoints"]); 0: none
+
+    def signopt_rule(self) -> SignOptRule:
+        """The Sign-OPT rule these settings ask for."""
+        return SignOptRule.of(self)
 
 
 class PseudoSampleInitError(LabkitError, RuntimeError):
@@ -127,7 +126,7 @@ def rejection_sample(box: BlackBox | QueryRecorder, counts: torch.Tensor | list[
                 family, family_hits = family + 1, torch.zeros_like(family_hits)
         n = min(batch, max(max_draws, min_draws) - draws)
         x = noise_images(n, image_shape, gen, device, families[family])
-        y = box(x, phase=None if bool((need > 0).any()) else extra_phase).to(device)
+        y = box(x, phase=None if bool(still_short.any()) else extra_phase).to(device)
         draws += n
         family_draws[families[family]] += n
         found = torch.bincount(y.cpu(), minlength=num_classes)

@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from labkit.core.metrics import entropy
 from labkit.synthesis.base import Snapshot
-from labkit.teaching.plots.core import legend_across
+from labkit.teaching.plots.core import finish_axes, legend_across
 
 
 def snapshot_mosaic(snapshot: Snapshot, num_classes: int, per_class: int | None = None, pad: int = 1) -> torch.Tensor:
@@ -139,12 +139,5 @@ def own_class_mass_against_tau(distances: torch.Tensor, labels: torch.Tensor,
     ax.plot(taus, other, marker="s", label="each other class (mean)")
     ax.axhline(1.0 / c, color="k", ls=":", lw=1, label="uniform 1/C")
     ax.set_xscale("log")
-    ax.set_xlabel("temperature τ (log scale)")
-    ax.set_ylabel("mean probability")
     ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    ax.set_title(title)
-    fig.tight_layout()
-    plt.close(fig)
-    return fig
+    return finish_axes(fig, ax, xlabel="temperature τ (log scale)", ylabel="mean probability", title=title)
