@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from labkit.core.errors import UnknownNameError
+from labkit.core.models import build_model
 from labkit.studies import bench, bench_rows, leaderboard
 from labkit.studies.results_layout import BENCH, stray_files, study_dir
 
@@ -82,6 +83,9 @@ def test_resume_reuses_saved_runs_and_options_must_match(bench_dir: Path) -> Non
     assert bench.load_saved_run(path, "kd", "laptop", DATA, 0, dict(TINY)) is None
     assert bench.load_saved_run(path, "kd", "smoke", DATA, 1, dict(TINY)) is None
     assert bench.load_saved_run(path, "student", "smoke", DATA, 0, dict(TINY)) is None
+    saved_teacher = bench.load_saved_run(path, "kd", "smoke", DATA, 0, dict(TINY)).teacher_arch  # type: ignore[union-attr]
+    assert bench.load_saved_run(path, "kd", "smoke", DATA, 0, dict(TINY), saved_teacher) is not None
+    assert bench.load_saved_run(path, "kd", "smoke", DATA, 0, dict(TINY), "lenet5-db3") is None  # another teacher
 
 
 def test_cli_bench_reuses_runs_and_writes_files(bench_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -112,6 +116,26 @@ def test_a_failing_run_names_its_entry(tmp_path: Path) -> None:
         bench.run_bench(DATA, "smoke", [0], entries=["kd"], out_dir=tmp_path, device="cpu", progress=False,
                         overrides={"kd": {"epochs": 0}}, log=None)
     assert not (_board_dir(tmp_path) / leaderboard.LEADERBOARD_JSON).exists()
+
+
+def test_a_row_on_another_teacher_runs_on_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A row naming its teacher and student hands both to the runner; a row naming none leaves the defaults."""
+    asked: list[tuple[str | None, str | None]] = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_run(method: str, **kw: object) -> None:
+        asked.append((kw.get("teacher_arch"), kw.get("student_arch")))  # type: ignore[arg-type]
+        raise Stop
+
+    monkeypatch.setattr(bench, "run_method", fake_run)
+    for key in ("zsdb3kd-paper-db3-teacher", "zsdb3kd-paper", "ideal-public-code"):
+        entry = bench.get_entries([key])[0]
+        with pytest.raises(Stop):
+            bench._run_one(entry, entry.option_dict(), "fashion-mnist", "smoke", 0, "cpu", False,
+                           str(tmp_path / "r.json"), None)
+    assert asked == [("lenet5-db3", "lenet5-db3-half"), (None, None), ("ideal-cnn", "ideal-cnn")]
 
 
 def test_entries_and_overrides() -> None:
@@ -204,13 +228,14 @@ RUNNING_ORDER = ("fsbbt", "student", "kd-edge", "mekd-hard+edge", "kd", "db3kd-m
                  "noise-kd", "mekd-soft+edge", "zsdb3kd+bank", "db3kd-bd+true-labels", "zskd-paper", "zsdb3kd-paper",
                  "mekd-soft-paper", "db3kd-paper", "kd-edge-hard", "db3kd-soft-only", "db3kd-true-labels-only",
                  "zskd-beta-authors", "zsdb3kd+dead-leaves", "mekd-hard-paper", "mekd-soft+imitation",
-                 "mekd-hard+imitation", "ideal", "ideal+round-samples", "zskd-authors-code")
+                 "mekd-hard+imitation", "ideal", "ideal+round-samples", "zsdb3kd-paper-db3-teacher",
+                 "zskd-authors-code", "ideal-public-code")
 
 
 def test_every_row_declares_every_field() -> None:
     import dataclasses
 
-    required = [f.name for f in dataclasses.fields(bench.BenchEntry) if f.name != "options"]
+    required = [f.name for f in dataclasses.fields(bench.BenchEntry) if f.name not in ("options", "teacher", "student")]
     with pytest.raises(TypeError):  # keywords only, nothing left to a default but the options
         bench.BenchEntry("kd", "kd")  # type: ignore[misc]
     for e in bench.BENCH_ENTRIES:
@@ -219,6 +244,9 @@ def test_every_row_declares_every_field() -> None:
             assert value not in ("", None) and isinstance(value, int if name == "cost_rank" else str), (e.key, name)
         assert all(isinstance(k, str) for k, _ in e.options), e.key
         assert e.family in bench_rows.FAMILY_TITLES and e.rung in bench.LADDER_RUNGS, e.key
+        assert bool(e.teacher) == bool(e.student), e.key  # a row on another teacher names its student too
+        for arch in filter(None, (e.teacher, e.student)):
+            build_model(arch)  # a registered architecture
     assert len(set(bench.BENCH_KEYS)) == len(bench.BENCH_KEYS)
 
 

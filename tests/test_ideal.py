@@ -47,6 +47,19 @@ def test_the_method_sees_only_int64_ids_and_its_count_is_exact(monkeypatch: pyte
     assert rec.selection.startswith("teacher-labelled holdout") and rec.extras["rounds"] == rounds
     assert len(run.artifacts["curve"]) == 2 and run.artifacts["curve"][-1]["queries"] == rec.queries
     assert len(run.artifacts["snapshots"]) == rounds
+    # the public code's student, the guide after every round, is reported beside the fresh one (test only)
+    states = run.artifacts["reported_students"]["round-trained"]
+    assert len(states) == rounds and states[-1] is run.artifacts["curve"][-1]["state"]
+    guide = rec.extras["reported_students"]["round-trained"]
+    assert guide["steps"] == rounds and 1 <= guide["best_at"] <= rounds
+    assert 0 <= guide["last_test_acc"] <= guide["best_test_acc"] <= 1
+    from labkit.core.data import load_dataset
+    from labkit.core.metrics import accuracy
+
+    probe = run.student
+    probe.load_state_dict(states[-1])  # the last round's weights give the last figure, on the test split
+    test = load_dataset("fashion-mnist", "test")
+    assert accuracy(probe, test.x, test.y) == pytest.approx(guide["last_test_acc"])
 
 
 def test_round_samples_are_a_named_ingredient_with_their_own_call_and_count(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -180,3 +193,69 @@ def test_the_exercise_checker_accepts_the_reference_and_explains_mistakes() -> N
     assert not flipped.passed and "sign" in " ".join(flipped.messages)
     raised = check_information_loss(lambda z: z.nonexistent())
     assert not raised.passed and raised.attempted
+
+
+def test_the_public_codes_loop_asks_again_for_the_whole_pool_flipped() -> None:
+    """requery_pool: round r sends every pooled image (r·per_round) in one call, each flipped by its own coin; the
+    student gets each image once, as last sent, with the answer to exactly that input."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4 * 4, 3))
+    box = BlackBox(model, access="decision", input_shape=(1, 4, 4), num_classes=3)
+    settings = RoundSettings(per_round=6, g_steps=1, nz=4, g_width=2, guide_batch=4, curve_points=1,
+                             requery_pool=True, g_init="authors")
+    assert [settings.rounds_for(b) for b in (5, 6, 17, 18, 36, 59, 60)] == [0, 1, 1, 2, 3, 3, 4]
+    assert settings.queries_after(4) == 60 == public_code_queries(6, 4)
+    sent: list[int] = []
+    original = BlackBox.__call__
+
+    def spy(self: BlackBox, x: torch.Tensor, *, phase: str | None = None) -> torch.Tensor:
+        sent.append(int(x.shape[0]))
+        return original(self, x, phase=phase)
+
+    synth = IDEALSynthesizer(box, settings, lambda: nn.Sequential(nn.Flatten(), nn.Linear(16, 3)), 3, (1, 4, 4))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(BlackBox, "__call__", spy)
+        res = synth.synthesize(59, progress=False)
+    assert res.extras["rounds"] == 3 and sent == [6, 12, 18] and box.queries == 36
+    assert box.queries_by_phase == {"teacher labels (flipped pool)": 36}
+    assert [h["queries"] for h in res.extras["history"]] == [6, 18, 36]
+    assert len(res) == 18 and torch.equal(res.targets, model(res.images).argmax(1))  # the answer to that input
+    assert 18 <= res.extras["distinct_inputs"] <= 36  # each image has two inputs at most: itself and its mirror
+    with pytest.raises(ConfigError, match="do not combine"):
+        IDEALConfig.for_profile("smoke", "fashion-mnist", requery_pool=True, variant="round-samples")
+
+
+def test_the_generators_public_code_initialisation() -> None:
+    """g_init="authors": N(0, 0.02) weights, N(1, 0.02) BatchNorm scales, zero biases; the default is untouched."""
+    from torch import nn
+
+    from labkit.synthesis.generators import LatentGenerator
+
+    g = LatentGenerator(64, (1, 28, 28), width=32)
+    torch.manual_seed(1)
+    g.reset_parameters()
+    default = [p.detach().clone() for p in g.parameters()]
+    torch.manual_seed(1)
+    fresh = LatentGenerator(64, (1, 28, 28), width=32)
+    torch.manual_seed(1)
+    fresh.reset_parameters("pytorch")
+    assert all(torch.equal(a, b) for a, b in zip(default, fresh.parameters()))
+    g.reset_parameters("authors")
+    g.requires_grad_(False)
+    convs = [m for m in g.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    norms = [m for m in g.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert all(abs(float(m.weight.std()) - 0.02) < 0.004 and abs(float(m.weight.mean())) < 0.004 for m in convs)
+    assert all(abs(float(m.weight.mean()) - 1) < 0.01 for m in norms)
+    assert all(float(m.bias.abs().max()) == 0 for m in convs + norms if m.bias is not None)
+    with pytest.raises(ValueError, match="authors"):
+        g.reset_parameters("xavier")
+
+
+def test_the_public_codes_cnn_is_a_registered_pair() -> None:
+    from labkit.core.models import build_model, count_parameters
+
+    net = build_model("ideal-cnn")
+    assert count_parameters(net) == (16 * 25 + 16) + 2 * 16 + (32 * 16 * 25 + 32) + 2 * 32 + (32 * 7 * 7 * 10 + 10)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == 2

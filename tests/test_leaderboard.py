@@ -86,6 +86,26 @@ def test_markdown_shows_the_table_ingredients_and_the_transfer_set_definition(bo
     assert "| 81.00 ± 1.41 |" in md  # kd's accuracy, mean ± std in percent
 
 
+def test_rows_on_another_teacher_get_their_own_table_and_stay_out_of_the_comparisons(
+        board: lb.Leaderboard, tmp_path: Path) -> None:
+    other = [ResultRecord.from_dict({**_record("zsdb3kd", "decision", s, 0.3, 500, 50).to_dict(),
+                                     "teacher_arch": "mlp-wide", "teacher_acc": 0.95, "student_arch": "mlp-wide-half"})
+             for s in (0, 1)]
+    board.entries.append(lb.summarize_entry(get_entries(["zsdb3kd-paper-db3-teacher"])[0], other, DATA))
+    board.runs += [r.to_dict() for r in other]
+    assert [e.key for e in board.measured()] == ["student", "kd", "db3kd-paper", "db3kd-bd+true-labels"]
+    assert len(board.measured(every_teacher=True)) == 5
+    assert list(board.other_teachers()) == ["mlp-wide"]
+    md = board.to_markdown()
+    main, _, rest = md.partition("### On another teacher: **mlp-wide** (95.00% test accuracy, measured by the lab)")
+    assert rest and "| zsdb3kd-paper-db3-teacher |" not in main and "| zsdb3kd-paper-db3-teacher |" in rest
+    assert "Student **mlp-wide-half**" in rest and "| db3kd-paper |" in main
+    assert "Teacher mlp-wide → student mlp-wide-half." in rest  # its ladder line names the pair too
+    assert "zsdb3kd-paper-db3-teacher" not in lb.accuracy_per_decade(board)
+    again = lb.Leaderboard.load(board.save(tmp_path)[0])
+    assert again.entry("zsdb3kd-paper-db3-teacher").teacher_arch == "mlp-wide" and len(again.measured()) == 4
+
+
 def test_round_trip_and_schema(board: lb.Leaderboard, tmp_path: Path) -> None:
     jpath, mpath = board.save(study_dir(BENCH, "smoke", DATA, tmp_path))
     doc = json.loads(jpath.read_text())

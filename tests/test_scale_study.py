@@ -64,3 +64,21 @@ def test_the_choice_weighs_only_points_with_the_most_seeds() -> None:
 
     lucky, steady, weaker = point("lucky", (0.9,)), point("steady", (0.6, 0.5, 0.55)), point("weak", (0.5,) * 3)
     assert chosen_point([lucky, steady, weaker]) is steady and chosen_point([]) is None
+
+
+def test_points_without_queries_are_drawn_and_series_get_their_own_colour() -> None:
+    """DB3KD's SD asks nothing: on the log axis it sits left of the others, marked; ``by`` splits the series."""
+    def point(measure: str, queries: float, acc: float) -> ScalePoint:
+        return ScalePoint(f"measure={measure}+q={queries}", {"measure": measure}, (0, 1), (acc, 0.01), (acc, 0.01),
+                          queries, 1.0)
+
+    points = [point("sd", 0, 0.80), point("bd", 1e4, 0.82), point("bd", 1e5, 0.85), point("mbd", 1e5, 0.84)]
+    fig = scale_figure(points, "db3kd-paper", by="measure", annotate="measure")
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert [lb for lb in labels if "test" in lb] == [f"measure={m}: test (mean ± std)" for m in ("sd", "bd", "mbd")]
+    sd_x = ax.lines[0].get_xdata()  # the first series' line: SD, at a third of the smallest count
+    assert list(sd_x) == [pytest.approx(1e4 / 3)] and any(t.get_text() == "0 queries" for t in ax.texts)
+    assert sorted(t.get_text() for t in ax.texts if t.get_text() != "0 queries") == ["bd", "bd", "mbd", "sd"]
+    plain = scale_figure(points, "db3kd-paper")  # without ``by``: one series, the SD point still on the axis
+    assert len(plain.axes[0].lines[0].get_xdata()) == 4 and min(plain.axes[0].lines[0].get_xdata()) > 0

@@ -2,6 +2,7 @@
 
 ``lenet5`` / ``lenet5-half``          ZSKD / FS-BBT LeNet-5 (32×32 input; 28×28 is padded by 2).
 ``lenet5-db3`` / ``lenet5-db3-half``  DB3KD LeNet-5 (28×28 input).
+``ideal-cnn``                        IDEAL's public-code MNIST CNN, teacher and student alike (BatchNorm).
 ``alexnet`` / ``alexnet-half``        CIFAR-10 AlexNet of ZSKD / FS-BBT.
 ``resnet8`` / ``resnet20`` / ``resnet32``  CIFAR-style ResNets (16/32/64 channels).
 ``mlp``                              a small MLP for 2-D toy data.
@@ -93,6 +94,17 @@ def lenet5_db3(in_channels: int = 1, num_classes: int = 10, image_size: int = 28
 def lenet5_db3_half(in_channels: int = 1, num_classes: int = 10, image_size: int = 28) -> nn.Module:
     """DB3KD LeNet-5-half: conv 10/25, FC 400-100 (47.6k parameters)."""
     return LeNet5(in_channels, num_classes, (10, 25), (100,), image_size, pad_to_32=False)
+
+
+@register_model("ideal-cnn")
+def ideal_cnn(in_channels: int = 1, num_classes: int = 10, image_size: int = 28) -> nn.Module:
+    """IDEAL's public-code CNN (its ``lenet`` for MNIST-like data): conv 16@5×5 + BN + pool, conv 32@5×5 + BN + pool,
+    FC to the classes (29.0k parameters for 28×28, ten classes)."""
+    side = image_size // 4
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 16, 5, padding=2), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 5, padding=2), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(32 * side * side, num_classes))
 
 
 class AlexNetCifar(nn.Module):

@@ -41,6 +41,10 @@ from labkit.core.transfer import TransferSet
 CfgT = TypeVar("CfgT", bound=MethodConfig)
 
 DATA_ACCESS = ("labeled", "unlabeled", "none")
+#: a transfer set's artifact: name -> the weights, in order (rounds, epochs), of another student of the run's
+#: architecture that a paper reports instead of the lab's (IDEAL's round-trained one). The runner reports each one's
+#: last and best test accuracy beside the honest figure; nothing chooses from them
+REPORTED_STUDENTS = "reported_students"
 #: what a box at each access level gives a method (for the access guard's message)
 BOX_GIVES = {"decision": "top-1 class ids only: the method must never see probabilities",
              "score": "the teacher's probability vectors",

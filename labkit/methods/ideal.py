@@ -8,7 +8,10 @@ queries, almost no compute. ``holdout_fraction`` of every round's images are lab
 of training: that teacher-labelled holdout selects the epoch of the reported student, a fresh student trained by
 :func:`labkit.methods.base.train_student` on the other labelled images; the guide only steers G.
 ``student_augment`` (off) shifts and flips the reported student's inputs; it was measured to hurt on the pooled
-holdout (generated images sit near boundaries, where a shift changes the answer).
+holdout (generated images sit near boundaries, where a shift changes the answer). ``variant="public-code"`` runs the
+public code's loop (``requery_pool``: the whole pool asked again, flipped, every round), generator and information
+term; the round-trained guide, the student the public code reports, is reported beside the fresh one (its weights
+after every round go to the runner as ``reported_students``).
 
 The paper's recipe, where the public code and the lab differ, the sizes per profile and the measurements:
 ``docs/methods/ideal.md``.
@@ -26,11 +29,13 @@ from labkit.core.errors import ConfigError
 from labkit.core.losses import build_loss
 from labkit.core.train import random_affine
 from labkit.core.transfer import Ingredient, TransferSet
-from labkit.methods.base import DistillationMethod, MethodData, RunContext, register_method
+from labkit.methods.base import REPORTED_STUDENTS, DistillationMethod, MethodData, RunContext, register_method
 from labkit.synthesis.base import settings_from
+from labkit.synthesis.generators import GENERATOR_INITS
 from labkit.synthesis.ideal_rounds import (  # the names notebooks and exercises import from here, too
     INFO_MODES,
     PHASE,
+    REQUERY_PHASE,
     ROUND_SAMPLES_PHASE,
     IDEALSynthesizer,
     RoundSettings,
@@ -39,8 +44,10 @@ from labkit.synthesis.ideal_rounds import (  # the names notebooks and exercises
     information_loss,
 )
 
-__all__ = ["IDEAL", "IDEALConfig", "public_code_queries", "split_holdout", "IDEALSynthesizer", "RoundSettings",
-           "crop_and_flip", "generator_loss", "information_loss"]
+ROUND_TRAINED = "round-trained"  # the guide student after each round, as the public code trains and reports it
+
+__all__ = ["IDEAL", "ROUND_TRAINED", "IDEALConfig", "public_code_queries", "split_holdout", "IDEALSynthesizer",
+           "RoundSettings", "crop_and_flip", "generator_loss", "information_loss"]
 
 _PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {"queries": 600, "per_round": 100, "g_steps": 3, "nz": 32, "g_width": 8, "epochs": 3,
@@ -63,12 +70,23 @@ class IDEALConfig(StudentRecipeConfig):
     TITLE = "ideal option"
     #: ``paper``: the mechanism alone; ``round-samples``: plus the lab's addition, with its own per-profile sizes
     VARIANTS = {"paper": {"ingredients": ("generated",)},
-                "round-samples": {"ingredients": ("generated", "round-samples")}}
+                "round-samples": {"ingredients": ("generated", "round-samples")},
+                # the public code's loop at its MNIST command's sizes (docs/methods/ideal.md): the teacher asked
+                # again for every pooled image, flipped at random, every round; its generator and information term
+                "public-code": {"ingredients": ("generated",), "requery_pool": True, "g_init": "authors",
+                                "info_mode": "authors", "nz": 256, "g_width": 64, "lr_g": 1e-3, "per_round": 250,
+                                "guide_batch": 250}}
     #: the addition's sizes: 40 laptop rounds of 500 + 1,500 images (chosen on a pooled teacher-labelled holdout,
     #: docs/selection.md); smoke keeps CI fast; paper keeps the public code's rounds and adds three draws per image
     VARIANT_PROFILES = {"round-samples": {"smoke": {"round_samples": 100, "queries": 1_200},
                                           "laptop": {"round_samples": 1_500, "queries": 80_000},
-                                          "paper": {"round_samples": 750, "queries": 100_000}}}
+                                          "paper": {"round_samples": 750, "queries": 100_000}},
+                        # re-queried pool: R rounds cost 250·R(R+1)/2, so 100,000 pay for 27 rounds (the issue's cap)
+                        # and 1,262,500 for the public code's 100
+                        "public-code": {"smoke": {"queries": 600, "per_round": 100, "g_width": 8, "nz": 32,
+                                                  "guide_batch": 64},
+                                        "laptop": {"queries": 100_000},
+                                        "paper": {"queries": 1_262_500}}}
     INGREDIENTS = {"generated": "images from a generator trained against the student, one teacher query each",
                    "round-samples": "a lab addition: more images from each round's trained generator, with fresh "
                                     "latents, labelled in a second call of the round"}
@@ -97,9 +115,14 @@ class IDEALConfig(StudentRecipeConfig):
     student_augment: bool = option(False, help="a lab addition: random shifts (±2 px) and flips while the reported "
                                                "student trains (the teacher's label is kept)")
     ingredients: tuple[str, ...] = option(("generated",), help="parts of the transfer set")
+    g_init: str = option("pytorch", choices=GENERATOR_INITS,
+                         help="G's initialisation every round: pytorch (defaults) or authors (N(0, 0.02), the "
+                              "public code's reset_model)")
+    requery_pool: bool = option(False, help="the public code's loop: every round asks the teacher again for every "
+                                            "pooled image, flipped at random (R rounds cost per_round·R(R+1)/2)")
     variant: str = option("paper", choices=tuple(VARIANTS),
                           help="paper: the mechanism alone; round-samples: plus the lab's round samples, at the "
-                               "profile's sizes for them")
+                               "profile's sizes for them; public-code: the public code's loop and generator")
 
     @property
     def extra_per_round(self) -> int:
@@ -114,7 +137,7 @@ class IDEALConfig(StudentRecipeConfig):
     @property
     def rounds(self) -> int:
         """Rounds the budget pays for."""
-        return self.queries // self.images_per_round
+        return self.round_settings().rounds_for(self.queries)
 
     def validate(self) -> None:
         """A budget of at least one round, sizes >= 1, a known information term."""
@@ -124,6 +147,9 @@ class IDEALConfig(StudentRecipeConfig):
             raise ConfigError("IDEAL's transfer set needs its 'generated' ingredient (the paper's best batches)")
         if "round-samples" in self.ingredients and self.round_samples < 1:
             raise ConfigError("the 'round-samples' ingredient needs round_samples >= 1 (images per round)")
+        if self.requery_pool and "round-samples" in self.ingredients:
+            raise ConfigError("requery_pool (the public code's loop) and the 'round-samples' ingredient do not "
+                              "combine; switch one off")
         if self.queries < self.images_per_round:
             raise ConfigError(f"queries={self.queries} pays for no round of {self.images_per_round} images; "
                               "raise --queries or lower --per-round")
@@ -188,7 +214,8 @@ class IDEAL(DistillationMethod[IDEALConfig]):
         x, y = res.images, res.targets
         history = res.extras["history"]
         extra: torch.Tensor = res.extras["is_round_sample"]  # type: ignore[assignment]
-        ingredients = [Ingredient("generated", phases=(PHASE,), holdout_rows=int((hold & ~extra).sum()))]
+        ingredients = [Ingredient("generated", phases=(REQUERY_PHASE,) if cfg.requery_pool else (PHASE,),
+                                  holdout_rows=int((hold & ~extra).sum()))]
         if cfg.extra_per_round:
             ingredients.append(Ingredient("round-samples", phases=(ROUND_SAMPLES_PHASE,),
                                           holdout_rows=int((hold & extra).sum())))
@@ -199,7 +226,11 @@ class IDEAL(DistillationMethod[IDEALConfig]):
             ingredients, source=extra[~hold].long(),
             holdout=(x[hold], y[hold]), selection="teacher-labelled holdout of the generated images",
             extras={"config": cfg.as_dict(), "rounds": res.extras["rounds"], "history": history,
+                    "distinct_inputs": res.extras["distinct_inputs"],
                     "classes_seen": int(sum(v > 0 for v in torch.bincount(y, minlength=ctx.info.num_classes)
                                             .tolist()))},
             artifacts={"snapshots": res.snapshots, "curve": res.extras["curve"], "history": history,
-                       "images": x, "labels": y})
+                       "images": x, "labels": y,
+                       # the public code reports this student (at its best test round); the runner reports it
+                       # beside the fresh one, test only, never for a choice
+                       REPORTED_STUDENTS: {ROUND_TRAINED: res.extras["round_states"]}})

@@ -78,8 +78,9 @@ def _jsonable(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_saved_run(path: Path, key: str, profile: str, dataset: str, seed: int,
-                   options: dict[str, Any]) -> ResultRecord | None:
-    """The saved record at ``path`` if it is the same entry, profile, data set, seed and options; else ``None``."""
+                   options: dict[str, Any], teacher_arch: str | None = None) -> ResultRecord | None:
+    """The saved record at ``path`` if it is the same entry, profile, data set, seed and options (and teacher, when
+    ``teacher_arch`` is given); else ``None``."""
     if not path.exists():
         return None
     try:
@@ -90,7 +91,8 @@ def load_saved_run(path: Path, key: str, profile: str, dataset: str, seed: int,
     if not isinstance(bench, dict):
         return None
     same = (rec.profile == profile and rec.dataset == dataset and rec.seed == seed and bench.get("entry") == key
-            and bench.get("options") == _jsonable(options))
+            and bench.get("options") == _jsonable(options)
+            and (teacher_arch is None or rec.teacher_arch == teacher_arch))
     return rec if same else None
 
 
@@ -125,7 +127,7 @@ def _run_one(entry: BenchEntry, options: dict[str, Any], dataset: str, profile: 
     t0 = time.perf_counter()
     try:
         run = run_method(entry.method, dataset=dataset, profile=profile, seed=seed, device=device, progress=progress,
-                         **options)
+                         teacher_arch=entry.teacher or None, student_arch=entry.student or None, **options)
     except LabkitError as exc:
         raise BenchError(f"{entry.key} (seed {seed}) failed: {exc}") from exc
     rec = run.record
@@ -184,7 +186,8 @@ def plan_bench(dataset: str, profile: str | None, seeds: Sequence[int], record_d
     todo: list[tuple[int, BenchEntry, Path]] = []
     for seed, e in [(s, e) for s in seeds for e in chosen]:
         path = record_path(record_dir, e.key, seed)
-        saved = None if force else load_saved_run(path, e.key, prof.name, dataset, seed, options[e.key])
+        saved = None if force else load_saved_run(path, e.key, prof.name, dataset, seed, options[e.key],
+                                                  e.teacher_arch(default_teacher_arch(dataset)))
         if saved is not None:
             reused[e.key].append(saved)
             say(f"[bench] {e.key} seed {seed}: reusing {path}")
@@ -202,6 +205,8 @@ def execute_bench(plan: BenchPlan, *, device: torch.device | str | None = None, 
     say = log or (lambda _msg: None)
     dev = torch.device(device) if device is not None else pick_device()
     teacher = get_teacher(plan.dataset, device=dev, progress=progress)
+    for arch in sorted({e.teacher for e in plan.entries if e.teacher}):  # rows on another teacher: load it once too
+        get_teacher(plan.dataset, arch, device=dev, progress=progress)
     done = {key: list(recs) for key, recs in plan.reused.items()}
     skipped: dict[str, list[int]] = {e.key: [] for e in plan.entries}
     deadline = None if time_budget_s is None else time.time() + time_budget_s
@@ -269,7 +274,8 @@ def assemble_board(plan: BenchPlan, runs: BenchRuns, *, device: torch.device | s
             if e.key in done:
                 continue
             saved_runs = [r for r in (load_saved_run(record_path(plan.record_dir, e.key, seed), e.key, profile,
-                                                     dataset, seed, e.option_dict()) for seed in seeds)
+                                                     dataset, seed, e.option_dict(),
+                                                     e.teacher_arch(default_teacher_arch(dataset))) for seed in seeds)
                           if r is not None]
             if len(saved_runs) == len(seeds):  # a kept row has every seed asked for, or it is left out
                 chosen.append(e)

@@ -33,6 +33,12 @@ class BenchEntry:
     cost_rank: int  # 1 = the cheapest row to run; a time-limited bench runs the rows in this order
     note: str  # one line: what the row's transfer set holds
     options: tuple[tuple[str, Any], ...] = ()
+    teacher: str = ""  # the teacher's architecture; "" = the data set's default teacher, the board's own
+    student: str = ""  # the student's architecture; "" = the data set's default student
+
+    def teacher_arch(self, default: str) -> str:
+        """The teacher this row distils: its own, else ``default`` (the data set's)."""
+        return self.teacher or default
 
     def option_dict(self) -> dict[str, Any]:
         """The options as a dict (for :func:`run_method`)."""
@@ -110,7 +116,7 @@ BENCH_ENTRIES: tuple[BenchEntry, ...] = (
                note="impressions only, the paper's crafting with β scaled before the normalisation (the authors' "
                     "code), so every impression has β = 1: the β ablation of zskd-paper"),
     BenchEntry(key="zskd-authors-code", method="zskd", title="ZSKD as the authors' public code runs it",
-               access="white", data_access="none", family="zskd", rung="paper", cost_rank=26,
+               access="white", data_access="none", family="zskd", rung="paper", cost_rank=27,
                options=_options(variant="authors-code"),
                note="the authors' crafting (β cancels, min-max rescaling, lr 0.001, warm-started chains) and their "
                     "student on relabelled augmentations of every batch, fresh at every step"),
@@ -123,6 +129,12 @@ BENCH_ENTRIES: tuple[BenchEntry, ...] = (
                title="ZSDB3KD as published: the authors' noise, pseudo-samples only", access="decision",
                data_access="none", family="zsdb3kd", rung="paper", cost_rank=13, options=_options(variant="paper"),
                note="pseudo-samples only, grown from the authors' noise, with their DB3 soft labels"),
+    BenchEntry(key="zsdb3kd-paper-db3-teacher", method="zsdb3kd",
+               title="ZSDB3KD as published, on the authors' own LeNet-5 teacher", access="decision",
+               data_access="none", family="zsdb3kd", rung="paper", cost_rank=26, options=_options(variant="paper"),
+               teacher="lenet5-db3", student="lenet5-db3-half",
+               note="pseudo-samples only, as zsdb3kd-paper, from the DB3 papers' LeNet-5 (conv 20/50, FC 800-200) "
+                    "into its half-width student"),
     BenchEntry(key="noise-kd", method="noise-kd",
                title="Naive KD on noise: teacher-labelled noise bank alone, hard labels", access="decision",
                data_access="none", family="zsdb3kd", rung="baseline", cost_rank=8,
@@ -182,6 +194,13 @@ BENCH_ENTRIES: tuple[BenchEntry, ...] = (
                options=_options(variant="round-samples"),
                note="generated best batches + round samples (a lab addition: fresh latents through each round's "
                     "trained generator, labelled once), 40 rounds of 2,000 images"),
+    BenchEntry(key="ideal-public-code", method="ideal",
+               title="IDEAL as its public code runs it, on its BatchNorm CNN pair", access="decision",
+               data_access="none", family="ideal", rung="paper", cost_rank=28,
+               options=_options(variant="public-code"), teacher="ideal-cnn", student="ideal-cnn",
+               note="the public code's loop (every pooled image asked again, flipped at random, each round: 27 rounds "
+                    "of 250 for 94,500 queries), its generator (N(0, 0.02) init, nz 256, width 64) and information "
+                    "term, on its own teacher and student (conv 16 and 32, each with BatchNorm, one FC layer)"),
 )
 BENCH_KEYS: tuple[str, ...] = tuple(e.key for e in BENCH_ENTRIES)
 #: A running order for a time-limited bench (notebook 08 in smoke): cheap runs first, one per access level early.

@@ -36,6 +36,24 @@ def _opt(value: Any) -> str:
 
 
 
+def _table(entries: list[EntrySummary]) -> list[str]:
+    """The Markdown table of some rows: accuracy, the papers' protocol, the reported figure, queries, seconds."""
+    lines = ["| method | ladder | access | data | test acc. % (mean ± std) | best test epoch % ‡ | "
+             "paper, **reported** % | agreement % | queries | transfer set | wall s (method) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for e in entries:
+        rep = "—"
+        if e.reported:
+            acc = e.reported.get("student_acc")
+            mark = "" if e.reported.get("verified", True) else "†"
+            rep = f"{100 * acc:.2f}{mark} (reported)" if acc is not None else "—"
+        name = e.key if e.status == "ok" else f"{e.key} ({e.status})"
+        lines.append(f"| {name} | {e.rung or '—'} | {e.access} | {e.data_access} | {fmt_pct(e.student_acc)} | "
+                     f"{fmt_pct(e.best_test_epoch_acc)} | {rep} | {fmt_pct(e.agreement)} | {fmt_int(e.queries)} | "
+                     f"{fmt_int(e.transfer_set_size)} | {fmt_sec(e.wall_s)} |")
+    return lines
+
+
 @dataclass
 class Leaderboard:
     """Every entry's summary, the per-run records, and where and how they were measured."""
@@ -61,9 +79,22 @@ class Leaderboard:
                 return e
         raise UnknownNameError("leaderboard row", key, [e.key for e in self.entries])
 
-    def measured(self) -> list[EntrySummary]:
-        """The rows with at least one finished run."""
-        return [e for e in self.entries if e.measured]
+    def on_board_teacher(self, e: EntrySummary) -> bool:
+        """True when row ``e`` distilled the board's teacher (rows saved before rows named one count as on it)."""
+        return not e.teacher_arch or e.teacher_arch == self.teacher.get("arch")
+
+    def measured(self, every_teacher: bool = False) -> list[EntrySummary]:
+        """The rows with at least one finished run, on the board's teacher unless ``every_teacher``: the plots and
+        comparisons set rows side by side, which only holds for one teacher."""
+        return [e for e in self.entries if e.measured and (every_teacher or self.on_board_teacher(e))]
+
+    def other_teachers(self) -> dict[str, list[EntrySummary]]:
+        """The rows on another teacher than the board's, per teacher architecture, in board order."""
+        out: dict[str, list[EntrySummary]] = {}
+        for e in self.entries:
+            if not self.on_board_teacher(e):
+                out.setdefault(e.teacher_arch, []).append(e)
+        return out
 
     def records(self) -> list[ResultRecord]:
         """Every run as a :class:`ResultRecord`."""
@@ -122,26 +153,21 @@ class Leaderboard:
             f"Teacher **{self.teacher.get('arch')}**: {100 * float(self.teacher.get('test_acc', float('nan'))):.2f}% "
             f"test accuracy (measured by the lab)"
             + (f"; the papers report {teacher_rep}" if teacher_rep else "") + ".",
-            f"Student **{self.student_arch}** for every method. Test accuracy and agreement (student = teacher on the "
-            "test set) are measured by the runner, never used for model selection. Queries are images sent to the "
-            "teacher. **Transfer set** = distinct training rows the student trained on, the selection holdout "
-            "excluded; the same definition for every method (the notes list each row's ingredients).",
+            f"Student **{self.student_arch}** for every method on this teacher. Test accuracy and agreement "
+            "(student = teacher on the test set) are measured by the runner, never used for model selection. "
+            "Queries are images sent to the teacher. **Transfer set** = distinct training rows the student trained "
+            "on, the selection holdout excluded; the same definition for every method (the notes list each row's "
+            "ingredients).",
             "",
-            "| method | ladder | access | data | test acc. % (mean ± std) | best test epoch % ‡ | "
-            "paper, **reported** % | agreement % | queries | transfer set | wall s (method) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            *_table([e for e in self.entries if self.on_board_teacher(e)]),
         ]
-        for e in self.entries:
-            rep = "—"
-            if e.reported:
-                acc = e.reported.get("student_acc")
-                mark = "" if e.reported.get("verified", True) else "†"
-                rep = f"{100 * acc:.2f}{mark} (reported)" if acc is not None else "—"
-            name = e.key if e.status == "ok" else f"{e.key} ({e.status})"
-            lines.append(f"| {name} | {e.rung or '—'} | {e.access} | {e.data_access} | {fmt_pct(e.student_acc)} | "
-                         f"{fmt_pct(e.best_test_epoch_acc)} | {rep} | {fmt_pct(e.agreement)} | {fmt_int(e.queries)} | "
-                         f"{fmt_int(e.transfer_set_size)} | "
-                         f"{fmt_sec(e.wall_s)} |")
+        for arch, rows in self.other_teachers().items():
+            acc = rows[0].teacher_acc
+            lines += [
+                "", f"### On another teacher: **{arch}**"
+                + (f" ({100 * acc:.2f}% test accuracy, measured by the lab)" if acc is not None else ""), "",
+                f"Student **{rows[0].student_arch or '—'}**. These rows distil another teacher than the table above, "
+                "so they sit beside their counterpart there, not in its comparisons or plots.", "", *_table(rows)]
         lines += [
             "",
             "**reported** = the figure the method's paper reports for this data set (LeNet-5 → LeNet-5-half in the "
@@ -200,8 +226,9 @@ class Leaderboard:
             for e in rows:
                 extra = f" Status: {e.status}, {e.note}." if e.note else ""
                 opts = ", ".join(f"{k}={_opt(v)}" for k, v in e.options.items())
+                on = "" if self.on_board_teacher(e) else f" Teacher {e.teacher_arch} → student {e.student_arch}."
                 lines.append(f"- **{e.key}** ({e.rung or 'row'}, {fmt_pct(e.student_acc)}%) — {e.row_note or e.title}"
-                             + (f" (`{opts}`)" if opts else "") + f". Ingredients: {e.ingredients_note()}. "
+                             + (f" (`{opts}`)" if opts else "") + f".{on} Ingredients: {e.ingredients_note()}. "
                              f"Reported: {e.reported_note}{extra}")
             lines.append("")
         return lines

@@ -96,6 +96,9 @@ class EntrySummary:
     family: str = ""  # the method's ladder, e.g. "zsdb3kd" (empty in files saved before ladders)
     rung: str = ""  # paper | baseline | addition | combined
     row_note: str = ""  # one line: what the row's transfer set holds
+    teacher_arch: str = ""  # the teacher the runs distilled ("" in files saved before rows could name one)
+    teacher_acc: float | None = None  # that teacher's test accuracy, as the runs recorded it
+    student_arch: str = ""
 
     @property
     def measured(self) -> bool:
@@ -157,6 +160,8 @@ def summarize_entry(entry: EntrySpec, records: Sequence[ResultRecord], dataset: 
     if records:
         summary.seeds = [r.seed for r in records]
         summary.access = records[0].access
+        summary.teacher_arch, summary.teacher_acc = records[0].teacher_arch, records[0].teacher_acc
+        summary.student_arch = records[0].student_arch
         for name in STAT_NAMES[:-1]:
             setattr(summary, name, Stat.of([getattr(r, name) for r in records]))
         summary.elapsed_s = Stat.of([run_elapsed_s(r.to_dict()) for r in records])

@@ -25,7 +25,7 @@ from labkit.core.results import ResultRecord
 from labkit.core.teachers import default_student_arch, default_teacher_arch, get_teacher
 from labkit.core.train import FitResult
 from labkit.core.transfer import TransferSet
-from labkit.methods.base import DistillationMethod, MethodData, RunContext, get_method, train_student
+from labkit.methods.base import REPORTED_STUDENTS, DistillationMethod, MethodData, RunContext, get_method, train_student
 
 
 @dataclass
@@ -133,6 +133,11 @@ def run_method(name: str, *, dataset: str = "fashion-mnist", profile: str | Prof
     transfer.count_queries(by_phase)
     test = load_dataset(dataset, "test", device=dev)
     report = papers_protocol_accuracies(student, fit.epoch_states, test.x, test.y)
+    for name, states in transfer.artifacts.get(REPORTED_STUDENTS, {}).items():  # type: ignore[union-attr]
+        accs = papers_protocol_accuracies(student, states, test.x, test.y)
+        transfer.extras.setdefault(REPORTED_STUDENTS, {})[name] = {  # type: ignore[index]
+            "last_test_acc": accs[-1], "best_test_acc": max(accs), "best_at": accs.index(max(accs)) + 1,
+            "steps": len(accs)}
     student = student.eval()
     record = ResultRecord(
         method=method.label,

@@ -154,7 +154,8 @@ def run_scale_study(row: str, grid: dict[str, list[Any]], seeds: Sequence[int] =
                 continue
             t0 = time.perf_counter()
             run = run_method(entry.method, dataset=dataset, profile=prof.name, seed=seed, device=device,
-                             progress=progress, **options)
+                             progress=progress, teacher_arch=entry.teacher or None, student_arch=entry.student or None,
+                             **options)
             rec = run.record
             rec.extras["validation_split_acc"] = accuracy(run.student, val.x, val.y)
             rec.extras["scale"] = {"row": entry.key, "options": json.loads(json.dumps(point, default=str)),
@@ -263,19 +264,38 @@ def write_scale(row: str, points: Sequence[ScalePoint], profile: str = "laptop",
 
 def scale_figure(points: Sequence[ScalePoint], row: str, reported: float | None = None,
                  bench: tuple[float, float] | None = None, own: tuple[float, float] | None = None,
-                 ceiling: tuple[str, float] | None = None) -> Any:
+                 ceiling: tuple[str, float] | None = None, by: str | None = None,
+                 annotate: str | None = None) -> Any:
     """Test accuracy against teacher passes, one marker per grid point (mean ± std over seeds), the validation
     split beside it, the bench's laptop row, the paper's reported figure, ``own`` = (passes, accuracy) of a
     learner's run, and ``ceiling`` = (label, test accuracy) of a reference the study is read against (e.g. the
-    student on as many real images). Returns the matplotlib figure."""
+    student on as many real images). ``by`` (an option name, e.g. ``"measure"``) gives each of its values its own
+    colour; ``annotate`` (an option name, e.g. ``"train_size"``) writes its value beside each point. Points that ask
+    no query (e.g. DB3KD's SD) sit at a third of the smallest count on the axis, marked "0 queries". Returns the
+    matplotlib figure."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter
 
     fig, ax = plt.subplots(figsize=(8.4, 3.8))
-    xs = [p.queries for p in points]
-    ax.errorbar(xs, [100 * p.test[0] for p in points], yerr=[100 * p.test[1] for p in points], fmt="o",
-                label="this study: test (mean ± std over seeds)")
-    ax.plot(xs, [100 * p.val[0] for p in points], "x", color="gray", label="this study: validation split")
+    positive = [p.queries for p in points if p.queries > 0]
+    zero_x = min(positive) / 3 if positive else 1.0  # a log axis has no 0: queries-free points sit left of the rest
+    groups: dict[str, list[ScalePoint]] = {}
+    for p in points:
+        groups.setdefault("" if by is None else f"{by}={p.options.get(by)}", []).append(p)
+    for name, group in groups.items():
+        xs = [p.queries if p.queries > 0 else zero_x for p in group]
+        ax.errorbar(xs, [100 * p.test[0] for p in group], yerr=[100 * p.test[1] for p in group], fmt="o", ms=5,
+                    label=f"{name}: test (mean ± std)" if by else "this study: test (mean ± std over seeds)")
+        for x, p in zip(xs, group if annotate is not None else []):
+            value = p.options.get(annotate)  # type: ignore[arg-type]
+            ax.annotate(f"{value:,}" if isinstance(value, int) else str(value), (x, 100 * p.test[0]), xytext=(4, -9),
+                        textcoords="offset points", fontsize=6, color="dimgray")
+        ax.plot(xs, [100 * p.val[0] for p in group], "x", color="gray",
+                label="this study: validation split" if name == next(iter(groups)) else None)
+    if positive and len(positive) < len(points):
+        ax.axvline(zero_x, color="gray", lw=0.6, ls=":")
+        ax.annotate("0 queries", (zero_x, 0.02), xycoords=("data", "axes fraction"), fontsize=7, color="gray",
+                    rotation=90, ha="right")
     if bench is not None:
         ax.plot([bench[0]], [100 * bench[1]], "s", color="tab:green", label="bench laptop row")
     if own is not None:

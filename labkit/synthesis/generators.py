@@ -185,6 +185,10 @@ class Discriminator(nn.Module):
         return self.real_fake(h).squeeze(1), self.classes(h)
 
 
+#: how :meth:`LatentGenerator.reset_parameters` initialises: PyTorch's defaults, or the IDEAL public code's
+GENERATOR_INITS = ("pytorch", "authors")
+
+
 class LatentGenerator(nn.Module):
     """IDEAL's generator: a latent vector z (``nz`` values) → an image in [0, 1].
 
@@ -219,12 +223,21 @@ class LatentGenerator(nn.Module):
             raise ValueError(f"the generator expects latent vectors of shape (N, {self.nz}), got {tuple(z.shape)}")
         return self.decode(self.project(z).view(-1, *self.base))
 
-    def reset_parameters(self) -> None:
-        """Re-initialise every layer (IDEAL starts each round from a fresh generator)."""
+    def reset_parameters(self, init: str = "pytorch") -> None:
+        """Re-initialise every layer (IDEAL starts each round from a fresh generator): PyTorch's defaults, or
+        ``"authors"``, the public code's ``reset_model``: weights N(0, 0.02), BatchNorm scales N(1, 0.02), biases 0."""
+        if init not in GENERATOR_INITS:
+            raise ValueError(f"unknown generator initialisation {init!r}; choose one of {GENERATOR_INITS}")
         for m in self.modules():
             reset = getattr(m, "reset_parameters", None)
             if m is not self and callable(reset):
                 reset()
+        if init == "authors":
+            for m in self.modules():
+                if isinstance(m, (nn.Linear, nn.Conv2d, nn.BatchNorm2d)):
+                    nn.init.normal_(m.weight, 1.0 if isinstance(m, nn.BatchNorm2d) else 0.0, 0.02)
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
 
 
 def build_generator(info: DatasetInfo, width: int = 64, layout: str = "lab") -> nn.Module:

@@ -13,6 +13,11 @@ For each round (:class:`IDEALSynthesizer`, its sizes a :class:`RoundSettings`):
 
 ``L_info`` (:func:`information_loss`): ``"paper"`` is ``Σ_c p̄_c log p̄_c`` of the batch-mean prediction (class
 balance), ``"authors"`` the public code's mean of ``p log p``. G and the guide run in channels-last memory.
+
+``requery_pool`` replaces steps 2-3 by the public code's loop: the batch joins the pool unasked, and one call asks
+for every pooled image, each flipped by its own coin, every round (phase ``teacher labels (flipped pool)``; R rounds
+cost ``per_round·R(R+1)/2``); the guide's pass trains on those answers. ``g_init="authors"`` initialises G as the
+public code does (N(0, 0.02)).
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ from labkit.synthesis.base import Snapshot, SynthesisResult, Synthesizer
 from labkit.synthesis.generators import LatentGenerator
 
 PHASE = "teacher labels"  # the query call of every round (the best batch)
+REQUERY_PHASE = "teacher labels (flipped pool)"  # the public code's call: every pooled image again, flipped at random
 ROUND_SAMPLES_PHASE = "teacher labels (round samples)"  # the lab addition's second call of a round
 INFO_MODES = ("paper", "authors")
 
@@ -54,11 +60,31 @@ class RoundSettings:
     snapshot_per_class: int = 2  # images per class kept from every round
     curve_points: int = 4  # rounds at which the guide's weights are kept
     precision: str = "fp32"  # the generator steps: fp32, or bf16 autocast (the run's precision="bf16")
+    g_init: str = "pytorch"  # G's initialisation every round: PyTorch's defaults, or "authors" (N(0, 0.02))
+    requery_pool: bool = False  # the public code's loop: every round asks again for every pooled image, flipped
 
     @property
     def images_per_round(self) -> int:
-        """Teacher queries per round: the best batch plus the round samples."""
+        """Teacher queries per round: the best batch plus the round samples (without ``requery_pool``)."""
         return self.per_round + self.extra_per_round
+
+    def queries_after(self, rounds: int) -> int:
+        """Teacher queries spent by the end of round ``rounds``: ``images_per_round`` a round, or with
+        ``requery_pool`` the whole pool every round, ``per_round·R(R+1)/2``."""
+        if self.requery_pool:
+            return self.per_round * rounds * (rounds + 1) // 2
+        return rounds * self.images_per_round
+
+    def rounds_for(self, budget: int) -> int:
+        """The most rounds ``budget`` queries pay for."""
+        if not self.requery_pool:
+            return budget // self.images_per_round
+        rounds = int((math.sqrt(1 + 8 * budget / self.per_round) - 1) / 2)  # the root of per_round·R(R+1)/2 = budget
+        while self.queries_after(rounds + 1) <= budget:  # float rounding, either way
+            rounds += 1
+        while rounds and self.queries_after(rounds) > budget:
+            rounds -= 1
+        return rounds
 
 
 # --------------------------------------------------------------------------- the generator's loss
@@ -101,8 +127,8 @@ class IDEALSynthesizer(Synthesizer):
 
     ``synthesize(n)`` runs ``n // images_per_round`` rounds (``n``: the query budget) and returns every generated
     image with the teacher's class id. ``extras`` holds per round the teacher's class counts, the generator's
-    final loss and the guide's training loss, the round of every image (``round_of``), and the guide's weights
-    at ``curve_points`` rounds (``curve``) with the queries spent by then.
+    final loss and the guide's training loss, the round of every image (``round_of``), the guide's weights
+    at ``curve_points`` rounds (``curve``) with the queries spent by then, and after every round (``round_states``).
     """
 
     def __init__(self, box: BlackBox, settings: RoundSettings, student_factory: Callable[[], nn.Module],
@@ -122,7 +148,10 @@ class IDEALSynthesizer(Synthesizer):
 
     def _synthesize(self, n: int, progress: bool) -> SynthesisResult:
         settings, box, c, dev = self.settings, self.box, self.num_classes, self.device
-        rounds = n // settings.images_per_round
+        rounds = settings.rounds_for(n)
+        if settings.requery_pool and settings.extra_per_round:
+            raise ConfigError("the public code's re-queried pool and the lab's round samples do not combine; "
+                              "switch one off")
         gen = torch.Generator(device=dev).manual_seed(self.seed)
         # channels-last: G's convolutions and their backward through the guide run about 1.6x faster on two CPU
         # cores (95 vs 155 ms per step of 500 images at width 8, docs/methods/ideal.md) and on CUDA
@@ -137,13 +166,15 @@ class IDEALSynthesizer(Synthesizer):
         history: list[dict[str, Any]] = []
         snapshots: list[Snapshot] = []
         curve: list[dict[str, Any]] = []
+        round_states: list[dict[str, torch.Tensor]] = []  # the guide after every round (the public code's student)
+        seen = torch.zeros(0, 2, dtype=torch.bool, device=dev)  # re-queried pool: which of the two inputs were sent
         keep_curve = set(self.curve_rounds(rounds))
         snap_idx = torch.cat([(targets == k).nonzero().squeeze(1)[: settings.snapshot_per_class] for k in range(c)])
         bar = tqdm(range(rounds), desc="IDEAL rounds", disable=not progress, leave=False)
         for r in bar:
             # 1. generate against the guide only (no teacher query)
             if settings.reset_generator or r == 0:
-                generator.reset_parameters()
+                generator.reset_parameters(settings.g_init)
             generator.train()
             guide.eval()
             for p in guide.parameters():
@@ -167,35 +198,61 @@ class IDEALSynthesizer(Synthesizer):
                 opt_g.step()
             for p in guide.parameters():
                 p.requires_grad_(True)
-            # 2. one teacher call for the round's images
-            with box.phase(PHASE):
-                labels = box(best_x.clamp(0, 1)).to(dev)
+            if settings.requery_pool:
+                # 2-3, the public code's loop: the batch joins the pool unasked; one call asks for every pooled
+                # image, each flipped at random, and the guide trains one pass on those answers
+                xs.append(best_x)
+                seen = torch.cat([seen, torch.zeros(settings.per_round, 2, dtype=torch.bool, device=dev)])
+                pool_in, pool_labels = self._requery(torch.cat(xs), gen, seen)
+                labels = pool_labels[-settings.per_round:]
+                guide_loss = self._guide_pass(guide, opt_s, pool_in, pool_labels, gen)
+            else:
+                # 2. one teacher call for the round's images
+                with box.phase(PHASE):
+                    labels = box(best_x.clamp(0, 1)).to(dev)
             if settings.extra_per_round:  # round samples: more draws from this round's G, fresh latents, a second call
                 with torch.no_grad():
                     more = generator(torch.randn(settings.extra_per_round, settings.nz, generator=gen, device=dev))
                 with box.phase(ROUND_SAMPLES_PHASE):
                     more_labels = box(more.clamp(0, 1)).to(dev)
                 best_x, labels = torch.cat([best_x, more]), torch.cat([labels, more_labels])
-            xs.append(best_x)
-            ys.append(labels)
-            # 3. one pass of the guide over every image labelled so far
-            guide_loss = self._guide_pass(guide, opt_s, torch.cat(xs), torch.cat(ys), gen)
+            if not settings.requery_pool:
+                xs.append(best_x)
+                ys.append(labels)
+                # 3. one pass of the guide over every image labelled so far
+                guide_loss = self._guide_pass(guide, opt_s, torch.cat(xs), torch.cat(ys), gen)
             counts = torch.bincount(labels, minlength=c)
-            history.append({"round": r + 1, "queries": (r + 1) * settings.images_per_round, "g_loss": best_loss,
+            history.append({"round": r + 1, "queries": settings.queries_after(r + 1), "g_loss": best_loss,
                             "guide_loss": guide_loss, "teacher_counts": counts})
             snapshots.append(Snapshot(r + 1, best_x[snap_idx].cpu(), targets[snap_idx].cpu()))  # the class aimed at
+            round_states.append({k: v.detach().cpu().clone() for k, v in guide.state_dict().items()})
             if r + 1 in keep_curve:
-                curve.append({"round": r + 1, "queries": (r + 1) * settings.images_per_round,
-                              "state": {k: v.detach().cpu().clone() for k, v in guide.state_dict().items()}})
+                curve.append({"round": r + 1, "queries": settings.queries_after(r + 1),
+                              "state": round_states[-1]})
         for h in history:  # one host transfer at the end, not one per round
             h["g_loss"] = float(h["g_loss"])
             h["guide_loss"] = float(h["guide_loss"])
             h["teacher_counts"] = h["teacher_counts"].tolist()
         round_of = torch.arange(rounds, device=dev).repeat_interleave(settings.images_per_round)
         is_round_sample = (torch.arange(settings.images_per_round, device=dev) >= settings.per_round).repeat(rounds)
-        return SynthesisResult(torch.cat(xs), torch.cat(ys), snapshots,
+        # the images and answers the student gets: each image once, with its latest answer (re-queried: the last
+        # round's flipped input and its answer)
+        images, answers = (pool_in, pool_labels) if settings.requery_pool else (torch.cat(xs), torch.cat(ys))
+        return SynthesisResult(images, answers, snapshots,
                                {"history": history, "curve": curve, "round_of": round_of, "rounds": rounds,
-                                "is_round_sample": is_round_sample})
+                                "is_round_sample": is_round_sample, "round_states": round_states,
+                                "distinct_inputs": int(seen.sum()) if settings.requery_pool else len(answers)})
+
+    def _requery(self, pool: torch.Tensor, gen: torch.Generator, seen: torch.Tensor) -> tuple[torch.Tensor,
+                                                                                             torch.Tensor]:
+        """The public code's ``kd_train`` query: every pooled image flipped at random (its own coin, each round) and
+        asked again in one call. ``seen`` (pool × 2) marks which of each image's two inputs were sent."""
+        flip = torch.rand(pool.shape[0], generator=gen, device=pool.device) < 0.5
+        seen[torch.arange(pool.shape[0], device=pool.device), flip.long()] = True
+        inputs = torch.where(flip[:, None, None, None], pool.flip(-1), pool)
+        with self.box.phase(REQUERY_PHASE):
+            answers = self.box(inputs.clamp(0, 1)).to(pool.device)
+        return inputs, answers
 
     def _guide_pass(self, guide: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                     gen: torch.Generator) -> torch.Tensor:
