@@ -79,11 +79,9 @@ class RoundSettings:
         """The most rounds ``budget`` queries pay for."""
         if not self.requery_pool:
             return budget // self.images_per_round
-        rounds = int((math.sqrt(1 + 8 * budget / self.per_round) - 1) / 2)  # the root of per_round·R(R+1)/2 = budget
-        while self.queries_after(rounds + 1) <= budget:  # float rounding, either way
+        rounds = 0  # a few hundred rounds at most: counting up is exact and cheap
+        while self.queries_after(rounds + 1) <= budget:
             rounds += 1
-        while rounds and self.queries_after(rounds) > budget:
-            rounds -= 1
         return rounds
 
 
@@ -210,13 +208,13 @@ class IDEALSynthesizer(Synthesizer):
                 # 2. one teacher call for the round's images
                 with box.phase(PHASE):
                     labels = box(best_x.clamp(0, 1)).to(dev)
-            if settings.extra_per_round:  # round samples: more draws from this round's G, fresh latents, a second call
-                with torch.no_grad():
-                    more = generator(torch.randn(settings.extra_per_round, settings.nz, generator=gen, device=dev))
-                with box.phase(ROUND_SAMPLES_PHASE):
-                    more_labels = box(more.clamp(0, 1)).to(dev)
-                best_x, labels = torch.cat([best_x, more]), torch.cat([labels, more_labels])
-            if not settings.requery_pool:
+                # round samples: more draws from this round's G, fresh latents, a second call
+                if settings.extra_per_round:
+                    with torch.no_grad():
+                        more = generator(torch.randn(settings.extra_per_round, settings.nz, generator=gen, device=dev))
+                    with box.phase(ROUND_SAMPLES_PHASE):
+                        more_labels = box(more.clamp(0, 1)).to(dev)
+                    best_x, labels = torch.cat([best_x, more]), torch.cat([labels, more_labels])
                 xs.append(best_x)
                 ys.append(labels)
                 # 3. one pass of the guide over every image labelled so far
