@@ -4,6 +4,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.labkit-setup
 NBVAL_PROFILE ?= smoke
+# pytest-xdist workers for make test: the 2-core CI machine runs two test files (two notebooks) at a time, one torch
+# thread each, which idles no core while a test waits on a kernel, a browser or a subprocess (TEST_WORKERS=0: serial)
+TEST_WORKERS ?= 2
+XDIST  := $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
 .PHONY: setup lab test test-unit test-fast test-notebooks lint typecheck strip clean-venv help paper-check
 
@@ -32,7 +36,7 @@ lab: setup
 	$(BIN)/python -m labkit lab
 
 test-unit: setup
-	$(BIN)/python -m pytest tests -q --durations=15
+	$(BIN)/python -m pytest tests -q --durations=15 $(XDIST)
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow and not browser" tests -q
@@ -45,7 +49,7 @@ typecheck: setup
 
 # notebooks/conftest.py: every cell runs twice in a row, under JupyterLab's inline backend, and no figure shows twice.
 test-notebooks: setup
-	LABKIT_PROFILE=$(NBVAL_PROFILE) $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks -q
+	LABKIT_PROFILE=$(NBVAL_PROFILE) $(BIN)/python -m pytest --nbval-lax -p no:cacheprovider notebooks -q $(XDIST)
 
 test: lint typecheck test-unit test-notebooks
 

@@ -30,6 +30,10 @@ OVERRIDES = {"08_leaderboard.ipynb": "MAX_BENCH_SECONDS = 5"}
 RUNS = ("first", "second")[: 1 if os.environ.get("LABKIT_NBVAL_RUNS") == "1" else 2]
 
 os.environ["MPLBACKEND"] = INLINE_BACKEND  # the kernels nbval starts inherit it
+#: under pytest-xdist (``make test`` runs the notebooks on two workers) each kernel gets its share of the cores
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // WORKERS)))
 
 
 def _images(outputs: list[Any]) -> list[str]:

@@ -9,7 +9,12 @@ import torch
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("LABKIT_OFFLINE", "1")  # tests never try a download unless they ask for one
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+#: pytest-xdist's workers share the cores (``make test`` runs two): one torch thread each, not two that spin on one core
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = max(1, min(2, (os.cpu_count() or 1) // WORKERS))
+torch.set_num_threads(THREADS)
+if WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))  # the kernels and CLIs the tests start, too
 
 
 def _fmnist_present() -> bool:
