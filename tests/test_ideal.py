@@ -259,3 +259,39 @@ def test_the_public_codes_cnn_is_a_registered_pair() -> None:
     net = build_model("ideal-cnn")
     assert count_parameters(net) == (16 * 25 + 16) + 2 * 16 + (32 * 16 * 25 + 32) + 2 * 32 + (32 * 7 * 7 * 10 + 10)
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()) == 2
+
+
+def test_the_generator_steps_take_their_own_precision_and_the_record_says_which(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``g_precision``: the generator steps alone in bf16 (the box stays fp32); ``auto`` picks bf16 only where the
+    device has it; an explicit bf16 on a CPU without it is refused with what to do."""
+    import labkit.core.blackbox
+    import labkit.methods.ideal as ideal_module
+    from labkit.core.data import dataset_info
+    from labkit.core.profiles import get_profile
+    from labkit.methods.base import RunContext
+
+    seen: list[str] = []
+    original = ideal_module.IDEALSynthesizer.__init__
+
+    def spy(self: object, box: BlackBox, settings: RoundSettings, *args: object, **kwargs: object) -> None:
+        seen.append(settings.precision)
+        original(self, box, settings, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ideal_module.IDEALSynthesizer, "__init__", spy)
+    plain = run_method("ideal", profile="smoke", progress=False, **TINY).record
+    assert seen[-1] == "fp32" and plain.synthesis_precision == "fp32" and plain.box_precision == "fp32"
+    ctx = RunContext(get_profile("smoke"), 0, torch.device("cpu"), "lenet5-half", dataset_info("fashion-mnist"),
+                     progress=False)
+    assert ideal_module.generator_precision("run", ctx) == ctx.synthesis_precision == "fp32"
+    assert ideal_module.generator_precision("fp32", ctx) == "fp32"
+    monkeypatch.setattr(ideal_module, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(labkit.core.blackbox, "cpu_has_bf16", lambda: False)
+    assert ideal_module.generator_precision("auto", ctx) == "fp32"
+    with pytest.raises(ConfigError, match="precision='fp32'"):
+        ideal_module.generator_precision("bf16", ctx)
+    monkeypatch.setattr(ideal_module, "cpu_has_bf16", lambda: True)
+    assert ideal_module.generator_precision("auto", ctx) == "bf16"
+    run = run_method("ideal", profile="smoke", progress=False, g_precision="auto", **TINY)
+    assert seen[-1] == "bf16" and run.record.synthesis_precision == "bf16" and run.record.box_precision == "fp32"
+    assert "synthesis_precision" not in run.record.extras  # the record's own field says it, once

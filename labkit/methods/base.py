@@ -45,6 +45,9 @@ DATA_ACCESS = ("labeled", "unlabeled", "none")
 #: architecture that a paper reports instead of the lab's (IDEAL's round-trained one). The runner reports each one's
 #: last and best test accuracy beside the honest figure; nothing chooses from them
 REPORTED_STUDENTS = "reported_students"
+#: a transfer set's extra: the precision its synthesis loops actually ran in, where a method sets it apart from the
+#: run's (IDEAL's g_precision); the runner puts it in the record's synthesis_precision instead of the run's
+SYNTHESIS_PRECISION = "synthesis_precision"
 #: what a box at each access level gives a method (for the access guard's message)
 BOX_GIVES = {"decision": "top-1 class ids only: the method must never see probabilities",
              "score": "the teacher's probability vectors",

@@ -25,7 +25,15 @@ from labkit.core.results import ResultRecord
 from labkit.core.teachers import default_student_arch, default_teacher_arch, get_teacher
 from labkit.core.train import FitResult
 from labkit.core.transfer import TransferSet
-from labkit.methods.base import REPORTED_STUDENTS, DistillationMethod, MethodData, RunContext, get_method, train_student
+from labkit.methods.base import (
+    REPORTED_STUDENTS,
+    SYNTHESIS_PRECISION,
+    DistillationMethod,
+    MethodData,
+    RunContext,
+    get_method,
+    train_student,
+)
 
 
 @dataclass
@@ -139,6 +147,8 @@ def run_method(name: str, *, dataset: str = "fashion-mnist", profile: str | Prof
             "last_test_acc": accs[-1], "best_test_acc": max(accs), "best_at": accs.index(max(accs)) + 1,
             "steps": len(accs)}
     student = student.eval()
+    # a method may run its synthesis apart from the run's precision (IDEAL's g_precision): the record says which
+    synthesis_precision = str(transfer.extras.pop(SYNTHESIS_PRECISION, ctx.synthesis_precision))
     record = ResultRecord(
         method=method.label,
         access=method.access, dataset=dataset, teacher_arch=teacher_arch, student_arch=student_arch,
@@ -151,7 +161,7 @@ def run_method(name: str, *, dataset: str = "fashion-mnist", profile: str | Prof
         loss=transfer.loss_name, target_kind=transfer.target_kind, holdout_size=transfer.holdout_size,
         best_epoch=fit.best_epoch, calls=box.calls if box else 0,
         queries_per_call=round(box.queries / box.calls, 2) if box and box.calls else 0.0,
-        box_precision=box.precision if box else "", synthesis_precision=ctx.synthesis_precision,
+        box_precision=box.precision if box else "", synthesis_precision=synthesis_precision,
         method_s=round(method_s, 2), student_s=round(fit.seconds, 2), paper_fraction=dict(paper_fraction or {}),
         best_test_epoch_acc=max(report) if report else None,
         extras=dict(transfer.extras),
