@@ -91,8 +91,8 @@ class IDEALConfig(StudentRecipeConfig):
                                           "laptop": {"round_samples": 1_500, "queries": 80_000},
                                           "paper": {"round_samples": 750, "queries": 100_000}},
                         # re-queried pool: R rounds cost 250·R(R+1)/2, so 100,000 pay for 27 rounds (the cap)
-                        # and 1,262,500 for the public code's 100; on two CPU cores the width-64 generator's steps
-                        # run in bf16 where the CPU has it (twice as fast: 13 min a run become 7)
+                        # and 1,262,500 for the public code's 100; the width-64 generator's steps run in bf16 where
+                        # the CPU has it (14 min a run become 8; kept by the precision rule, docs/selection.md)
                         "public-code": {"smoke": {"queries": 600, "per_round": 100, "g_width": 8, "nz": 32,
                                                   "guide_batch": 64},
                                         "laptop": {"queries": 100_000, "g_precision": "auto"},
