@@ -229,7 +229,7 @@ RUNNING_ORDER = ("fsbbt", "student", "kd-edge", "mekd-hard+edge", "kd", "db3kd-m
                  "mekd-soft-paper", "db3kd-paper", "kd-edge-hard", "db3kd-soft-only", "db3kd-true-labels-only",
                  "zskd-beta-authors", "zsdb3kd+dead-leaves", "mekd-hard-paper", "mekd-soft+imitation",
                  "mekd-hard+imitation", "ideal", "ideal+round-samples", "zsdb3kd-paper-db3-teacher",
-                 "zskd-authors-code", "ideal-public-code")
+                 "zskd-authors-code", "ideal-public-code", "zskd-paper-augmented")
 
 
 def test_every_row_declares_every_field() -> None:

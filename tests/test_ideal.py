@@ -285,12 +285,11 @@ def test_the_generator_steps_take_their_own_precision_and_the_record_says_which(
                      progress=False)
     assert ideal_module.generator_precision("run", ctx) == ctx.synthesis_precision == "fp32"
     assert ideal_module.generator_precision("fp32", ctx) == "fp32"
-    monkeypatch.setattr(ideal_module, "cpu_has_bf16", lambda: False)
-    monkeypatch.setattr(labkit.core.blackbox, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(labkit.core.blackbox, "cpu_has_bf16", lambda: False)  # one place decides, for box and G
     assert ideal_module.generator_precision("auto", ctx) == "fp32"
     with pytest.raises(ConfigError, match="precision='fp32'"):
         ideal_module.generator_precision("bf16", ctx)
-    monkeypatch.setattr(ideal_module, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(labkit.core.blackbox, "cpu_has_bf16", lambda: True)
     assert ideal_module.generator_precision("auto", ctx) == "bf16"
     run = run_method("ideal", profile="smoke", progress=False, g_precision="auto", **TINY)
     assert seen[-1] == "bf16" and run.record.synthesis_precision == "bf16" and run.record.box_precision == "fp32"

@@ -53,6 +53,11 @@ CPU_MAX_BATCH = 512
 GPU_MAX_BATCH = 4096
 
 
+def bf16_available(device: torch.device) -> bool:
+    """Whether bf16 runs natively on ``device``: any CUDA device, or a CPU with AVX512-BF16 or AMX."""
+    return device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())
+
+
 def resolve_precision(precision: str, device: torch.device, access: str) -> str:
     """``auto`` is bf16 autocast on CUDA for decision and score boxes and fp32 otherwise (a white box's gradients
     included); ``bf16`` asked for explicitly is honoured, on the CPU only where it has bf16 instructions."""
@@ -60,7 +65,7 @@ def resolve_precision(precision: str, device: torch.device, access: str) -> str:
         raise UnknownNameError("box precision", precision, PRECISIONS)
     if precision == "auto":
         return "bf16" if device.type == "cuda" and access != "white" else "fp32"
-    if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16():
+    if precision == "bf16" and device.type == "cpu" and not bf16_available(device):
         raise ConfigError("precision='bf16' needs a CPU with AVX512-BF16 or AMX (this one has neither, so bf16 "
                           "would be emulated and slower than fp32). Use precision='fp32' (the CPU default).")
     return precision
