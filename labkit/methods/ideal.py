@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from labkit.core.blackbox import BlackBox, bf16_available, resolve_precision
+from labkit.core.blackbox import PRECISIONS, BlackBox, bf16_available, resolve_precision
 from labkit.core.config import StudentRecipeConfig, option
 from labkit.core.errors import ConfigError
 from labkit.core.losses import build_loss
@@ -51,7 +51,7 @@ from labkit.synthesis.ideal_rounds import (  # the names notebooks and exercises
     information_loss,
 )
 
-G_PRECISIONS = ("run", "fp32", "bf16", "auto")
+G_PRECISIONS = ("run", *PRECISIONS)  # "run": the run's synthesis precision; the others as for the box
 ROUND_TRAINED = "round-trained"  # the guide student after each round, as the public code trains and reports it
 
 __all__ = ["IDEAL", "ROUND_TRAINED", "IDEALConfig", "public_code_queries", "split_holdout", "IDEALSynthesizer",

@@ -209,8 +209,8 @@ BENCH_ENTRIES: tuple[BenchEntry, ...] = (
                note="the public code's loop (every pooled image asked again, flipped at random, each round; laptop: "
                     "19 rounds of 500 for 95,000 queries, the code's 250 a round in the paper profile), its generator "
                     "(N(0, 0.02) init, nz 256, width 64) and information term, on its own teacher and student "
-                    "(conv 16 and 32, each with BatchNorm, one FC layer); the "
-                    "generator's steps in bf16 where the CPU has it (g_precision=auto; the teacher is asked in fp32)"),
+                    "(conv 16 and 32, each with BatchNorm, one FC layer); the generator's steps in bf16 where the "
+                    "CPU has it (g_precision=auto; the teacher is asked in fp32)"),
 )
 BENCH_KEYS: tuple[str, ...] = tuple(e.key for e in BENCH_ENTRIES)
 #: A running order for a time-limited bench (notebook 08 in smoke): cheap runs first, one per access level early.
