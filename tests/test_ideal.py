@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -294,3 +295,72 @@ def test_the_generator_steps_take_their_own_precision_and_the_record_says_which(
     run = run_method("ideal", profile="smoke", progress=False, g_precision="auto", **TINY)
     assert seen[-1] == "bf16" and run.record.synthesis_precision == "bf16" and run.record.box_precision == "fp32"
     assert "synthesis_precision" not in run.record.extras  # the record's own field says it, once
+
+
+@pytest.mark.parametrize("cin,cout,side", [(3, 5, 7), (16, 8, 14)])
+def test_the_fused_upsample_conv_is_upsample_then_conv(cin: int, cout: int, side: int) -> None:
+    """UpsampleConv2d (one stride-2 transposed conv) computes nearest ×2 upsampling then its 3×3 convolution, values
+    and gradients, with the same parameters; the control (a plain conv on the upsampled input with the kernel
+    flipped) differs, so the comparison can fail."""
+    import torch.nn.functional as F
+
+    from labkit.synthesis.generators import UpsampleConv2d
+
+    torch.manual_seed(0)
+    layer = UpsampleConv2d(cin, cout)
+    x = torch.randn(3, cin, side, side, requires_grad=True)
+
+    def written_out(weight: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.interpolate(x, scale_factor=2, mode="nearest"), weight, layer.bias, padding=1)
+
+    fused, plain = layer(x), written_out(layer.weight)
+    assert fused.shape == (3, cout, 2 * side, 2 * side)
+    torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-5)
+    for a, b in zip(torch.autograd.grad(fused.square().sum(), [x, layer.weight, layer.bias]),
+                    torch.autograd.grad(plain.square().sum(), [x, layer.weight, layer.bias])):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    control = written_out(layer.weight.flip(-1, -2))
+    assert (control - fused).abs().max() > 1e-2
+
+
+def test_the_latent_generator_is_the_same_function_fused_or_not() -> None:
+    """The generator with its upsample-convs fused and written out (the default): the same parameters (state dict
+    shapes in the same order) and the same images for the same weights."""
+    from labkit.synthesis.generators import LatentGenerator, UpsampleConv2d
+
+    torch.manual_seed(3)
+    fused = LatentGenerator(16, (1, 28, 28), width=8, fused_upsample=True)
+    torch.manual_seed(3)
+    plain = LatentGenerator(16, (1, 28, 28), width=8)
+    assert sum(isinstance(m, UpsampleConv2d) for m in fused.modules()) == 2
+    assert not any(isinstance(m, UpsampleConv2d) for m in plain.modules())
+    assert [p.shape for p in fused.parameters()] == [p.shape for p in plain.parameters()]
+    z = torch.randn(5, 16)
+    torch.testing.assert_close(fused(z), plain(z), rtol=1e-5, atol=1e-5)
+
+
+def test_the_fused_upsample_option_reaches_the_rounds_generator() -> None:
+    """``fused_upsample`` (off by default: the committed rows ran without it) reaches the rounds' settings, and the
+    synthesizer then builds G with the fused layers."""
+    from unittest import mock
+
+    from labkit.synthesis import ideal_rounds
+
+    assert IDEALConfig.for_profile("smoke", "fashion-mnist").round_settings().fused_upsample is False
+    settings = IDEALConfig.for_profile("smoke", "fashion-mnist", fused_upsample=True).round_settings()
+    assert settings.fused_upsample is True
+    built: list[bool] = []
+    real = ideal_rounds.LatentGenerator
+
+    def spy(*args: object, **kwargs: object) -> object:
+        built.append(bool(args[3]) if len(args) > 3 else bool(kwargs.get("fused_upsample")))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    from labkit.core.models import build_model
+
+    teacher = build_model("lenet5", 1, 10, 28).eval()
+    box = BlackBox(teacher, access="decision", input_shape=(1, 28, 28), num_classes=10, device="cpu")
+    with mock.patch.object(ideal_rounds, "LatentGenerator", spy):
+        ideal_rounds.IDEALSynthesizer(box, replace(settings, g_steps=1), lambda: build_model("lenet5-half", 1, 10, 28),
+                                      10, (1, 28, 28)).synthesize(settings.per_round, progress=False)
+    assert built == [True]

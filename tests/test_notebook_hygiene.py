@@ -272,7 +272,8 @@ def test_ci_run_prints_the_whole_run_time(tmp_path: Path, make_exit: int) -> Non
     """
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
-    (fake_bin / "make").write_text(f"#!/bin/sh\necho \"fake make $*\"\nexit {make_exit}\n")
+    # `make setup` succeeds, `make test` exits with make_exit
+    (fake_bin / "make").write_text(f"#!/bin/sh\necho \"fake make $*\"\n[ \"$1\" = test ] && exit {make_exit}\nexit 0\n")
     (fake_bin / "id").write_text("#!/bin/sh\necho 1000\n")
     for tool in fake_bin.iterdir():
         tool.chmod(0o755)
@@ -281,6 +282,6 @@ def test_ci_run_prints_the_whole_run_time(tmp_path: Path, make_exit: int) -> Non
                          capture_output=True, text=True, timeout=60)
     lines = run.stdout.strip().splitlines()
     assert run.returncode == make_exit, run.stdout + run.stderr
-    assert "fake make test" in run.stdout
+    assert "fake make setup" in run.stdout and run.stdout.index("fake make setup") < run.stdout.index("fake make test")
     assert lines and lines[-1].startswith("CI run time: ") and lines[-1].endswith(f"s (exit {make_exit})"), lines
     assert "apt-get" not in run.stdout.replace("skipping apt-get", "")

@@ -78,15 +78,16 @@ def _spy_on_the_test_split(monkeypatch: pytest.MonkeyPatch, cls: type) -> list[t
 
 
 def _run_entry(entry: BenchEntry, **extra: Any) -> Any:
-    """The row at the smoke profile with its options; a stream length sized for the laptop (MEKD's
-    ``transfer_size``) is held to the smoke profile's, which changes no code path."""
+    """The row at the smoke profile with its options; a stream length or an epoch count sized for the laptop (MEKD's
+    ``transfer_size``, ``zskd-paper-augmented``'s ``epochs``) is held to the smoke profile's: no code path changes."""
     from labkit.methods.base import get_method
     from labkit.studies.runner import run_method
 
     options = entry.option_dict()
-    if "transfer_size" in options:
-        smoke = get_method(entry.method).config_class.for_profile("smoke").transfer_size
-        options["transfer_size"] = min(options["transfer_size"], smoke)
+    for size in ("transfer_size", "epochs"):
+        if size in options:
+            smoke = getattr(get_method(entry.method).config_class.for_profile("smoke"), size)
+            options[size] = min(options[size], smoke)
     return run_method(entry.method, profile="smoke", seed=0, device="cpu", progress=False, **{**options, **extra})
 
 

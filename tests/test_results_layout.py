@@ -114,3 +114,21 @@ def test_migration_never_overwrites_and_leaves_what_it_cannot_place(tmp_path: Pa
     other.write_text("student")
     assert results_root(tmp_path) == tmp_path  # a reader's look migrates what it can
     assert not other.exists() and (new_run.parent / other.name).read_text() == "student"
+
+
+def test_a_record_says_which_cpu_ran_it_and_an_old_one_says_nothing() -> None:
+    """Timings and last bits differ between CPUs (AVX2 against AVX-512 kernels): a new record names its CPU; an older
+    record read back must not be credited to the machine that reads it."""
+    from labkit.core.device import cpu_summary
+    from labkit.core.results import ResultRecord
+
+    zen3 = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\n"
+            "flags\t\t: fpu sse2 avx fma avx2\n\nprocessor\t: 1\nflags\t\t: avx512f\n")
+    assert cpu_summary(zen3) == "AMD EPYC (family 25 model 1; avx2)"  # the first processor's lines only
+    assert "avx512f, avx2" in cpu_summary(zen3.replace("avx2\n\n", "avx2 avx512f\n\n", 1))
+    rec = ResultRecord("kd", "score", "fashion-mnist", "lenet5", "lenet5-half", 0.9, 0.8, 0.8, 1, 1, 1.0, "cpu",
+                       "smoke", 0)
+    assert rec.cpu == cpu_summary()
+    old = rec.to_dict()
+    del old["cpu"]
+    assert ResultRecord.from_dict(old).cpu == ""

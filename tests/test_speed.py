@@ -64,6 +64,13 @@ def test_mac_count_of_lenet5_and_a_transposed_conv() -> None:
     with torch.no_grad(), MacCounter([up]) as c_up:
         up(torch.rand(1, 4, 5, 5))
     assert c_up.macs == 4 * 5 * 5 * 2 * 4 * 4  # every input value meets out_channels x kh x kw weights
+    from labkit.synthesis.generators import UpsampleConv2d
+
+    fused = UpsampleConv2d(4, 6)
+    with torch.no_grad(), MacCounter([fused]) as c_fused:
+        fused(torch.rand(1, 4, 7, 7))
+    # the transposed conv's count (16 per input value and output channel), not the written-out 3x3 conv's 36
+    assert c_fused.macs == 4 * 7 * 7 * 6 * 16 and c_fused.macs != 14 * 14 * 6 * 4 * 9
 
 
 def test_peak_is_reproducible_from_given_flags() -> None:

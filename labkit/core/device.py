@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import platform
 import random
+from pathlib import Path
 
 import torch
 
@@ -61,6 +62,37 @@ def seed_everything(seed: int) -> torch.Generator:
     except ImportError:  # pragma: no cover
         pass
     return torch.Generator().manual_seed(seed)
+
+
+def cpuinfo_fields(cpuinfo: str | None = None) -> dict[str, str]:
+    """The first processor's ``key: value`` lines of ``/proc/cpuinfo`` (or of ``cpuinfo``); {} where there is none."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.split("\n\n")[0].splitlines():
+        if ":" in line:
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+#: the vector extensions that change the lab's CPU kernels (and so its timings and last bits), widest first
+CPU_ISA_FLAGS: tuple[str, ...] = ("amx_bf16", "avx512_bf16", "avx512f", "avx2")
+
+
+def cpu_summary(cpuinfo: str | None = None) -> str:
+    """Which CPU ran a run, for its record: model name, family/model and the vector extensions the lab's kernels
+    use, e.g. ``AMD EPYC (family 25 model 1; avx2)``. Timings (and last bits) differ between such CPUs."""
+    fields = cpuinfo_fields(cpuinfo)
+    name = fields.get("model name") or platform.processor() or platform.machine() or "unknown CPU"
+    flags = set(fields.get("flags", "").split())
+    isa = ", ".join(f for f in CPU_ISA_FLAGS if f in flags) or "no avx2"
+    where = f"family {fields['cpu family']} model {fields['model']}; " if "cpu family" in fields and "model" in fields \
+        else ""
+    return f"{name} ({where}{isa})"
 
 
 def hardware_report(device: torch.device | None = None) -> dict[str, str | int]:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from labkit.core.device import cpu_summary
+
 
 @dataclass
 class ResultRecord:
@@ -33,6 +35,9 @@ class ResultRecord:
     queries_by_phase: dict[str, int] = field(default_factory=dict)
     machine: str = field(
         default_factory=lambda: f"{platform.system()} {platform.machine()} ({platform.node() or 'host'})")
+    #: the CPU that ran it (:func:`labkit.core.device.cpu_summary`): timings, and the last bits, differ between CPUs
+    #: ("" in records made before it was kept)
+    cpu: str = field(default_factory=cpu_summary)
     options: dict[str, object] = field(default_factory=dict)
     #: ingredient name -> {"rows", "holdout_rows", "queries"}: what each named part of the transfer set gave and cost
     ingredients: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -73,6 +78,7 @@ class ResultRecord:
         """Rebuild a record from :meth:`to_dict` output (unknown keys go to ``extras``)."""
         names = {f.name for f in fields(cls)}
         known = {k: v for k, v in d.items() if k in names}
+        known.setdefault("cpu", "")  # an older record does not say; this machine's CPU would be wrong
         rest = {k: v for k, v in d.items() if k not in names}
         rec = cls(**known)  # type: ignore[arg-type]
         rec.extras.update(rest)

@@ -130,6 +130,10 @@ class IDEALConfig(StudentRecipeConfig):
                               "public code's reset_model)")
     requery_pool: bool = option(False, help="the public code's loop: every round asks the teacher again for every "
                                             "pooled image, flipped at random (R rounds cost per_round·R(R+1)/2)")
+    fused_upsample: bool = option(False, help="a speed option: G's two upsample+conv pairs as one stride-2 "
+                                              "transposed conv each (the same function, 16 instead of 36 "
+                                              "multiply-adds per pixel pair; the last bits differ, and IDEAL's "
+                                              "outcome follows them: docs/speed.md)")
     g_precision: str = option("run", choices=G_PRECISIONS,
                               help="the generator steps' precision (they never reach the teacher): run (the run's "
                                    "synthesis precision), fp32, bf16 (autocast), or auto (bf16 where the device "

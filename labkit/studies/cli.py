@@ -346,11 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "laptop batch sizes, count FLOPs from MACs, and compare with the fp32 peak derived "
                                    "from this CPU; write <out-dir>/speed/<machine>/speed.json and speed.md. Run it on "
                                    "an idle machine (about a minute per option set).")
-    from labkit.studies.speed import LOOP_NAMES, parse_options
+    from labkit.studies.speed import LOOP_NAMES, SWITCHES, parse_options
 
     p.add_argument("--options", nargs="+", default=None, metavar="SPEC", type=parse_options,
                    help="option sets to time, each fp32-nchw (the code before the speed-ups) or switches joined by "
-                        "+: channels_last, bf16, compile, no_sync, fused_adam, box_chunk=N, LOOP=BATCH (default: "
+                        "+: " + ", ".join(SWITCHES) + ", box_chunk=N, LOOP=BATCH (default: "
                         "fp32-nchw, the lab's defaults, and those with the compiled box; see docs/speed.md)")
     p.add_argument("--loops", nargs="+", default=None, choices=LOOP_NAMES, help="a subset of the loops (default: all)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats after warm-up; the best counts (default 5)")

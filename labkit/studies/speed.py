@@ -31,11 +31,12 @@ from torch import nn
 
 from labkit.core.blackbox import BlackBox
 from labkit.core.data import DatasetInfo, dataset_info
+from labkit.core.device import cpuinfo_fields
 from labkit.core.losses import check_finite
 from labkit.core.models import build_model
 from labkit.synthesis.boundary import _answers_along_rays, _unit
 from labkit.synthesis.cvae import build_cvae, cvae_loss
-from labkit.synthesis.generators import LatentGenerator, build_discriminator, build_generator
+from labkit.synthesis.generators import LatentGenerator, UpsampleConv2d, build_discriminator, build_generator
 from labkit.synthesis.ideal_rounds import crop_and_flip, generator_loss
 from labkit.synthesis.impressions import impression_loss
 
@@ -112,17 +113,7 @@ def derive_peak(flags: set[str] | frozenset[str], vendor: str, family: int, mode
 
 def read_cpu(cpuinfo: str | None = None) -> dict[str, Any]:
     """Vendor, family, model, flags and clock of this CPU from ``/proc/cpuinfo`` (and lscpu's max MHz if any)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            cpuinfo = ""
-    first = cpuinfo.split("\n\n")[0]
-    fields: dict[str, str] = {}
-    for line in first.splitlines():
-        if ":" in line:
-            key, _, value = line.partition(":")
-            fields.setdefault(key.strip(), value.strip())
+    fields = cpuinfo_fields(cpuinfo)
     mhz, source = float(fields.get("cpu MHz", "0") or 0), "cpu MHz in /proc/cpuinfo"
     try:  # a bare-metal kernel exposes the maximum (boost) clock; a VM usually shows only the current one
         max_khz = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").read_text()
@@ -159,6 +150,8 @@ def layer_macs(module: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
     """Multiply-accumulates of one call of a Conv, ConvTranspose or Linear layer (0 for any other module)."""
     if isinstance(module, nn.Linear):
         return out.numel() * module.in_features
+    if isinstance(module, UpsampleConv2d):  # a stride-2 transposed conv: 2x2 of its 4x4 taps reach each output
+        return out.numel() * (module.in_channels // module.groups) * 4
     if isinstance(module, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
         return inp.numel() * (module.out_channels // module.groups) * math.prod(module.kernel_size)
     if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
@@ -217,6 +210,7 @@ class SpeedOptions:
     no_sync: bool = False  # drop the per-step host reads (float(loss), isfinite checks) and the box's value check
     fused_adam: bool = False  # Adam(fused=True): one kernel per update instead of a loop over the parameters
     compile_box: bool = False  # torch.compile on the teacher behind a decision or score box only (no_grad forwards)
+    fused_upsample: bool = False  # IDEAL's G: each nearest upsample and its 3x3 conv as one transposed conv
     box_chunk: int | None = None  # the box answers in chunks of this many images (BlackBox max_batch; default 4096)
     batch: dict[str, int] = field(default_factory=dict)  # per-loop batch size instead of the laptop one
 
@@ -228,7 +222,8 @@ class SpeedOptions:
         return "+".join(parts) or "fp32-nchw"
 
 
-SWITCHES: tuple[str, ...] = ("channels_last", "bf16", "compile", "no_sync", "fused_adam", "compile_box")
+SWITCHES: tuple[str, ...] = ("channels_last", "bf16", "compile", "no_sync", "fused_adam", "compile_box",
+                              "fused_upsample")
 
 
 def parse_options(spec: str) -> SpeedOptions:
@@ -433,32 +428,37 @@ def _build_mekd(ctx: BuildContext, opts: SpeedOptions, batch: int) -> Built:
     return Built(step, [G, D, teacher], batch, "G and D steps and one score-box call")
 
 
-def _build_ideal(ctx: BuildContext, opts: SpeedOptions, batch: int) -> Built:
-    """One generator step of IDEAL's round (ideal_rounds.IDEALSynthesizer): G and the guide already channels-last."""
-    info = ctx.info
-    shape = tuple(info.image_shape)
-    G = _net(LatentGenerator(64, shape, 8), opts, channels_last=True)  # type: ignore[arg-type]
-    guide = build_model(ctx.student_arch, shape[0], info.num_classes, shape[1])
-    guide = _net(guide.eval(), opts, channels_last=True)
-    for p in guide.parameters():
-        p.requires_grad_(False)
-    opt_g = _adam(G.parameters(), opts, lr=1e-2, betas=(0.5, 0.999))
-    gen = torch.Generator().manual_seed(ctx.seed)
-    z = torch.randn(batch, 64, generator=gen)
-    targets = torch.arange(batch) % info.num_classes
-    state = {"best_loss": torch.full((), math.inf), "best_x": torch.zeros((batch, *shape))}
+def _build_ideal(nz: int, width: int, lr: float) -> Callable[[BuildContext, SpeedOptions, int], Built]:
+    """One generator step of IDEAL's round (ideal_rounds.IDEALSynthesizer) at latent size ``nz`` and G width
+    ``width``: G and the guide already channels-last, as the code runs them."""
+    def build(ctx: BuildContext, opts: SpeedOptions, batch: int) -> Built:
+        info = ctx.info
+        shape = tuple(info.image_shape)
+        G = _net(LatentGenerator(nz, shape, width, opts.fused_upsample), opts,  # type: ignore[arg-type]
+                 channels_last=True)
+        guide = build_model(ctx.student_arch, shape[0], info.num_classes, shape[1])
+        guide = _net(guide.eval(), opts, channels_last=True)
+        for p in guide.parameters():
+            p.requires_grad_(False)
+        opt_g = _adam(G.parameters(), opts, lr=lr, betas=(0.5, 0.999))
+        gen = torch.Generator().manual_seed(ctx.seed)
+        z = torch.randn(batch, nz, generator=gen)
+        targets = torch.arange(batch) % info.num_classes
+        state = {"best_loss": torch.full((), math.inf), "best_x": torch.zeros((batch, *shape))}
 
-    def step() -> None:
-        opt_g.zero_grad(set_to_none=True)
-        with _cast(opts):
-            images = G(z)
-            loss = generator_loss(guide(crop_and_flip(images, gen)).float(), targets, 5.0, "authors")
-        better = loss.detach() < state["best_loss"]
-        state["best_x"] = torch.where(better, images.detach().float(), state["best_x"])
-        state["best_loss"] = torch.where(better, loss.detach(), state["best_loss"])
-        loss.backward()
-        opt_g.step()
-    return Built(step, [G, guide], batch, "G (width 8, nz 64) through the frozen guide, as the code: channels-last")
+        def step() -> None:
+            opt_g.zero_grad(set_to_none=True)
+            with _cast(opts):
+                images = G(z)
+                loss = generator_loss(guide(crop_and_flip(images, gen)).float(), targets, 5.0, "authors")
+            better = loss.detach() < state["best_loss"]
+            state["best_x"] = torch.where(better, images.detach().float(), state["best_x"])
+            state["best_loss"] = torch.where(better, loss.detach(), state["best_loss"])
+            loss.backward()
+            opt_g.step()
+        return Built(step, [G, guide], batch,
+                     f"G (width {width}, nz {nz}) through the frozen guide, as the code: channels-last")
+    return build
 
 
 def _build_cvae(ctx: BuildContext, opts: SpeedOptions, batch: int) -> Built:
@@ -525,7 +525,9 @@ LOOPS: tuple[LoopSpec, ...] = (
     LoopSpec("mekd-generator", "MEKD GAN step: G, D (real, fake, G pass), one score-box call", 128,
              "MEKD laptop gan_batch; g_width 32, d_width 16", _build_mekd),
     LoopSpec("ideal-generator", "IDEAL generator step: G through crop/flip and the frozen guide", 500,
-             "IDEAL laptop per_round; nz 64, g_width 8", _build_ideal),
+             "IDEAL laptop per_round; nz 64, g_width 8", _build_ideal(64, 8, 1e-2)),
+    LoopSpec("ideal-public-generator", "IDEAL public-code generator step: width-64 G, crop/flip, frozen guide", 500,
+             "ideal-public-code laptop per_round; nz 256, g_width 64", _build_ideal(256, 64, 1e-3)),
     LoopSpec("cvae", "FS-BBT CVAE step (MLP CVAE, Adam)", 128, "FS-BBT laptop cvae_batch_size", _build_cvae),
     LoopSpec("student", "student step, LeNet-5-half, Adam + one-cycle, KD loss", 128,
              "laptop batch_size of most rows (ZSDB3KD: 256)", _build_student),

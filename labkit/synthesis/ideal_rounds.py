@@ -62,6 +62,7 @@ class RoundSettings:
     precision: str = "fp32"  # the generator steps: fp32, or bf16 autocast (the run's precision="bf16")
     g_init: str = "pytorch"  # G's initialisation every round: PyTorch's defaults, or "authors" (N(0, 0.02))
     requery_pool: bool = False  # the public code's loop: every round asks again for every pooled image, flipped
+    fused_upsample: bool = False  # G's upsample-convs as one transposed conv each (same function, fewer MACs)
 
     @property
     def images_per_round(self) -> int:
@@ -153,7 +154,8 @@ class IDEALSynthesizer(Synthesizer):
         gen = torch.Generator(device=dev).manual_seed(self.seed)
         # channels-last: G's convolutions and their backward through the guide run about 1.6x faster on two CPU
         # cores (95 vs 155 ms per step of 500 images at width 8, docs/methods/ideal.md) and on CUDA
-        generator = LatentGenerator(settings.nz, self.image_shape, settings.g_width).to(dev)  # type: ignore[arg-type]
+        generator = LatentGenerator(settings.nz, self.image_shape, settings.g_width,  # type: ignore[arg-type]
+                                    settings.fused_upsample).to(dev)
         generator.to(memory_format=torch.channels_last)
         guide: nn.Module = self.new_student().to(memory_format=torch.channels_last)
         amp = autocast_for(settings.precision, torch.device(dev))
