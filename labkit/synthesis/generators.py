@@ -199,12 +199,16 @@ class UpsampleConv2d(nn.Conv2d):
     convolution with a 4×4 kernel built from the 3×3 one: the same function and the same parameters, 16 instead of
     36 multiply-adds per input pixel and channel pair, and no upsampled tensor (``docs/speed.md``)."""
 
+    taps: torch.Tensor
+
     def __init__(self, in_channels: int, out_channels: int, bias: bool = True) -> None:
         super().__init__(in_channels, out_channels, 3, padding=1, bias=bias)
+        # built once and moved with the module (not in the state dict: the parameters are the 3×3 conv's alone)
+        self.register_buffer("taps", torch.tensor(_UPSAMPLE_TAPS), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``conv3x3(upsample_nearest_2x(x))`` for ``x`` (N×C×H×W) → N×C'×2H×2W."""
-        taps = torch.tensor(_UPSAMPLE_TAPS, dtype=self.weight.dtype, device=self.weight.device)
+        taps = self.taps.to(self.weight.dtype)
         kernel = torch.einsum("ay,oiyx,bx->ioab", taps, self.weight, taps)
         return F.conv_transpose2d(x, kernel, self.bias, stride=2, padding=1)
 
