@@ -9,7 +9,7 @@ NBVAL_PROFILE ?= smoke
 TEST_WORKERS ?= 2
 XDIST  := $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
-.PHONY: setup lab test test-unit test-fast test-notebooks lint typecheck strip clean-venv help paper-check
+.PHONY: setup lab test test-unit test-fast test-notebooks lint typecheck strip clean-venv help paper-check gpu-check
 
 help:
 	@echo "make lab    - set up .venv, make Fashion-MNIST available, open JupyterLab on notebooks/"
@@ -58,6 +58,10 @@ test: lint typecheck test-unit test-notebooks
 # On a GPU machine; on the CPU, `python -m labkit paper-check --scale tiny --out-dir /tmp/pc` checks the plumbing.
 paper-check: setup
 	$(BIN)/python -m labkit paper-check
+
+# On a GPU machine: every notebook's main run on the gpu profile, its estimate beside the measured time (docs/cost.md).
+gpu-check: setup
+	LABKIT_PROFILE=gpu $(BIN)/python -m labkit cost-check --notebooks --profile gpu
 
 strip: setup
 	$(BIN)/python -m labkit.teaching.notebook_hygiene --strip notebooks/*.ipynb

@@ -27,13 +27,14 @@ from labkit.core.profiles import Profile, get_profile
 from labkit.core.results import ResultRecord
 from labkit.core.teachers import get_teacher
 from labkit.methods.base import available_methods, get_method
+from labkit.studies.cost import Estimate, RunTooLong, check_time, estimate_run
 from labkit.studies.runner import MethodRun, run_method
 
 __version__ = LABKIT_VERSION
 
 __all__ = [
     "ACCESS_LEVELS", "AccessDenied", "BlackBox", "CheckpointError", "ConfigError", "DatasetNotFoundError",
-    "InvalidQueryError",
+    "Estimate", "InvalidQueryError", "RunTooLong", "check_time", "estimate_run",
     "LabeledTensors", "LabkitError", "MethodRun", "NonFiniteError", "Profile", "QueryBudgetExceeded", "ResultRecord",
     "UnknownNameError", "available_methods", "build_model", "count_parameters", "dataset_info", "get_method",
     "get_profile", "get_teacher", "load_dataset", "load_splits", "pick_device", "run_method", "seed_everything",

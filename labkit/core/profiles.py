@@ -1,4 +1,4 @@
-"""Named size profiles: ``smoke`` (CI), ``laptop`` (CPU default) and ``paper`` (GPU default).
+"""Named size profiles: ``smoke`` (CI), ``laptop`` (CPU default), ``gpu`` (CUDA default) and ``paper``.
 
 A profile fixes how big every experiment is. Pick one with ``LABKIT_PROFILE`` or by
 passing a name. Each method's sizes are a table per profile name in its config
@@ -38,20 +38,26 @@ PROFILES: dict[str, Profile] = {
         description="Default on CPU: every notebook in at most 5 minutes on 2 cores, meaningful accuracy.",
         train_limit=None,
     ),
+    "gpu": Profile(
+        name="gpu",
+        description="Default on CUDA: a classroom GPU (a free Colab T4): every notebook's main run in at most 5 "
+                    "minutes there, at sizes well above the laptop's (sized by the cost model, docs/cost.md).",
+        train_limit=None,
+    ),
     "paper": Profile(
         name="paper",
-        description="Default on GPU: the papers' transfer-set sizes and epochs.",
+        description="Only when asked for: the papers' transfer-set sizes and epochs (hours, even on a GPU).",
         train_limit=None,
     ),
 }
 
 
 def default_profile_name() -> str:
-    """``$LABKIT_PROFILE`` if set, else ``paper`` with CUDA and ``laptop`` without."""
+    """``$LABKIT_PROFILE`` if set, else ``gpu`` with CUDA and ``laptop`` without (``paper`` only when asked for)."""
     env = os.environ.get("LABKIT_PROFILE", "").strip()
     if env:
         return env
-    return "paper" if torch.cuda.is_available() else "laptop"
+    return "gpu" if torch.cuda.is_available() else "laptop"
 
 
 def get_profile(name: str | Profile | None = None) -> Profile:
@@ -71,6 +77,10 @@ def get_profile(name: str | Profile | None = None) -> Profile:
     return PROFILES[key]
 
 
-def pick(profile: Profile | str, smoke: object, laptop: object, paper: object) -> object:
-    """Choose one of three values by profile name: ``pick(p, 200, 2000, 20000)``."""
-    return {"smoke": smoke, "laptop": laptop, "paper": paper}[get_profile(profile).name]
+_LAPTOPS = object()  # pick's default gpu value: the laptop's
+
+
+def pick(profile: Profile | str, smoke: object, laptop: object, paper: object, gpu: object = _LAPTOPS) -> object:
+    """Choose a value by profile name: ``pick(p, 200, 2000, 20000, gpu=5000)`` (``gpu`` defaults to the laptop's)."""
+    return {"smoke": smoke, "laptop": laptop, "gpu": laptop if gpu is _LAPTOPS else gpu,
+            "paper": paper}[get_profile(profile).name]

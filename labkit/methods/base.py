@@ -37,6 +37,7 @@ from labkit.core.models import model_for
 from labkit.core.profiles import Profile
 from labkit.core.train import FitResult, fit
 from labkit.core.transfer import TransferSet
+from labkit.core.work import Work, WorkPlan, fit_work
 
 CfgT = TypeVar("CfgT", bound=MethodConfig)
 
@@ -150,6 +151,26 @@ class DistillationMethod(ABC, Generic[CfgT]):
     def after_training(self, transfer: TransferSet, student: nn.Module, fit: FitResult, box: BlackBox | None,
                        data: MethodData, ctx: RunContext) -> None:
         """Optional: add facts to ``transfer.extras``/``artifacts`` once the student is trained (default: nothing)."""
+
+    def work(self, cfg: CfgT, info: DatasetInfo, student_arch: str, train_rows: int) -> WorkPlan:
+        """What a run with ``cfg`` will do, counted from the config alone (:mod:`labkit.methods.work_plans`): the cost
+        model's input. ``train_rows`` is how many training images a with-data method is given."""
+        if self.name not in WORK_PLANS:
+            raise ConfigError(f"{self.label} does not count its work (no plan in labkit.methods.work_plans), so the "
+                              "lab cannot estimate its time; run it without an estimate, or add its plan")
+        return WORK_PLANS[self.name](self, cfg, info, student_arch, train_rows)
+
+
+#: a method's work plan: (method, config, data set, student architecture, training images) -> its WorkPlan
+WorkPlanFn = Callable[[Any, Any, DatasetInfo, str, int], WorkPlan]
+#: method name -> its work plan (registered by :mod:`labkit.methods.work_plans`)
+WORK_PLANS: dict[str, WorkPlanFn] = {}
+
+
+def student_work(cfg: Any, rows: int, selection_rows: int, student_arch: str,
+                 extra_per_step: tuple[Work, ...] = ()) -> tuple[Work, ...]:
+    """The reported student's training (:func:`train_student`) on ``rows`` with the config's recipe."""
+    return fit_work("student", rows, cfg.epochs, cfg.batch_size, student_arch, selection_rows, extra_per_step)
 
 
 def _guarded(distill: Callable[..., TransferSet]) -> Callable[..., TransferSet]:

@@ -51,6 +51,9 @@ class DB3KDConfig(StudentRecipeConfig):
         # train_size None (all 55,000): picked on the validation split over 15k / 30k / all, docs/selection.md
         "laptop": {"measure": "bd", "queries_per_sample": 100, "train_size": None, "soft_size": 2000,
                    "epochs": 12, "batch_size": 128, "lr": 2e-3, "ingredients": (SOFT_LABELS, TRUE_LABELS)},
+        # a T4 (docs/cost.md): ten times the laptop's soft-labelled rows at twice its queries each
+        "gpu": {"measure": "bd", "queries_per_sample": 200, "train_size": None, "soft_size": 20_000,
+                "epochs": 20, "batch_size": 256, "lr": 2e-3, "ingredients": (SOFT_LABELS, TRUE_LABELS)},
         "paper": {"measure": "mbd", "queries_per_sample": 2000, "train_size": None, "soft_size": None,
                   "epochs": 40, "batch_size": 256, "lr": 1e-3, "ingredients": (SOFT_LABELS,), "variant": "paper",
                   "n_probes": 200},
@@ -60,7 +63,8 @@ class DB3KDConfig(StudentRecipeConfig):
                                      **boundary.AUTHORS_SIGNOPT.options()}}
     #: rows soft-labelled by the paper variant per profile (None: every training image): smoke by CI's time; laptop
     #: chosen on the validation split by the scaling study (2,000 / 10,000 / all, docs/selection.md)
-    PAPER_VARIANT_ROWS: ClassVar[dict[str, int | None]] = {"smoke": 300, "laptop": None, "paper": None}
+    PAPER_VARIANT_ROWS: ClassVar[dict[str, int | None]] = {"smoke": 300, "laptop": None, "gpu": None,
+                                                           "paper": None}
     VARIANT_PROFILES = {"paper": {p: {"train_size": rows} for p, rows in PAPER_VARIANT_ROWS.items()}}
     INGREDIENTS = {
         SOFT_LABELS: "soft_size training images with soft labels from boundary distances (the paper's transfer set)",
@@ -117,6 +121,11 @@ class DistanceLabelLoss(nn.Module):
         kl = (p * (torch.log(p.clamp_min(1e-12)) - log_q)).sum(1) * self.tau ** 2
         per_sample = torch.where(has_soft, self.alpha * ce + (1 - self.alpha) * kl, ce)
         return per_sample.mean()
+
+
+#: the settings that shape the boundary distances (the cost model's calibration labels a few images with them)
+DISTANCE_FIELDS = ("measure", "queries_per_sample", "n_directions", "n_probes", "rtol", "bd_share", "sd_samples",
+                   "signopt_line_search", "signopt_stall_reset", "signopt_tol_beta_divisor")
 
 
 def pair_budgets(queries: int, num_classes: int, measure: str, bd_share: float) -> tuple[int, int]:

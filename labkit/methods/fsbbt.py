@@ -72,6 +72,7 @@ class FSBBTConfig(StudentRecipeConfig):
     PROFILES = {
         "smoke": {"shots": 200, "nomixup": 800, "cvae_epochs": 10, "epochs": 2, "batch_size": 32, "lr": 3e-3},
         "laptop": {"shots": 2000, "nomixup": 12_000, "cvae_epochs": 100, "epochs": 15, "batch_size": 128, "lr": 3e-3},
+        "gpu": {"shots": 2000, "nomixup": 24_000, "cvae_epochs": 200, "epochs": 30, "batch_size": 256, "lr": 3e-3},
         "paper": {"shots": 2000, "nomixup": 24_000, "cvae_epochs": 200, "epochs": 40, "batch_size": 256, "lr": 2e-3},
     }
     TITLE = "FS-BBT option"

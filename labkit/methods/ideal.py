@@ -64,6 +64,9 @@ _PROFILES: dict[str, dict[str, Any]] = {
     # information term chosen on a pooled teacher-labelled holdout of the candidates' images: docs/selection.md
     "laptop": {"queries": 20_000, "per_round": 500, "g_steps": 30, "nz": 64, "g_width": 8, "lr_g": 1e-2,
                "info_mode": "authors", "epochs": 15, "batch_size": 128, "lr": 2e-3, "guide_batch": 128},
+    # a T4 (docs/cost.md): 2.5 times the laptop's queries, a generator four times as wide
+    "gpu": {"queries": 50_000, "per_round": 500, "g_steps": 30, "nz": 64, "g_width": 32, "lr_g": 1e-2,
+            "info_mode": "authors", "epochs": 30, "batch_size": 256, "lr": 2e-3, "guide_batch": 256},
     # the public code's MNIST command: 100 rounds of 250 images, 30 G steps, nz 256, ngf 64
     "paper": {"queries": 25_000, "per_round": 250, "g_steps": 30, "nz": 256, "g_width": 64, "epochs": 40,
               "batch_size": 256, "lr": 1e-3, "guide_batch": 250},

@@ -20,6 +20,7 @@ from labkit.methods.base import DistillationMethod, MethodData, RunContext, regi
 
 _STUDENT = {"smoke": {"epochs": 2, "batch_size": 128, "lr": 2e-3},
             "laptop": {"epochs": 12, "batch_size": 128, "lr": 2e-3},
+            "gpu": {"epochs": 20, "batch_size": 256, "lr": 2e-3},
             "paper": {"epochs": 40, "batch_size": 256, "lr": 1e-3}}
 
 

@@ -64,7 +64,7 @@ from labkit.synthesis.generators import GAN_LAYOUTS, freeze
 __all__ = ["MEKD", "MEKDConfig", "generated_transfer_set", "response_mode", "GenerativeAlignmentLoss",
            "generative_alignment", "response_logits"]
 
-#: MEKD's sizes per profile; laptop is sized for two CPU cores (see docs/methods/mekd.md)
+#: MEKD's sizes per profile; laptop sized for two CPU cores (docs/methods/mekd.md), gpu (below) for a T4 (docs/cost.md)
 MEKD_PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {"edge_fraction": 0.1, "gan_epochs": 1, "epochs": 2, "transfer_size": 640, "holdout_size": 128,
               "batch_size": 128, "lr": 3e-3, "g_width": 16, "d_width": 8, "ingredients": ("generated", "edge-images")},
@@ -76,6 +76,7 @@ MEKD_PROFILES: dict[str, dict[str, Any]] = {
               "batch_size": 256, "lr": 1e-3, "g_width": 128, "d_width": 16, "ingredients": ("generated",),
               "variant": "paper"},
 }
+MEKD_PROFILES["gpu"] = dict(MEKD_PROFILES["laptop"], gan_epochs=24, epochs=20, transfer_size=24_000, g_width=64)
 GAN_PHASES = ("deprivatisation: G(z)", "distillation: G(z)")
 STREAM_PHASE = "distillation: G(z) stream"
 
@@ -157,7 +158,6 @@ class MEKDConfig(StudentRecipeConfig):
             raise ConfigError("the 'stream' ingredient is switched on by stream=True (the paper variants), not listed")
         if self.stream and self.uses("edge-images"):
             raise ConfigError("stream=True runs on G's samples alone: leave out 'edge-images' or the stream")
-
 
     def gan_settings(self) -> GANSettings:
         """The deprivatisation's settings: the GAN's epochs, batch, optimiser, widths and information term."""

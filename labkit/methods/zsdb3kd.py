@@ -71,6 +71,9 @@ _PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
+#: a T4 (docs/cost.md): the laptop's lab recipe with 2.5 times the pseudo-samples and twice the iterations
+_PROFILES["gpu"] = {**_PROFILES["laptop"], "per_class": 100, "iterations": 20, "signopt_queries": 100, "epochs": 6,
+                    "snapshot_every": 4}
 #: the authors' code's search and step (their untargeted_mbd.py and get_pseudo_samples.py): fresh rays at every
 #: iteration, Sign-OPT's line search, the α reset with a β shrink, bisection to β/500, λ halved until the label holds
 #: (docs/methods/zsdb3kd.md)

@@ -68,6 +68,9 @@ _PROFILES: dict[str, dict[str, Any]] = {
     # student_tau 4 (teacher-labelled holdout, seeds 0-2): docs/methods/zskd.md and docs/selection.md
     "laptop": {"ingredients": (IMPRESSIONS, COPIES), "impressions": 9000, "iterations": 16, "craft_batch": 3000,
                "epochs": 15, "batch_size": 128, "lr": 1e-2, "student_tau": 4.0},
+    # a T4 (docs/cost.md): the paper's 48k impressions for 100 steps each, one relabelled copy each
+    "gpu": {"ingredients": (IMPRESSIONS, COPIES), "impressions": PAPER_IMPRESSIONS["fashion-mnist"], "iterations": 100,
+            "craft_batch": 8000, "epochs": 20, "batch_size": 256, "lr": 1e-2, "student_tau": 4.0},
     # the paper: 48k impressions for Fashion-MNIST (profile_values picks the data set's count), 1500 steps at 0.01
     "paper": {"ingredients": (IMPRESSIONS,), "impressions": PAPER_IMPRESSIONS["fashion-mnist"], "iterations": 1500,
               "craft_batch": 8000, "epochs": 40, "batch_size": 256, "craft_lr": 0.01, "variant": "paper"},

@@ -36,6 +36,7 @@ from labkit.core.teachers import default_student_arch, default_teacher_arch, get
 from labkit.studies.bench_rows import BENCH_ENTRIES, BENCH_KEYS, LADDER_RUNGS, QUICK_ORDER, BenchEntry
 from labkit.studies.board import LEADERBOARD_JSON, Leaderboard, saved_leaderboard
 from labkit.studies.board_stats import run_elapsed_s, summarize_entry
+from labkit.studies.cost import estimate_run
 from labkit.studies.environment import environment_info
 from labkit.studies.results_layout import BENCH, study_dir
 from labkit.studies.runner import run_method
@@ -196,12 +197,28 @@ def plan_bench(dataset: str, profile: str | None, seeds: Sequence[int], record_d
     return BenchPlan(dataset, prof.name, seeds, chosen, options, Path(record_dir), reused, todo)
 
 
+def fits(entry: BenchEntry, options: dict[str, Any], dataset: str, profile: str, device: torch.device,
+         deadline: float, say: Callable[[str], None]) -> bool:
+    """Whether a row's estimate (:func:`~labkit.studies.cost.estimate_run`) fits the time left before ``deadline``."""
+    try:
+        est = estimate_run(entry.method, dataset=dataset, profile=profile, device=device,
+                           teacher_arch=entry.teacher or None, student_arch=entry.student or None, **options)
+    except LabkitError:  # no estimate: the deadline alone decides, as before
+        return True
+    left = deadline - time.time()
+    if est.total_s <= left:
+        return True
+    say(f"[bench] {entry.key}: its estimate ({est.describe()}) does not fit the {max(left, 0):.0f} s left")
+    return False
+
+
 def execute_bench(plan: BenchPlan, *, device: torch.device | str | None = None, progress: bool = True,
                   jobs: int = 1, threads_per_job: int | None = None, time_budget_s: float | None = None,
                   log: Callable[[str], None] | None = print) -> BenchRuns:
     """Load the teacher (so every run, and every worker process, finds it ready), then run the plan's runs, saving
     each record as it finishes; ``jobs`` > 1 runs that many at once in worker processes with ``threads_per_job``
-    torch threads each. Runs still waiting once ``time_budget_s`` has passed are skipped."""
+    torch threads each. With ``time_budget_s``, a run (one job) starts only if its cost-model estimate fits the time
+    left; runs still waiting once it has passed are skipped."""
     say = log or (lambda _msg: None)
     dev = torch.device(device) if device is not None else pick_device()
     teacher = get_teacher(plan.dataset, device=dev, progress=progress)
@@ -231,8 +248,11 @@ def execute_bench(plan: BenchPlan, *, device: torch.device | str | None = None, 
     try:
         if jobs <= 1 or len(todo) <= 1:
             for seed, e, path in todo:
-                finish(seed, e, path, _run_one(e, options[e.key], dataset, profile, seed, str(dev), progress,
-                                               str(path), deadline))
+                if deadline is not None and not fits(e, options[e.key], dataset, profile, dev, deadline, say):
+                    finish(seed, e, path, None)
+                else:
+                    finish(seed, e, path, _run_one(e, options[e.key], dataset, profile, seed, str(dev), progress,
+                                                   str(path), deadline))
                 if bar is not None:
                     bar.update(1)
         else:

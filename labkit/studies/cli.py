@@ -1,5 +1,5 @@
-"""Command line: ``python -m labkit COMMAND ...``: run, methods, profiles, bench, paper-check, paper-table, few-labels,
-query-speed, speed, precision, scale, teacher, data, lab."""
+"""Command line: ``python -m labkit COMMAND ...``: run, methods, profiles, bench, cost-check, paper-check, paper-table,
+few-labels, query-speed, speed, precision, scale, teacher, data, lab."""
 from __future__ import annotations
 
 import argparse
@@ -69,17 +69,38 @@ def _cmd_run(args: argparse.Namespace) -> int:
         shared = ("epochs", "lr", "response")  # a companion baseline follows the method's recipe and answers
         opts = own if name == cls.name else {k: v for k, v in own.items() if k in shared and k in
                                              get_method(name).config_class.field_names()}
+        if args.estimate:  # the cost model's prediction, nothing run
+            est = run_method(name, dataset=args.dataset, profile=args.profile, device=args.device,
+                             teacher_arch=args.teacher_arch, student_arch=args.student_arch, dry_run=True, **opts)
+            print(est.table(), flush=True)
+            continue
         run = run_method(name, dataset=args.dataset, profile=args.profile, seed=args.seed, device=args.device,
                          teacher_arch=args.teacher_arch, student_arch=args.student_arch, budget=args.budget,
                          progress=not args.no_progress, precision=args.precision, **opts)
         records.append(run.record)
         print(f"{name}: student {100 * run.record.student_acc:.2f}%  ({run.record.wall_s:.1f} s, "
               f"{run.record.queries:,} queries)", flush=True)
+    if args.estimate:
+        return 0
     print()
     print(format_table(records))
     out = Path(args.out) if args.out else paths.results_dir() / f"{cls.name}.json"
     save_records(records, out)
     print(f"\nwrote {len(records)} record(s) to {out}")
+    return 0
+
+
+def _cmd_cost_check(args: argparse.Namespace) -> int:
+    from labkit.studies.cost_check import cost_check, re_estimate
+
+    _set_threads(args.threads)
+    out_dir = Path(args.out_dir) if args.out_dir else None
+    if args.estimate_only:
+        rows = re_estimate(profile=args.profile, out_dir=out_dir)
+    else:
+        rows = cost_check(args.rows, profile=args.profile, seed=args.seed, notebooks=args.notebooks, out_dir=out_dir)
+    inside = sum(r["within"] for r in rows)
+    print(f"{inside} of {len(rows)} runs within ±25 % of their estimate")
     return 0
 
 
@@ -315,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
         mp.add_argument("--budget", type=int, default=None, help="hard cap on teacher queries")
         mp.add_argument("--out", default=None, help="where to write the JSON records (default results/<method>.json)")
         mp.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+        mp.add_argument("--estimate", action="store_true",
+                        help="print the cost model's time estimate per phase on this device and run nothing "
+                             "(docs/cost.md)")
         mp.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                         help="auto (fp32 on the CPU, a bf16 box on CUDA), fp32, or bf16 for the box and the synthesis "
                              "loops (CPUs with AVX512-BF16 or AMX; docs/speed.md)")
@@ -322,6 +346,19 @@ def build_parser() -> argparse.ArgumentParser:
         cls.add_arguments(mp)
         mp.set_defaults(func=_cmd_run, _method_opts=[a.dest for a in mp._actions if a.dest not in before])
 
+    p = sub.add_parser("cost-check", help="the cost model's estimate beside measured runs (results/cost/)",
+                       description="Estimate, then run one at a time, bench rows or every notebook's main run, and "
+                                   "write estimate against measured seconds to results/cost/<profile>.md. Run it on an "
+                                   "idle machine.")
+    p.add_argument("--profile", default="laptop", help="profile of the runs (default laptop)")
+    p.add_argument("--rows", nargs="+", default=None, help="bench rows (default: every row)")
+    p.add_argument("--notebooks", action="store_true", help="every notebook's main run instead of bench rows")
+    p.add_argument("--estimate-only", action="store_true",
+                   help="estimate again the runs already measured in results/cost/<profile>.json; run nothing")
+    p.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--out-dir", default=None, help="where to write (default results/cost)")
+    p.set_defaults(func=_cmd_cost_check)
     p = sub.add_parser("profiles", help="list the size profiles")
     p.set_defaults(func=_cmd_profiles)
     p = sub.add_parser("methods", help="list the methods")

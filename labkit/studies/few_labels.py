@@ -38,7 +38,7 @@ __all__ = ["FEW_LABEL_ROWS", "FEW_LABEL_SIZES", "IMAGES_SEEN", "SHIPPED_SUMMARY"
 FEW_LABEL_SIZES: tuple[int, ...] = (500, 2000, 8000)
 FEW_LABEL_ROWS: tuple[str, ...] = ("student", "kd")
 #: training images seen per run at every size, per profile (laptop: about 940 steps of 128)
-IMAGES_SEEN: dict[str, int] = {"smoke": 500, "laptop": 120_000, "paper": 240_000}
+IMAGES_SEEN: dict[str, int] = {"smoke": 500, "laptop": 120_000, "gpu": 240_000, "paper": 240_000}
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 from torch import nn
@@ -34,6 +34,7 @@ from labkit.methods.base import (
     get_method,
     train_student,
 )
+from labkit.studies.cost import Estimate, estimate_run
 
 
 @dataclass
@@ -93,12 +94,25 @@ def papers_protocol_accuracies(student: nn.Module, epoch_states: list[dict[str, 
     return accs
 
 
+@overload
+def run_method(name: str, *, dry_run: Literal[True], **kwargs: Any) -> Estimate: ...
+
+
+@overload
+def run_method(name: str, *, dataset: str = ..., profile: str | Profile | None = ..., seed: int = ...,
+               device: torch.device | str | None = ..., teacher_arch: str | None = ...,
+               student_arch: str | None = ..., budget: int | None = ..., progress: bool = ...,
+               out: str | Path | None = ..., train_limit: int | None = ...,
+               box_hook: Callable[[BlackBox], None] | None = ..., paper_fraction: dict[str, Any] | None = ...,
+               precision: str = ..., dry_run: Literal[False] = ..., **options: Any) -> MethodRun: ...
+
+
 def run_method(name: str, *, dataset: str = "fashion-mnist", profile: str | Profile | None = None, seed: int = 0,
                device: torch.device | str | None = None, teacher_arch: str | None = None,
                student_arch: str | None = None, budget: int | None = None, progress: bool = True,
                out: str | Path | None = None, train_limit: int | None = None,
                box_hook: Callable[[BlackBox], None] | None = None, paper_fraction: dict[str, Any] | None = None,
-               precision: str = "auto", **options: Any) -> MethodRun:
+               precision: str = "auto", dry_run: bool = False, **options: Any) -> Any:
     """Run one method end to end on the lab's cached teacher and return a :class:`MethodRun`.
 
     ``budget`` caps the teacher queries (a :class:`~labkit.core.errors.QueryBudgetExceeded` stops the run).
@@ -107,8 +121,12 @@ def run_method(name: str, *, dataset: str = "fashion-mnist", profile: str | Prof
     on CUDA), ``fp32``, or ``bf16`` (the box and the synthesis loops under bf16 autocast; on the CPU only
     with AVX512-BF16 or AMX); the student always trains as :func:`~labkit.core.train.fit` decides.
     ``paper_fraction`` (from ``make paper-check``) goes into the record as it is: a run at less than its
-    profile's size says so there.
+    profile's size says so there. ``dry_run=True`` runs nothing and returns the cost model's
+    :class:`~labkit.studies.cost.Estimate` of the run on this device (per phase; ``.describe()``).
     """
+    if dry_run:
+        return estimate_run(name, dataset=dataset, profile=profile, device=device, teacher_arch=teacher_arch,
+                            student_arch=student_arch, train_limit=train_limit, **options)
     cls = get_method(name)
     method: DistillationMethod[Any] = cls(**options)
     prof = get_profile(profile)
