@@ -17,6 +17,7 @@ import torch
 
 from labkit.core.errors import ConfigError, UnknownNameError
 from labkit.core.losses import build_loss
+from labkit.core.profiles import PROFILES
 from labkit.core.transfer import Ingredient, TrainRecipe, TransferSet
 from labkit.methods.base import available_methods, get_method
 from labkit.studies.bench import BENCH_ENTRIES, BenchEntry
@@ -331,8 +332,8 @@ def test_the_same_seed_gives_the_same_record(key: str) -> None:
 @pytest.mark.parametrize("name", _all_method_names())
 def test_every_config_has_a_table_per_profile_and_builds_in_each(name: str) -> None:
     cfg_cls = get_method(name).config_class
-    assert set(cfg_cls.PROFILES) == {"smoke", "laptop", "paper"}, cfg_cls.__name__
-    for profile in ("smoke", "laptop", "paper"):
+    assert set(cfg_cls.PROFILES) == set(PROFILES), cfg_cls.__name__  # smoke, laptop, gpu and paper
+    for profile in PROFILES:
         cfg = cfg_cls.for_profile(profile, "fashion-mnist")
         assert dataclasses.is_dataclass(cfg)
         with pytest.raises(dataclasses.FrozenInstanceError):
