@@ -32,6 +32,7 @@ from labkit.methods.zskd import (
     ZSKD_COPIES_PER_IMAGE,
     ZSKDConfig,
 )
+from labkit.synthesis.pseudo_samples import checkpoint_iterations
 
 #: the settings that shape one ZSDB3KD search-and-step iteration (the cost model's calibration runs one with them)
 SEARCH_FIELDS = ("n_directions", "warm_directions", "signopt_queries", "n_probes", "step_size", "max_halvings",
@@ -218,13 +219,11 @@ def _zsdb3kd(method: Any, cfg: ZSDB3KDConfig, info: DatasetInfo, student_arch: s
         rows, hold = rows * cfg.pseudo_repeat + cfg.bank_per_class * c, hold + per_hold * c
     student = student_work(cfg, rows, hold, student_arch)
     curve: list[Work] = []
-    points = len({int(round(i * cfg.iterations / cfg.curve_points)) for i in range(cfg.curve_points)}) \
-        if cfg.curve_points > 0 and cfg.iterations > 0 else 0
-    for _ in range(points):  # each curve student: its images' soft labels and a student like the final one
+    # each curve student: its images' soft labels and a student like the final one
+    for _ in checkpoint_iterations(cfg.iterations, cfg.curve_points):
         curve.append(Work("accuracy curve", "distance", 1, n,
                           params(kind="pseudo-samples", label_directions=cfg.label_directions)))
-        curve += [Work("accuracy curve", w.kind, w.steps, w.batch, w.params)
-                  for w in fit_work("accuracy curve", rows, cfg.epochs, cfg.batch_size, student_arch, hold)]
+        curve += fit_work("accuracy curve", rows, cfg.epochs, cfg.batch_size, student_arch, hold)
     return WorkPlan(tuple(own), student + tuple(curve),
                     ("ZSDB3KD's search is timed per iteration on the real teacher at two sample counts; its "
                      "Sign-OPT stops early where a ray's budget or step runs out, so the count is its most",))

@@ -40,6 +40,7 @@ from labkit.core.teachers import default_student_arch, default_teacher_arch, get
 from labkit.core.train import adam
 from labkit.core.work import Work, WorkPlan
 from labkit.methods.base import get_method
+from labkit.studies.speed import MacCounter
 from labkit.synthesis.alignment import GenerativeAlignmentLoss
 from labkit.synthesis.cvae import build_cvae, cvae_loss
 from labkit.synthesis.generators import LatentGenerator, build_discriminator, build_generator, freeze
@@ -100,34 +101,11 @@ class OpCounter(TorchDispatchMode):
 
 
 def module_flops(modules: list[nn.Module], step: Callable[[], object]) -> float:
-    """FLOPs of one call of ``step``: 2 × the multiply-adds of every conv and linear layer in ``modules``, × 3 for a
-    layer whose weight trains (forward, input and weight gradients), × 2 where only its input needs a gradient."""
-    total = [0.0]
-    hooks = []
-
-    def hook(mod: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-        o = out if isinstance(out, torch.Tensor) else out[0]
-        if isinstance(mod, (nn.Conv2d, nn.ConvTranspose2d)):
-            k = mod.weight.shape[1] * math.prod(mod.weight.shape[2:])
-            macs = o.numel() * k if isinstance(mod, nn.Conv2d) else inp[0].numel() * mod.weight.shape[1] * \
-                math.prod(mod.weight.shape[2:])
-        elif isinstance(mod, nn.Linear):
-            macs = o.numel() * mod.in_features
-        else:
-            return
-        mult = 1 + int(inp[0].requires_grad) + int(mod.weight.requires_grad and torch.is_grad_enabled())
-        total[0] += 2.0 * macs * mult
-
-    for m in modules:
-        for sub in m.modules():
-            if isinstance(sub, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-                hooks.append(sub.register_forward_hook(hook))
-    try:
+    """FLOPs of one call of ``step`` in ``modules``, counted as the speed benchmark counts them
+    (:class:`~labkit.studies.speed.MacCounter`, :data:`~labkit.studies.speed.FLOP_CONVENTION`)."""
+    with MacCounter(modules) as counter:
         step()
-    finally:
-        for h in hooks:
-            h.remove()
-    return total[0]
+    return float(counter.flops)
 
 
 # ------------------------------------------------------------------------------------------------ step builders
@@ -586,6 +564,7 @@ class Estimate:
 
     @property
     def minutes(self) -> float:
+        """The estimate in minutes (what ``MAX_MINUTES`` is compared with)."""
         return self.total_s / 60
 
     def describe(self) -> str:

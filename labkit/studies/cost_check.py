@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from labkit.core import paths
-from labkit.core.device import cpu_summary
+from labkit.core.device import cpu_summary, pick_device
 from labkit.studies.bench_rows import BENCH_ENTRIES
 from labkit.studies.cost import device_label, estimate_run
 from labkit.studies.main_runs import NOTEBOOK_MAIN_RUNS
@@ -87,7 +87,7 @@ def write(rows: list[dict[str, Any]], out_dir: Path, profile: str, seed: int) ->
     jpath, mpath = out_dir / f"{profile}.json", out_dir / f"{profile}.md"
     old = json.loads(jpath.read_text())["rows"] if jpath.exists() else []
     merged = {r["row"]: r for r in old} | {r["row"]: r for r in rows}
-    meta = {"profile": profile, "seed": seed, "device": device_label(torch.device("cpu")), "cpu": cpu_summary(),
+    meta = {"profile": profile, "seed": seed, "device": device_label(pick_device()), "cpu": cpu_summary(),
             "torch": torch.__version__, "tolerance": TOLERANCE}
     jpath.write_text(json.dumps({**meta, "rows": list(merged.values())}, indent=1) + "\n")
     lines = [f"# Estimate against measurement: {profile} profile", "",

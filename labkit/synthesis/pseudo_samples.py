@@ -239,6 +239,13 @@ def class_mean_soft_labels(soft: torch.Tensor, y: torch.Tensor, num_classes: int
                         for c in range(num_classes)])
 
 
+def checkpoint_iterations(iterations: int, curve_points: int) -> list[int]:
+    """Iterations ``0, it/k, …`` (``k = curve_points``; 0: the noise start) whose images the accuracy curve keeps."""
+    if curve_points <= 0 or iterations <= 0:
+        return []
+    return sorted({int(round(i * iterations / curve_points)) for i in range(curve_points)})
+
+
 # --------------------------------------------------------------------------- the synthesizer
 @dataclass
 class IterationStats:
@@ -276,10 +283,7 @@ class PseudoSampleSynthesizer(Synthesizer):
 
     def checkpoint_iterations(self) -> list[int]:
         """Iterations ``0, it/k, …`` (``k = curve_points``; 0: the noise start) whose images the curve keeps."""
-        k, it = self.settings.curve_points, self.settings.iterations
-        if k <= 0 or it <= 0:
-            return []
-        return sorted({int(round(i * it / k)) for i in range(k)})
+        return checkpoint_iterations(self.settings.iterations, self.settings.curve_points)
 
     def _synthesize(self, n: int, progress: bool) -> SynthesisResult:
         settings, box, c = self.settings, self.box, self.num_classes
