@@ -26,6 +26,7 @@ WORK_KINDS: dict[str, str] = {
     "cvae": "one FS-BBT CVAE training step on `batch` images",
     "search": "one iteration of ZSDB3KD's boundary search and step for `batch` pseudo-samples",
     "distance": "DB3KD's boundary distances of `batch` images to every other class",
+    "noise": "drawing `batch` noise images of one family (`family`) before they go to the box",
 }
 
 

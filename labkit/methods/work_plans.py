@@ -74,8 +74,9 @@ def _noise_kd(method: Any, cfg: NoiseKDConfig, info: DatasetInfo, student_arch: 
     c = info.num_classes
     hold = max(1, int(round(cfg.per_class * cfg.holdout_fraction / 2)))
     rows = min(cfg.draws, cfg.per_class * c)
-    return WorkPlan((box_work(NOISE_PHASE, cfg.draws, cfg.init_batch,
-                              note="at least draws; more where a class is rare under this noise"),),
+    return WorkPlan((Work(NOISE_PHASE, "noise", cfg.draws / cfg.init_batch, cfg.init_batch, params(family=cfg.noise)),
+                     box_work(NOISE_PHASE, cfg.draws, cfg.init_batch,
+                              note="at least draws; more where a class is rare under this noise")),
                     student_work(cfg, rows, hold * c, student_arch))
 
 
@@ -205,12 +206,12 @@ def _zsdb3kd(method: Any, cfg: ZSDB3KDConfig, info: DatasetInfo, student_arch: s
     n = cfg.per_class * c
     draws = max(cfg.min_init_draws if cfg.uses("noise-bank") else 0, n, cfg.init_batch)
     search = params(**{k: v for k, v in cfg.as_dict().items() if k in SEARCH_FIELDS})
-    own = [box_work("initial noise", draws, cfg.init_batch,
-                       note="the least the config draws; a class the noise rarely reaches costs more"),
-              Work("nearest boundary", "search", 1, n, search + (("first", True),)),
-              Work("nearest boundary", "search", max(0, cfg.iterations - 1), n, search + (("first", False),)),
-              Work("soft labels", "distance", 1, n,
-                   params(kind="pseudo-samples", label_directions=cfg.label_directions))]
+    own = [Work("initial noise", "noise", draws / cfg.init_batch, cfg.init_batch, params(family=cfg.noise)),
+           box_work("initial noise", draws, cfg.init_batch,
+                    note="the least the config draws; a class the noise rarely reaches costs more"),
+           Work("nearest boundary", "search", 1, n, search + (("first", True),)),
+           Work("nearest boundary", "search", max(0, cfg.iterations - 1), n, search + (("first", False),)),
+           Work("soft labels", "distance", 1, n, params(kind="pseudo-samples", label_directions=cfg.label_directions))]
     hold = max(1, int(round(n * cfg.holdout_fraction)))
     k = n - hold
     rows = k * (1 + (cfg.iterations if cfg.uses("pseudo-sample-paths") else 0))

@@ -46,8 +46,9 @@ from labkit.synthesis.cvae import build_cvae, cvae_loss
 from labkit.synthesis.generators import LatentGenerator, build_discriminator, build_generator, freeze
 from labkit.synthesis.ideal_rounds import crop_and_flip, generator_loss
 from labkit.synthesis.impressions import impression_loss
+from labkit.synthesis.noise import noise_images
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 #: training images of the lab's image data sets (the validation split already carved out)
 TRAIN_SIZE = {"fashion-mnist": 55_000, "mnist": 55_000, "cifar10": 45_000}
 #: one calibration step is timed at a batch whose step takes about this long (or the run's batch, if smaller)
@@ -302,6 +303,12 @@ def _cvae_step(ctx: CalibrationContext, p: dict[str, Any], b: int) -> Step:
     return Step(run, [model], b)
 
 
+def _noise_step(ctx: CalibrationContext, p: dict[str, Any], b: int) -> Step:
+    """Drawing ``b`` noise images of one family (on the CPU, as the rejection sampler draws them)."""
+    gen = torch.Generator().manual_seed(ctx.seed)
+    return Step(lambda: noise_images(b, ctx.info.image_shape, gen, ctx.device, p["family"]), [], b)
+
+
 def _search_step(ctx: CalibrationContext, p: dict[str, Any], b: int) -> Step:
     """One ZSDB3KD search-and-step iteration for ``b`` noise images (their labels the teacher's)."""
     from labkit.methods.work_plans import SEARCH_FIELDS
@@ -343,7 +350,7 @@ def _distance_step(ctx: CalibrationContext, p: dict[str, Any], b: int) -> Step:
 BUILDERS: dict[str, Callable[[CalibrationContext, dict[str, Any], int], Step]] = {
     "box": _box_step, "craft": _craft_step, "train": _train_step, "eval": _eval_step, "gan": _gan_step,
     "g-forward": _g_forward_step, "align": _align_step, "ideal-g": _ideal_g_step, "cvae": _cvae_step,
-    "search": _search_step, "distance": _distance_step}
+    "search": _search_step, "distance": _distance_step, "noise": _noise_step}
 #: kinds whose step is a whole algorithm over ``batch`` samples: timed at two small sample counts, fitted linearly
 SAMPLE_KINDS = {"search": (10, 100), "distance": (20, 100)}
 
@@ -365,6 +372,9 @@ class UnitCost:
     calls_at: float = 0.0
     calls_per_efold: float = 0.0
     queries_per_sample: float = 0.0
+    #: DB3KD's nearest-first ray choice: seconds per (sample, pool image) distance, the pool being the samples
+    #: themselves, so ``batch²`` pairs (negligible at the calibration's counts, minutes at 55,000 images)
+    per_pair_s: float = 0.0
 
     def calls(self, batch: int) -> float:
         """A whole-algorithm step's box calls for ``batch`` samples: logarithmic in the samples through the two timed
@@ -374,11 +384,12 @@ class UnitCost:
     def seconds(self, batch: int) -> float:
         """One step of ``batch`` images (a whole-algorithm kind: its calls and its queries)."""
         if self.queries_per_sample:
-            return self.overhead_s * self.calls(batch) + self.per_image_s * self.queries_per_sample * batch
+            return (self.overhead_s * self.calls(batch) + self.per_image_s * self.queries_per_sample * batch
+                    + self.per_pair_s * float(batch) ** 2)
         return self.overhead_s + batch * self.per_image_s
 
 
-def _best_time(run: Callable[[], object], min_s: float = 0.04, repeats: int = 3, warmup: int = 3) -> float:
+def _best_time(run: Callable[[], object], min_s: float = 0.08, repeats: int = 5, warmup: int = 3) -> float:
     """Best of ``repeats`` mean step times (each repeat at least ``min_s``), after ``warmup`` calls (the first ones
     build kernels and buffers)."""
     run()  # the first call builds kernels and buffers
@@ -528,7 +539,17 @@ class Calibrator:
         assert box2 is not None
         flops = module_flops(step2.modules, lambda: box2(one))  # one teacher forward
         return UnitCost(per_call, per_query, flops * q2 / n2, ops1 / max(c1, 1), n2, 0.0,
-                        calls_at=float(c2), calls_per_efold=per_efold, queries_per_sample=q2 / n2)
+                        calls_at=float(c2), calls_per_efold=per_efold, queries_per_sample=q2 / n2,
+                        per_pair_s=self._pair_seconds(p) if p.get("kind") == "db3kd" else 0.0)
+
+    def _pair_seconds(self, p: dict[str, Any], samples: int = 512, pool: int = 4096) -> float:
+        """Seconds per (sample, pool image) pair of DB3KD's nearest-first candidates (:func:`class_candidates`)."""
+        from labkit.synthesis.boundary import class_candidates
+
+        x, pool_x = self.ctx.images(samples), self.ctx.images(pool)
+        pool_y = torch.arange(pool, device=self.device) % self.ctx.info.num_classes
+        k = int(p.get("n_directions", 20))
+        return self._time(lambda: class_candidates(x, pool_x, pool_y, self.ctx.info.num_classes, k)) / (samples * pool)
 
     def seconds(self, work: Work, device: AssumedDevice | None = None) -> float:
         """The work's seconds on this device, or on an assumed one."""

@@ -14,9 +14,11 @@ from typing import Any
 import torch
 
 from labkit.core import paths
+from labkit.core.data import canonical_name, dataset_info
 from labkit.core.device import cpu_summary, pick_device
+from labkit.core.teachers import default_teacher_arch
 from labkit.studies.bench_rows import BENCH_ENTRIES
-from labkit.studies.cost import device_label, estimate_run
+from labkit.studies.cost import Calibrator, device_label, estimate_run
 from labkit.studies.main_runs import NOTEBOOK_MAIN_RUNS
 from labkit.studies.runner import run_method
 
@@ -37,13 +39,19 @@ def planned_runs(rows: list[str] | None, notebooks: bool) -> list[tuple[str, str
 
 
 def cost_check(rows: list[str] | None = None, *, profile: str = "laptop", seed: int = 0, notebooks: bool = False,
-               out_dir: Path | None = None) -> list[dict[str, Any]]:
-    """Estimate every run first (calibrating what is missing), then run each one at a time; write and return rows."""
+               out_dir: Path | None = None, fresh: bool = True) -> list[dict[str, Any]]:
+    """Estimate each run just before it runs, then run it; one at a time; write and return rows.
+
+    ``fresh`` calibrates every kind a row needs again right before the row (and updates the cache): a shared
+    machine's speed drifts by tens of percent over hours (docs/cost.md), and this checks the model, not the drift.
+    """
     plan = planned_runs(rows, notebooks)
-    estimates = [estimate_run(m, profile=profile, teacher_arch=t or None, student_arch=s or None, **o)
-                 for _, m, o, t, s in plan]
     out: list[dict[str, Any]] = []
-    for (label, method, options, teacher, student), est in zip(plan, estimates):
+    for label, method, options, teacher, student in plan:
+        dataset = canonical_name(options.get("dataset", "fashion-mnist"))
+        cal = Calibrator(dataset_info(dataset), teacher or default_teacher_arch(dataset), refresh=fresh)
+        est = estimate_run(method, profile=profile, teacher_arch=teacher or None, student_arch=student or None,
+                           calibrator=cal, **options)
         t0 = time.perf_counter()
         rec = run_method(method, profile=profile, seed=seed, progress=False, teacher_arch=teacher or None,
                          student_arch=student or None, **options).record
@@ -92,7 +100,8 @@ def write(rows: list[dict[str, Any]], out_dir: Path, profile: str, seed: int) ->
     jpath.write_text(json.dumps({**meta, "rows": list(merged.values())}, indent=1) + "\n")
     lines = [f"# Estimate against measurement: {profile} profile", "",
              f"{meta['device']}, {meta['cpu']}, torch {meta['torch']}, seed {seed}, one run at a time. Estimate = the "
-             "cost model before the run (`python -m labkit run NAME --estimate`); measured = the record's `wall_s` "
+             "cost model just before the run, calibrated afresh (`python -m labkit run NAME --estimate`); measured = "
+             "the record's `wall_s` "
              "(the method and the student's training). `python -m labkit cost-check` writes this table; "
              "`docs/cost.md` reads it.", "",
              "| row | estimate s (method + student) | measured s (method + student) | estimate / measured "
