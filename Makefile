@@ -9,7 +9,7 @@ NBVAL_PROFILE ?= smoke
 TEST_WORKERS ?= 2
 XDIST  := $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
-.PHONY: setup lab test test-unit test-fast test-notebooks lint typecheck strip clean-venv help paper-check gpu-check
+.PHONY: assignments setup lab test test-unit test-fast test-notebooks lint typecheck strip clean-venv help paper-check gpu-check
 
 help:
 	@echo "make lab    - set up .venv, make Fashion-MNIST available, open JupyterLab on notebooks/"
@@ -30,12 +30,20 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[test]"
+	@# nbgrader's JupyterLab and server extensions are for instructors (docs/course.md): off in the learners' lab
+	-$(BIN)/jupyter labextension disable --level=sys_prefix @jupyter/nbgrader >/dev/null 2>&1
+	-for ext in formgrader validate_assignment assignment_list course_list; do \
+	  $(BIN)/jupyter server extension disable --sys-prefix nbgrader.server_extensions.$$ext >/dev/null 2>&1; done
 	@touch $(STAMP)
 
 # python -m labkit lab adds --allow-root for root and --no-browser without a display (tests/test_make_lab.py runs it).
 lab: setup
 	-$(BIN)/python -m labkit data fetch fashion-mnist
 	$(BIN)/python -m labkit lab
+
+# nbgrader course folder: full notebooks in source/, student versions in release/ (docs/course.md)
+assignments: setup
+	$(BIN)/python -m labkit course build --out course/nbgrader
 
 test-unit: setup
 	$(BIN)/python -m pytest tests -q --durations=15 $(XDIST)

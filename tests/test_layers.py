@@ -1,4 +1,4 @@
-"""labkit's layers: teaching -> studies -> methods -> synthesis -> core, and no import cycle.
+"""labkit's layers: course -> teaching -> studies -> methods -> synthesis -> core, and no import cycle.
 
 Every import statement of every labkit source file counts, including the ones under ``if TYPE_CHECKING:`` and
 inside functions: a type-only import of a method's config into the machinery is still the method's policy leaking
@@ -11,7 +11,7 @@ from pathlib import Path
 
 LABKIT = Path(__file__).resolve().parents[1] / "labkit"
 #: The allowed direction: a module may import its own layer or any layer to its right.
-LAYERS = ("teaching", "studies", "methods", "synthesis", "core")
+LAYERS = ("course", "teaching", "studies", "methods", "synthesis", "core")
 #: The package root (``labkit/__init__``, ``__main__``) sits above every layer: it may import anything.
 ROOT_MODULES = ("labkit", "labkit.__main__")
 

@@ -46,9 +46,14 @@ def _good_notebook() -> nbformat.NotebookNode:
         nbformat.v4.new_code_cell("x = 1 + 1\nassert x == 2"),
         nbformat.v4.new_markdown_cell("## Your turn\n\nWrite `double(x)`."),
         nbformat.v4.new_code_cell("from labkit.teaching.exercises.kd_loss import check_kd_loss\n\n"
-                                  "def double(x):\n    return None\n\ncheck_kd_loss(double)"),
-        nbformat.v4.new_markdown_cell("### Reference solution"),
-        nbformat.v4.new_code_cell("def double_reference(x):\n    return 2 * x"),
+                                  "def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION\n\n"
+                                  "check_kd_loss(double)",
+                                  metadata={"nbgrader": {"solution": True, "grade": False, "grade_id": "answer",
+                                                         "locked": False, "schema_version": 3}}),
+        nbformat.v4.new_markdown_cell("### Check (graded)"),
+        nbformat.v4.new_code_cell("assert check_kd_loss(double).passed",
+                                  metadata={"nbgrader": {"solution": False, "grade": True, "grade_id": "check",
+                                                         "points": 1, "locked": True, "schema_version": 3}}),
     ]
     return nb
 
@@ -199,9 +204,11 @@ def test_checker_rejects_a_notebook_without_an_exercise(tmp_path: Path) -> None:
 def test_checker_rejects_an_exercise_without_a_self_check(tmp_path: Path) -> None:
     """A 'Your turn' section whose code never calls a labkit check_...() is not an exercise with a self-check."""
     nb = _good_notebook()
-    nb.cells[5].source = "def double(x):\n    return None"
+    nb.cells[5].source = "def double(x):\n    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION"
+    nb.cells[7].source = "assert double(2) == 4"
     found = notebook_hygiene.problems(_write(nb, tmp_path / "no_check.ipynb"))
-    assert found == ["no exercise self-check (a labkit check_...() call)"]
+    assert found == ["no exercise self-check (a labkit check_...() call)",
+                     "no autograded test cell (nbgrader grade=True with points) calling the exercise's check_...()"]
 
 
 @pytest.mark.parametrize("breakage, expected", [

@@ -168,6 +168,13 @@ class BlackBox:
         self._compiled = bool(compile_teacher) and access != "white"  # a white box's graph stays eager
         self._answer, self._module = _make_oracle(model, access, device, max_batch, self._precision,
                                                   self._channels_last, self._compiled)
+        self._init_counters(access=access, budget=budget, input_shape=input_shape, num_classes=num_classes,
+                            device=device, value_range=value_range, name=name)
+
+    def _init_counters(self, *, access: str, budget: int | None, input_shape: tuple[int, ...] | None,
+                       num_classes: int | None, device: torch.device, value_range: tuple[float, float],
+                       name: str) -> None:
+        """The facts and counters every box keeps (in process, or served: :mod:`labkit.core.remote`)."""
         self._access = access
         self._device = torch.device(device)
         self._budget = budget
@@ -310,12 +317,16 @@ class BlackBox:
         n = int(x.shape[0])
         if self._budget is not None and self._queries + n > self._budget:
             raise QueryBudgetExceeded(self._queries, n, self._budget)
-        out = self._answer(x if self._access == "white" else x.detach())
         name = phase or self._phase
+        out = self._answer_batch(x if self._access == "white" else x.detach(), name)
         self._queries += n
         self._by_phase[name] = self._by_phase.get(name, 0) + n
         self._log.append(QueryEvent(name, n, self._queries))
         return out
+
+    def _answer_batch(self, x: torch.Tensor, phase: str) -> torch.Tensor:
+        """The teacher's answers to one validated batch (``phase`` names it for a served teacher's accounting)."""
+        return self._answer(x)
 
     def reset_counter(self) -> None:
         """Zero the query counter and log (the budget then applies afresh)."""

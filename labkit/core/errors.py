@@ -46,13 +46,18 @@ class NonFiniteError(LabkitError, FloatingPointError):
 class QueryBudgetExceeded(LabkitError):
     """A black-box query would pass the budget; nothing was answered or counted."""
 
-    def __init__(self, spent: int, requested: int, budget: int) -> None:
+    def __init__(self, spent: int, requested: int, budget: int, message: str | None = None) -> None:
         self.spent, self.requested, self.budget = spent, requested, budget
-        super().__init__(
+        super().__init__(message or (
             f"Query budget exhausted: {spent} of {budget} queries already spent, and this call "
             f"asks for {requested} more. Nothing was answered and the counter is unchanged. "
             f"Raise the budget (BlackBox(..., budget=...)), or query fewer images."
-        )
+        ))
+
+    @classmethod
+    def from_server(cls, message: str) -> QueryBudgetExceeded:
+        """The course server's refusal (its message names the learner's spent and budget)."""
+        return cls(-1, -1, -1, message)
 
 
 class AccessDenied(LabkitError, PermissionError):

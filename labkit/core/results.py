@@ -22,7 +22,7 @@ class ResultRecord:
     student_arch: str
     teacher_acc: float
     student_acc: float
-    agreement: float
+    agreement: float | None  # None: a served teacher's run (the server measures it at submission)
     queries: int
     transfer_set_size: int  # distinct training rows, holdout excluded (the same definition for every method)
     wall_s: float
@@ -106,6 +106,7 @@ def format_table(records: list[ResultRecord]) -> str:
             f"{'transfer':>10}{'sec':>8}")
     lines = [head, "-" * len(head)]
     for r in records:
-        lines.append(f"{r.method:<18}{r.access:<10}{100 * r.student_acc:>8.2f}%{100 * r.agreement:>7.2f}%"
+        agree = "—" if r.agreement is None else f"{100 * r.agreement:.2f}%"
+        lines.append(f"{r.method:<18}{r.access:<10}{100 * r.student_acc:>8.2f}%{agree:>8}"
                      f"{100 * r.teacher_acc:>8.2f}%{r.queries:>14,}{r.transfer_set_size:>10,}{r.wall_s:>8.1f}")
     return "\n".join(lines)

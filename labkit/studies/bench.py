@@ -237,7 +237,7 @@ def execute_bench(plan: BenchPlan, *, device: torch.device | str | None = None, 
         rec = ResultRecord.from_dict(result)
         done[e.key].append(rec)
         say(f"[bench] {e.key} seed {seed}: test {100 * rec.student_acc:.2f}%, agreement "
-            f"{100 * rec.agreement:.2f}%, {rec.queries:,} queries, transfer set {rec.transfer_set_size:,}, "
+            f"{100 * (rec.agreement or 0.0):.2f}%, {rec.queries:,} queries, transfer set {rec.transfer_set_size:,}, "
             f"{rec.wall_s:.1f} s (run {run_elapsed_s(result):.1f} s) -> {path}")
 
     bar = None

@@ -7,6 +7,7 @@ Only this module (and :mod:`labkit.core.teachers`) touches the teacher and the t
 from __future__ import annotations
 
 import copy
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,8 +20,10 @@ from torch import nn
 from labkit.core.blackbox import BlackBox, resolve_precision
 from labkit.core.data import DatasetInfo, balanced_indices, canonical_name, dataset_info, load_dataset
 from labkit.core.device import pick_device, seed_everything
+from labkit.core.errors import ConfigError
 from labkit.core.metrics import accuracy, agreement
 from labkit.core.profiles import Profile, get_profile
+from labkit.core.remote import TOKEN_ENV, CourseClient, RemoteBlackBox, served_teacher
 from labkit.core.results import ResultRecord
 from labkit.core.teachers import default_student_arch, default_teacher_arch, get_teacher
 from labkit.core.train import FitResult
@@ -104,7 +107,8 @@ def run_method(name: str, *, dataset: str = ..., profile: str | Profile | None =
                student_arch: str | None = ..., budget: int | None = ..., progress: bool = ...,
                out: str | Path | None = ..., train_limit: int | None = ...,
                box_hook: Callable[[BlackBox], None] | None = ..., paper_fraction: dict[str, Any] | None = ...,
-               precision: str = ..., dry_run: Literal[False] = ..., **options: Any) -> MethodRun: ...
+               precision: str = ..., dry_run: Literal[False] = ..., teacher_url: str | None = ...,
+               token: str | None = ..., **options: Any) -> MethodRun: ...
 
 
 def run_method(name: str, *, dataset: str = "fashion-mnist", profile: str | Profile | None = None, seed: int = 0,
@@ -112,7 +116,8 @@ def run_method(name: str, *, dataset: str = "fashion-mnist", profile: str | Prof
                student_arch: str | None = None, budget: int | None = None, progress: bool = True,
                out: str | Path | None = None, train_limit: int | None = None,
                box_hook: Callable[[BlackBox], None] | None = None, paper_fraction: dict[str, Any] | None = None,
-               precision: str = "auto", dry_run: bool = False, **options: Any) -> Any:
+               precision: str = "auto", dry_run: bool = False, teacher_url: str | None = None,
+               token: str | None = None, **options: Any) -> Any:
     """Run one method end to end on the lab's cached teacher and return a :class:`MethodRun`.
 
     ``budget`` caps the teacher queries (a :class:`~labkit.core.errors.QueryBudgetExceeded` stops the run).
@@ -123,6 +128,9 @@ def run_method(name: str, *, dataset: str = "fashion-mnist", profile: str | Prof
     ``paper_fraction`` (from ``make paper-check``) goes into the record as it is: a run at less than its
     profile's size says so there. ``dry_run=True`` runs nothing and returns the cost model's
     :class:`~labkit.studies.cost.Estimate` of the run on this device (per phase; ``.describe()``).
+    ``teacher_url``/``token`` (default ``LABKIT_TEACHER_URL``/``LABKIT_TOKEN``) run against a served teacher
+    (:class:`~labkit.core.remote.RemoteBlackBox`): no weights are loaded, and the record's agreement is left to the
+    server's grading.
     """
     if dry_run:
         return estimate_run(name, dataset=dataset, profile=profile, device=device, teacher_arch=teacher_arch,
@@ -137,16 +145,24 @@ def run_method(name: str, *, dataset: str = "fashion-mnist", profile: str | Prof
     resolve_precision(precision, dev, "score")  # an unknown precision, or bf16 on a CPU without it, fails here
     teacher_arch = teacher_arch or default_teacher_arch(dataset)
     student_arch = student_arch or default_student_arch(dataset)
-    teacher = get_teacher(dataset, teacher_arch, device=dev, progress=progress)
+    served = (teacher_url, token or os.environ.get(TOKEN_ENV, "")) if teacher_url else served_teacher()
+    teacher = None if served else get_teacher(dataset, teacher_arch, device=dev, progress=progress)
     limit = train_limit if train_limit is not None else prof.train_limit
     data = method_data(info, cls.data_access, dev, seed, limit)
-    box = None
-    if method.access != "none":
+    box: BlackBox | None = None
+    if served:  # class mode: the server's teacher, through the learner's token (docs/course.md)
+        me = CourseClient(*served).json("GET", "/v1/me")
+        if me["dataset"] != dataset:
+            raise ConfigError(f"the course server serves a {me['dataset']} teacher, not {dataset}")
+        teacher_arch, teacher_acc = str(me["teacher_arch"]), float(me["teacher_acc"])
+        if method.access != "none":
+            box = RemoteBlackBox(*served, access=method.access, budget=budget)
+    elif method.access != "none" and teacher is not None:
         box = BlackBox(teacher.model, access=method.access, budget=budget, input_shape=info.image_shape,
                        num_classes=info.num_classes, device=dev, precision=precision,
                        compile_teacher=compiles_teacher(cls, prof.name, dev, paper_fraction))
-        if box_hook is not None:
-            box_hook(box)
+    if box is not None and box_hook is not None:
+        box_hook(box)
     ctx = RunContext(prof, seed, dev, student_arch, info, progress, precision)
     seed_everything(seed)
     start = time.perf_counter()
@@ -170,8 +186,9 @@ def run_method(name: str, *, dataset: str = "fashion-mnist", profile: str | Prof
     record = ResultRecord(
         method=method.label,
         access=method.access, dataset=dataset, teacher_arch=teacher_arch, student_arch=student_arch,
-        teacher_acc=teacher.test_acc, student_acc=accuracy(student, test.x, test.y),
-        agreement=agreement(student, teacher.model, test.x), queries=box.queries if box else 0,
+        teacher_acc=teacher.test_acc if teacher else teacher_acc, student_acc=accuracy(student, test.x, test.y),
+        # a served teacher's agreement is measured by the server, at submission (labkit.submit)
+        agreement=agreement(student, teacher.model, test.x) if teacher else None, queries=box.queries if box else 0,
         transfer_set_size=transfer.size, wall_s=round(wall, 2), device=str(dev),
         profile=prof.name, seed=seed, val_acc=fit.best_val_acc, selection=transfer.selection,
         queries_by_phase=by_phase, options=dict(method.options),

@@ -51,8 +51,13 @@ def problems(path: str | Path) -> list[str]:
         out.append("no 'Your turn' exercise")
     if not any(CHECK_CALL.search(_source(c)) for c in code):
         out.append("no exercise self-check (a labkit check_...() call)")
-    if not any(re.search(r"reference solution", m, re.I) for m in md):
-        out.append("no reference solution for the exercise")
+    solutions = [c for c in code if c.get("metadata", {}).get("nbgrader", {}).get("solution")]
+    if not any("### BEGIN SOLUTION" in _source(c) and "### END SOLUTION" in _source(c) for c in solutions):
+        out.append("no reference solution for the exercise (an nbgrader solution cell with a ### BEGIN SOLUTION / "
+                   "### END SOLUTION region)")
+    graded = [c for c in code if c.get("metadata", {}).get("nbgrader", {}).get("grade")]
+    if not any(CHECK_CALL.search(_source(c)) and c["metadata"]["nbgrader"].get("points", 0) > 0 for c in graded):
+        out.append("no autograded test cell (nbgrader grade=True with points) calling the exercise's check_...()")
     return out
 
 
