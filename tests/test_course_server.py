@@ -293,3 +293,31 @@ def test_thirty_learners_under_load_and_a_sigkill_lose_nothing(course: tuple[Cou
     assert any(r["id"] == submitted["id"] for r in store.submissions())
     with urllib.request.urlopen(f"{server.url}/v1/leaderboard") as resp:
         assert any(r["id"] == submitted["id"] for r in json.load(resp)["submissions"])
+
+
+@pytest.mark.browser
+def test_the_leaderboard_page_shows_a_new_submission_after_a_reload(course: tuple[CourseServer, CourseStore],
+                                                                     tmp_path: Path) -> None:
+    from tests import browser_support as bs
+
+    reason = bs.browser_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    server, store = course
+    token = learner(store, "decision", budget=10)
+    torch.manual_seed(1)
+    submit(model_for("lenet5-half", INFO), "lenet5-half", server.url, token)
+    with bs.headless_chromium(tmp_path / "profile") as context:
+        page = context.new_page()
+        page.goto(f"{server.url}/")
+        rows, dots = page.locator("tr.entry").count(), page.locator("circle.dot").count()
+        assert rows >= 1 and dots == len(store.submissions())
+        name = store.learners()[-1].name
+        assert page.locator("tr.entry", has_text=name).count() == 1
+        newcomer = learner(store, "score", budget=10)
+        submit(model_for("lenet5-half", INFO), "lenet5-half", server.url, newcomer)
+        assert page.locator("circle.dot").count() == dots  # a static page: nothing changes until the reload
+        page.reload()
+        assert page.locator("tr.entry").count() == rows + 1 and page.locator("circle.dot").count() == dots + 1
+        page.goto(f"{server.url}/learner?token={newcomer}")
+        assert page.locator("tr.entry").count() == 1 and "score access" in page.content()
