@@ -27,6 +27,7 @@ WORK_KINDS: dict[str, str] = {
     "search": "one iteration of ZSDB3KD's boundary search and step for `batch` pseudo-samples",
     "distance": "DB3KD's boundary distances of `batch` images to every other class",
     "noise": "drawing `batch` noise images of one family (`family`) before they go to the box",
+    "augment": "ZSKD's authors' augmentations of `batch` impressions (`per_step` copies of each; 0: all of them)",
 }
 
 

@@ -120,9 +120,11 @@ def _zskd(method: Any, cfg: ZSKDConfig, info: DatasetInfo, student_arch: str, tr
     steps = cfg.epochs * -(-rows // cfg.batch_size)
     big = cfg.batch_size * per_image
     student = (Work("student", "train", steps, big, params(arch=student_arch)),
+               Work(AUTHORS_AUGMENTATION_PHASE, "augment", steps, cfg.batch_size,
+                    params(per_step=cfg.augmentations_per_step or 0)),
                Work(AUTHORS_AUGMENTATION_PHASE, "box", steps, big),
                Work("student", "eval", cfg.epochs, selection, params(arch=student_arch)))
-    return WorkPlan(tuple(own), student, ("the augmentations' own pixel work is not counted",))
+    return WorkPlan(tuple(own), student)
 
 
 @plans("mekd")

@@ -309,6 +309,18 @@ def _noise_step(ctx: CalibrationContext, p: dict[str, Any], b: int) -> Step:
     return Step(lambda: noise_images(b, ctx.info.image_shape, gen, ctx.device, p["family"]), [], b)
 
 
+def _augment_step(ctx: CalibrationContext, p: dict[str, Any], b: int) -> Step:
+    """ZSKD's authors' augmentations of ``b`` impressions, as the student's batch hook builds them."""
+    from labkit.synthesis.augment import ZSKD_COPIES_PER_IMAGE, zskd_authors_augmentations, zskd_authors_picked_copies
+
+    x, per_step = ctx.images(b), int(p.get("per_step", 0))
+    gen = torch.Generator().manual_seed(ctx.seed)
+    if 0 < per_step < ZSKD_COPIES_PER_IMAGE:
+        return Step(lambda: zskd_authors_picked_copies(
+            x, torch.rand(b, ZSKD_COPIES_PER_IMAGE, generator=gen).argsort(dim=1)[:, :per_step]), [], b)
+    return Step(lambda: zskd_authors_augmentations(x), [], b)
+
+
 def _search_step(ctx: CalibrationContext, p: dict[str, Any], b: int) -> Step:
     """One ZSDB3KD search-and-step iteration for ``b`` noise images (their labels the teacher's)."""
     from labkit.methods.work_plans import SEARCH_FIELDS
@@ -350,7 +362,8 @@ def _distance_step(ctx: CalibrationContext, p: dict[str, Any], b: int) -> Step:
 BUILDERS: dict[str, Callable[[CalibrationContext, dict[str, Any], int], Step]] = {
     "box": _box_step, "craft": _craft_step, "train": _train_step, "eval": _eval_step, "gan": _gan_step,
     "g-forward": _g_forward_step, "align": _align_step, "ideal-g": _ideal_g_step, "cvae": _cvae_step,
-    "search": _search_step, "distance": _distance_step, "noise": _noise_step}
+    "search": _search_step, "distance": _distance_step, "noise": _noise_step,
+    "augment": _augment_step}
 #: kinds whose step is a whole algorithm over ``batch`` samples: timed at two small sample counts, fitted linearly
 SAMPLE_KINDS = {"search": (10, 100), "distance": (20, 100)}
 
