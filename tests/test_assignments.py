@@ -57,9 +57,9 @@ def test_the_reference_gets_full_marks_and_the_blank_gets_zero_but_runs(course: 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     source = next(p for p in NOTEBOOKS if p.stem == GRADED)
     full = assignments.max_score(course, GRADED)
-    assert assignments.autograde(course, GRADED, "reference", source) == full
     blank = course / "release" / GRADED / source.name
-    assert assignments.autograde(course, GRADED, "blank", blank) == 0.0
+    assert assignments.autograde(course, GRADED, {"reference": source, "blank": blank}) == {"reference": full,
+                                                                                          "blank": 0.0}
     graded = nbformat.read(course / "autograded" / "blank" / GRADED / source.name, as_version=4)
     errors = [(i, c.metadata.get("nbgrader", {}).get("grade_id")) for i, c in enumerate(graded.cells)
               if c.cell_type == "code" and any(o.get("output_type") == "error" for o in c.get("outputs", []))]

@@ -273,14 +273,14 @@ def test_thirty_learners_under_load_and_a_sigkill_lose_nothing(course: tuple[Cou
     (paths.artifacts_dir()).mkdir(parents=True, exist_ok=True)
     (paths.artifacts_dir() / "course_load.json").write_text(json.dumps(report, indent=1))
 
-    # the kill: a second round of learners, with a submission on record, SIGKILLed mid-load
-    tokens2 = [learner(store, "decision", budget=calls * batch) for _ in range(learners)]
+    # the kill: a second round (10 learners), with a submission on record, SIGKILLed mid-load
+    tokens2 = [learner(store, "decision", budget=calls * batch) for _ in range(10)]
     submitted = submit(model_for("lenet5-half", INFO), "lenet5-half", server.url, tokens2[0])
     sent2 = [[] for _ in tokens2]  # type: list[list[int]]
     threads = [threading.Thread(target=learner_loop, args=(t, calls, s)) for t, s in zip(tokens2, sent2)]
     for t in threads:
         t.start()
-    while sum(map(len, sent2)) < learners * calls // 4:
+    while sum(map(len, sent2)) < len(tokens2) * calls // 4:
         time.sleep(0.05)
     server.kill()
     for t in threads:

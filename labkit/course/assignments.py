@@ -84,18 +84,20 @@ def build(out: str | Path, notebooks: list[Path] | None = None) -> Path:
     return root
 
 
-def autograde(root: str | Path, assignment: str, student: str, notebook: str | Path,
-              env: dict[str, str] | None = None) -> float:
-    """Collect ``notebook`` as ``student``'s work on ``assignment``, autograde it, and return its score."""
+def autograde(root: str | Path, assignment: str, work: dict[str, str | Path],
+              env: dict[str, str] | None = None) -> dict[str, float]:
+    """Collect each learner's notebook (``work``: learner → notebook) for ``assignment``, autograde them all in one
+    nbgrader run, and return each learner's score."""
     from nbgrader.api import Gradebook
 
     root = Path(root).resolve()
-    dest = root / "submitted" / student / assignment
-    dest.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(notebook, dest / f"{assignment}.ipynb")
-    _nbgrader(["autograde", assignment, "--force", "--create", f"--student={student}"], root, env)
+    for student, notebook in work.items():
+        dest = root / "submitted" / student / assignment
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(notebook, dest / f"{assignment}.ipynb")
+    _nbgrader(["autograde", assignment, "--force", "--create"], root, env)
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}", course_id=COURSE_ID) as gb:
-        return float(gb.find_submission(assignment, student).score)
+        return {student: float(gb.find_submission(assignment, student).score) for student in work}
 
 
 def max_score(root: str | Path, assignment: str) -> float:
