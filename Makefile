@@ -63,9 +63,9 @@ test-notebooks: setup
 
 # mypy (one core, about 25 s) runs beside the unit tests instead of before them; either failing fails `make test`
 test: lint
-	@$(MAKE) --no-print-directory typecheck > .typecheck.log 2>&1 & tc=$$!; \
+	@log=$$(mktemp); $(MAKE) --no-print-directory typecheck > $$log 2>&1 & tc=$$!; \
 	$(MAKE) --no-print-directory test-unit; unit=$$?; \
-	wait $$tc; typed=$$?; cat .typecheck.log; rm -f .typecheck.log; \
+	wait $$tc; typed=$$?; cat $$log; rm -f $$log; \
 	test $$unit -eq 0 && test $$typed -eq 0
 	@$(MAKE) --no-print-directory test-notebooks
 
