@@ -29,7 +29,14 @@ from labkit import AccessDenied, BlackBox, InvalidQueryError, QueryBudgetExceede
 from labkit.core import paths  # noqa: E402
 from labkit.core.data import dataset_info, load_dataset  # noqa: E402
 from labkit.core.models import model_for  # noqa: E402
-from labkit.core.remote import CourseClient, RemoteBlackBox, decode_images, encode_images, submit  # noqa: E402
+from labkit.core.remote import (  # noqa: E402
+    CourseClient,
+    RemoteBlackBox,
+    decode_images,
+    encode_array,
+    encode_images,
+    submit,
+)
 from labkit.core.teachers import get_teacher  # noqa: E402
 from labkit.course.store import CourseStore  # noqa: E402
 from tests.course_support import CourseServer  # noqa: E402
@@ -160,9 +167,7 @@ def _raw(server: CourseServer, token: str, body: bytes, answer: str = "decision"
 
 
 def _npy(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, arr)
-    return buf.getvalue()
+    return encode_array(arr)
 
 
 def test_bad_queries_are_refused_clearly_and_change_nothing(course: tuple[CourseServer, CourseStore]) -> None:

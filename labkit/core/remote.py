@@ -52,9 +52,7 @@ def encode_images(x: torch.Tensor) -> bytes:
         arr = xc.half().numpy()
     else:
         arr = xc.numpy()
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    return buf.getvalue()
+    return encode_array(arr)
 
 
 def decode_images(data: bytes) -> torch.Tensor:
