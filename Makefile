@@ -7,7 +7,8 @@ NBVAL_PROFILE ?= smoke
 # pytest-xdist workers for make test: the 2-core CI machine runs two test files (two notebooks) at a time, one torch
 # thread each, which idles no core while a test waits on a kernel, a browser or a subprocess (TEST_WORKERS=0: serial)
 TEST_WORKERS ?= 2
-XDIST  := $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
+# in the order the conftest files give (longest first), not xdist's default (most tests first)
+XDIST  := $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 
 .PHONY: assignments setup lab test test-unit test-fast test-notebooks lint typecheck strip clean-venv help paper-check gpu-check
 
@@ -31,9 +32,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[test]"
 	@# nbgrader's JupyterLab and server extensions are for instructors (docs/course.md): off in the learners' lab
-	-$(BIN)/jupyter labextension disable --level=sys_prefix @jupyter/nbgrader >/dev/null 2>&1
-	-for ext in formgrader validate_assignment assignment_list course_list; do \
-	  $(BIN)/jupyter server extension disable --sys-prefix nbgrader.server_extensions.$$ext >/dev/null 2>&1; done
+	$(BIN)/python -m labkit course extensions off >/dev/null
 	@touch $(STAMP)
 
 # python -m labkit lab adds --allow-root for root and --no-browser without a display (tests/test_make_lab.py runs it).

@@ -26,6 +26,12 @@ INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 #: Lines appended to a notebook's parameters cell (tagged ``parameters``) for this runner, by notebook file name.
 OVERRIDES = {"08_leaderboard.ipynb": "MAX_BENCH_SECONDS = 5"}
 
+#: notebooks by their time in this runner (smoke, both passes; 2026-12-06, 2 cores), longest first: with
+#: ``--dist loadfile --no-loadscope-reorder`` (the Makefile) two workers take them in this order and finish together
+LONGEST_FIRST = ("03_db3kd", "05_pseudo_samples", "04_data_impressions", "07_generative_alignment",
+                 "09_after_the_seed_papers", "06_few_shot_black_box", "01_kd_fundamentals", "08_leaderboard",
+                 "00_orientation", "02_decision_boundaries")
+
 #: ``LABKIT_NBVAL_RUNS=1`` runs every cell once, as a learner's first pass does (the course timing in docs/speed.md)
 RUNS = ("first", "second")[: 1 if os.environ.get("LABKIT_NBVAL_RUNS") == "1" else 2]
 
@@ -65,11 +71,14 @@ def _with_override(cell: Any, line: str) -> Any:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every nbval cell runs twice; the parameters cells named in ``OVERRIDES`` get their extra line."""
+    """Every nbval cell runs twice; the parameters cells named in ``OVERRIDES`` get their extra line; the longest
+    notebooks come first (a stable sort: each notebook's cells keep their order)."""
     try:
         from nbval.plugin import IPyNbCell
     except ImportError:
         return
+    rank = {f"{stem}.ipynb": i for i, stem in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
     overridden: list[str] = []
     for item in items:
         if not isinstance(item, IPyNbCell):

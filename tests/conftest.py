@@ -17,6 +17,21 @@ if WORKERS > 1:
     os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))  # the kernels and CLIs the tests start, too
 
 
+#: test files by their time in ``make test`` (2026-12-06, 2 cores), longest first; the rest keep pytest's order after
+#: them. With ``--dist loadfile --no-loadscope-reorder`` (the Makefile) two workers take whole files in this order,
+#: so the long ones start at once and the short ones fill the end: both workers finish within seconds of each other.
+LONGEST_FIRST = ("test_browser.py", "test_pipeline.py", "test_course_server.py", "test_cost.py", "test_assignments.py",
+                 "test_fresh_install.py", "test_make_lab.py", "test_paper_check.py", "test_ideal.py",
+                 "test_few_labels.py", "test_notebook_runner.py", "test_bench.py", "test_figures_read.py",
+                 "test_zskd.py", "test_precision_study.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest test files first (a stable sort: each file's tests keep their order)."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 def _fmnist_present() -> bool:
     from labkit.core.data import _find_idx_pair, _idx_dirs
     from labkit.core.paths import DEBIAN_FASHION_MNIST, data_dir

@@ -41,7 +41,7 @@ def test_fit_work_counts_steps_and_selection() -> None:
         Work("x", "teleport", 1, 1)
 
 
-@pytest.mark.parametrize("name, options", [("kd", {}), ("kd-edge", {}), ("fsbbt", {}), ("noise-kd", {})])
+@pytest.mark.parametrize("name, options", [("kd", {}), ("kd-edge", {}), ("fsbbt", {})])
 def test_estimate_matches_a_fresh_smoke_run(name: str, options: dict[str, object]) -> None:
     """The estimate against the run it predicts, measured right after on the same worker (smoke runs last seconds,
     so their fixed costs weigh more than in the laptop rows' ±25 % check, results/cost/laptop.md)."""

@@ -61,6 +61,16 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _extensions(args: argparse.Namespace) -> int:
+    from labkit.course.extensions import instructor_extensions_enabled, set_instructor_extensions
+
+    if args.state != "status":
+        set_instructor_extensions(args.state == "on", args.prefix)
+    for name, on in instructor_extensions_enabled(args.prefix).items():
+        print(f"{name:<48} {'on' if on else 'off'}")
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """The ``serve`` and ``course`` commands."""
     p = sub.add_parser("serve", help="serve a teacher to a class over HTTP (per-learner tokens and budgets)",
@@ -94,6 +104,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     q.add_argument("--out", default="course/nbgrader", help="course folder (default course/nbgrader)")
     q.add_argument("notebooks", nargs="*", help="notebooks (default: every lab notebook)")
     q.set_defaults(func=_build)
+    q = csub.add_parser("extensions", help="nbgrader's instructor extensions (formgrader, assignment list) on or off "
+                                           "in this environment; make setup turns them off for learners")
+    q.add_argument("state", choices=("on", "off", "status"))
+    q.add_argument("--prefix", default=None, help="the environment's prefix (default: this Python's sys.prefix)")
+    q.set_defaults(func=_extensions)
 
 
 def main(argv: list[str] | None = None) -> int:
