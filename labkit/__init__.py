@@ -24,7 +24,7 @@ from labkit.core.errors import (
 )
 from labkit.core.models import build_model, count_parameters
 from labkit.core.profiles import Profile, get_profile
-from labkit.core.remote import RemoteBlackBox, submit, teacher_box
+from labkit.core.remote import RemoteBlackBox, access_boxes, served_teacher, submit, teacher_box, teacher_card
 from labkit.core.results import ResultRecord
 from labkit.core.teachers import get_teacher
 from labkit.methods.base import available_methods, get_method
@@ -39,5 +39,5 @@ __all__ = [
     "LabeledTensors", "LabkitError", "MethodRun", "NonFiniteError", "Profile", "QueryBudgetExceeded", "ResultRecord",
     "UnknownNameError", "available_methods", "build_model", "count_parameters", "dataset_info", "get_method",
     "get_profile", "get_teacher", "load_dataset", "load_splits", "pick_device", "run_method", "seed_everything",
-    "RemoteBlackBox", "submit", "teacher_box",
+    "RemoteBlackBox", "access_boxes", "served_teacher", "submit", "teacher_box", "teacher_card",
 ]

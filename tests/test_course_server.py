@@ -111,18 +111,9 @@ def test_notebook_01_runs_unchanged_through_the_server(course: tuple[CourseServe
                                                        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """The notebook's own box and its main run go through the server; the kd run spends what it spends in
     process, and prints the same accuracy."""
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
     server, store = course
     token = learner(store, "score")
-    monkeypatch.setenv("LABKIT_PROFILE", "smoke")
-    monkeypatch.setenv("LABKIT_TEACHER_URL", server.url)
-    monkeypatch.setenv("LABKIT_TOKEN", token)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    nb = nbformat.read(paths.REPO_ROOT / "notebooks" / "01_kd_fundamentals.ipynb", as_version=4)
-    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(paths.REPO_ROOT / "notebooks")}}).execute()
-    printed = "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    printed = _run_notebook("01_kd_fundamentals.ipynb", monkeypatch, server, token)
     assert "served at" in printed
     monkeypatch.delenv("LABKIT_TEACHER_URL")
     here = run_method("kd", profile="smoke", seed=0, progress=False, tau=4.0, alpha=0.1).record
@@ -131,6 +122,54 @@ def test_notebook_01_runs_unchanged_through_the_server(course: tuple[CourseServe
         assert spent[phase] == n
     kd_line = next(line for line in printed.splitlines() if line.split()[:2] == ["kd", "score"])
     assert f"{100 * here.student_acc:.2f}%" in kd_line
+
+
+def _run_notebook(name: str, monkeypatch: pytest.MonkeyPatch, server: CourseServer, token: str) -> str:
+    """Run a lab notebook (smoke) with the served teacher in its environment; everything it printed."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    monkeypatch.setenv("LABKIT_PROFILE", "smoke")
+    monkeypatch.setenv("LABKIT_TEACHER_URL", server.url)
+    monkeypatch.setenv("LABKIT_TOKEN", token)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    nb = nbformat.read(paths.REPO_ROOT / "notebooks" / name, as_version=4)
+    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(paths.REPO_ROOT / "notebooks")}}).execute()
+    return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+def test_notebook_00_opens_only_what_a_decision_token_allows(course: tuple[CourseServer, CourseStore],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Orientation in class mode: the teacher's card comes from the server, the score and white boxes are refused
+    with their reasons, and every query the notebook counts is spent on the server (5 images, the 8-query box's
+    5, and the 1,000 test images of the exercise's last line)."""
+    server, store = course
+    token = learner(store, "decision")
+    printed = _run_notebook("00_orientation.ipynb", monkeypatch, server, token)
+    assert "its weights stay on the server" in printed and "served at" in printed
+    assert "score box refused: Your token has decision access" in printed
+    assert "white box refused: A served teacher answers class ids or scores only" in printed
+    me = CourseClient(server.url, token).json("GET", "/v1/me")
+    assert me["spent"] == 5 + 5 + 1000, me
+
+
+def test_served_teacher_of_another_data_set_and_white_box_runs(course: tuple[CourseServer, CourseStore],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A box for another data set's teacher is refused with the way out; a white-box run uses the lab's own
+    teacher only when asked (``use_served=False``), and spends nothing on the server."""
+    from labkit import ConfigError, teacher_box
+
+    server, store = course
+    token = learner(store, "score")
+    monkeypatch.setenv("LABKIT_TEACHER_URL", server.url)
+    monkeypatch.setenv("LABKIT_TOKEN", token)
+    with pytest.raises(ConfigError, match="serves a fashion-mnist teacher, not toy2d-spirals-3. Use DATASET"):
+        teacher_box("toy2d-spirals-3")
+    with pytest.raises(AccessDenied, match="use_served=False"):
+        run_method("zskd", profile="smoke", progress=False, impressions=40, iterations=2, epochs=1)
+    local = run_method("kd-edge", profile="smoke", progress=False, epochs=1, use_served=False).record
+    assert local.agreement is not None and local.queries > 0
+    assert CourseClient(server.url, token).json("GET", "/v1/me")["spent"] == 0
 
 
 def test_budgets_hold_when_concurrent_calls_race_for_the_last_queries(course: tuple[CourseServer, CourseStore]

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from labkit.core.blackbox import BlackBox
-from labkit.core.errors import AccessDenied, InvalidQueryError, LabkitError, QueryBudgetExceeded
+from labkit.core.errors import AccessDenied, ConfigError, InvalidQueryError, LabkitError, QueryBudgetExceeded
 
 #: the environment variables that point a notebook or a run at a served teacher
 URL_ENV, TOKEN_ENV = "LABKIT_TEACHER_URL", "LABKIT_TOKEN"
@@ -153,7 +153,8 @@ class RemoteBlackBox(BlackBox):
         access = access or level
         if access == "white":
             raise AccessDenied("A served teacher answers class ids or scores only; white-box methods (ZSKD's "
-                               "crafting) need the teacher's weights: run them without LABKIT_TEACHER_URL.")
+                               "crafting) need the teacher's weights: run them on the lab's own teacher "
+                               "(run_method(..., use_served=False), or unset LABKIT_TEACHER_URL).")
         if access == "score" and level != "score":
             raise AccessDenied("Your token has decision access: the server answers class ids only. Use a "
                                "decision-based method, or ask your instructor for a score token.")
@@ -193,12 +194,23 @@ class RemoteBlackBox(BlackBox):
         return self._client.json("GET", "/v1/me")
 
 
+def _check_served_dataset(me: dict[str, Any], dataset: str) -> None:
+    """A clear error when the course server serves another data set's teacher than the one asked for."""
+    from labkit.core.data import canonical_name
+
+    if me["dataset"] != canonical_name(dataset):
+        raise ConfigError(f"The course server ({URL_ENV}) serves a {me['dataset']} teacher, not {dataset}. Use "
+                          f"DATASET = {me['dataset']!r}, or unset {URL_ENV} to use the lab's own {dataset} teacher.")
+
+
 def teacher_box(dataset: str = "fashion-mnist", access: str = "decision", budget: int | None = None,
                 device: torch.device | str | None = None) -> BlackBox:
     """The teacher's box: served (:class:`RemoteBlackBox`) when ``LABKIT_TEACHER_URL`` is set, else in process."""
     served = served_teacher()
     if served is not None:
-        return RemoteBlackBox(*served, access=access, budget=budget)
+        box = RemoteBlackBox(*served, access=access, budget=budget)
+        _check_served_dataset(box.server_info, dataset)
+        return box
     from labkit.core.data import dataset_info
     from labkit.core.teachers import get_teacher
 
@@ -207,6 +219,40 @@ def teacher_box(dataset: str = "fashion-mnist", access: str = "decision", budget
     return BlackBox(teacher.model, access=access, budget=budget, input_shape=info.image_shape,
                     num_classes=info.num_classes, device=device,
                     name=f"{teacher.spec.arch} teacher, {teacher.test_acc:.2%} test accuracy")
+
+
+def teacher_card(dataset: str = "fashion-mnist", device: torch.device | str | None = None) -> dict[str, Any]:
+    """What a learner may know about the teacher: architecture, test accuracy and where it answers from. In class
+    mode it comes from the server (no weights are loaded); in process, from the lab's checkpoint."""
+    served = served_teacher()
+    if served is not None:
+        me = CourseClient(*served).json("GET", "/v1/me")
+        _check_served_dataset(me, dataset)
+        return {"arch": me["teacher_arch"], "test_acc": float(me["teacher_acc"]), "parameters": None,
+                "source": f"served at {served[0]} (class mode: the weights stay on the server)"}
+    from labkit.core.models import count_parameters
+    from labkit.core.teachers import get_teacher
+
+    teacher = get_teacher(dataset, device=device, progress=False)
+    return {"arch": teacher.spec.arch, "test_acc": teacher.test_acc, "parameters": count_parameters(teacher.model),
+            "source": f"{teacher.source} from {teacher.path.name}"}
+
+
+def access_boxes(dataset: str = "fashion-mnist", levels: tuple[str, ...] = ("decision", "score", "white"),
+                 device: torch.device | str | None = None) -> tuple[dict[str, BlackBox], dict[str, str]]:
+    """One box per access level that this learner may open, and for each level refused, why.
+
+    In process every level opens. In class mode a decision token opens ``decision``, a score token ``decision``
+    and ``score``; ``white`` never does (the weights stay on the server).
+    """
+    boxes: dict[str, BlackBox] = {}
+    refused: dict[str, str] = {}
+    for level in levels:
+        try:
+            boxes[level] = teacher_box(dataset, access=level, device=device)
+        except AccessDenied as exc:
+            refused[level] = str(exc)
+    return boxes, refused
 
 
 def submit(student: nn.Module, arch: str, url: str | None = None, token: str | None = None) -> dict[str, Any]:

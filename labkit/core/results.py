@@ -58,6 +58,11 @@ class ResultRecord:
     paper_fraction: dict[str, object] = field(default_factory=dict)
     extras: dict[str, object] = field(default_factory=dict)
 
+    @property
+    def agreement_text(self) -> str:
+        """The agreement as a notebook prints it: a percentage, or who measures it when the teacher is served."""
+        return "the server's, at submission" if self.agreement is None else f"{self.agreement:.2%}"
+
     def to_dict(self) -> dict[str, object]:
         """A JSON-friendly dict."""
         return asdict(self)
@@ -106,7 +111,7 @@ def format_table(records: list[ResultRecord]) -> str:
             f"{'transfer':>10}{'sec':>8}")
     lines = [head, "-" * len(head)]
     for r in records:
-        agree = "—" if r.agreement is None else f"{100 * r.agreement:.2f}%"
+        agree = "—" if r.agreement is None else r.agreement_text
         lines.append(f"{r.method:<18}{r.access:<10}{100 * r.student_acc:>8.2f}%{agree:>8}"
                      f"{100 * r.teacher_acc:>8.2f}%{r.queries:>14,}{r.transfer_set_size:>10,}{r.wall_s:>8.1f}")
     return "\n".join(lines)

@@ -127,8 +127,11 @@ def _run_one(entry: BenchEntry, options: dict[str, Any], dataset: str, profile: 
         return None
     t0 = time.perf_counter()
     try:
+        # the lab's own comparison, on the lab's own teacher also in class mode (a learner's budget is not its to
+        # spend, and white-box rows need the weights): docs/course.md
         run = run_method(entry.method, dataset=dataset, profile=profile, seed=seed, device=device, progress=progress,
-                         teacher_arch=entry.teacher or None, student_arch=entry.student or None, **options)
+                         teacher_arch=entry.teacher or None, student_arch=entry.student or None, use_served=False,
+                         **options)
     except LabkitError as exc:
         raise BenchError(f"{entry.key} (seed {seed}) failed: {exc}") from exc
     rec = run.record

@@ -137,7 +137,7 @@ def run_method(name: str, *, dataset: str = ..., profile: str | Profile | None =
                out: str | Path | None = ..., train_limit: int | None = ...,
                box_hook: Callable[[BlackBox], None] | None = ..., paper_fraction: dict[str, Any] | None = ...,
                precision: str = ..., dry_run: Literal[False] = ..., teacher_url: str | None = ...,
-               token: str | None = ..., **options: Any) -> MethodRun: ...
+               token: str | None = ..., use_served: bool = ..., **options: Any) -> MethodRun: ...
 
 
 def run_method(name: str, *, dataset: str = "fashion-mnist", profile: str | Profile | None = None, seed: int = 0,
@@ -146,7 +146,7 @@ def run_method(name: str, *, dataset: str = "fashion-mnist", profile: str | Prof
                out: str | Path | None = None, train_limit: int | None = None,
                box_hook: Callable[[BlackBox], None] | None = None, paper_fraction: dict[str, Any] | None = None,
                precision: str = "auto", dry_run: bool = False, teacher_url: str | None = None,
-               token: str | None = None, **options: Any) -> Any:
+               token: str | None = None, use_served: bool = True, **options: Any) -> Any:
     """Run one method end to end on the lab's cached teacher and return a :class:`MethodRun`.
 
     ``budget`` caps the teacher queries (a :class:`~labkit.core.errors.QueryBudgetExceeded` stops the run).
@@ -159,7 +159,8 @@ def run_method(name: str, *, dataset: str = "fashion-mnist", profile: str | Prof
     :class:`~labkit.studies.cost.Estimate` of the run on this device (per phase; ``.describe()``).
     ``teacher_url``/``token`` (default ``LABKIT_TEACHER_URL``/``LABKIT_TOKEN``) run against a served teacher
     (:class:`~labkit.core.remote.RemoteBlackBox`): no weights are loaded, and the record's agreement is left to the
-    server's grading.
+    server's grading. ``use_served=False`` runs on the lab's own teacher even then: a white-box method (ZSKD) needs
+    the weights, which a served teacher never gives.
     """
     if dry_run:
         return estimate_run(name, dataset=dataset, profile=profile, device=device, teacher_arch=teacher_arch,
@@ -175,6 +176,7 @@ def run_method(name: str, *, dataset: str = "fashion-mnist", profile: str | Prof
     teacher_arch = teacher_arch or default_teacher_arch(dataset)
     student_arch = student_arch or default_student_arch(dataset)
     served = (teacher_url, token or os.environ.get(TOKEN_ENV, "")) if teacher_url else served_teacher()
+    served = served if use_served else None
     teacher = None if served else get_teacher(dataset, teacher_arch, device=dev, progress=progress)
     limit = train_limit if train_limit is not None else prof.train_limit
     data = method_data(info, cls.data_access, dev, seed, limit)

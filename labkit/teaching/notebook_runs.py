@@ -16,8 +16,9 @@ from labkit.core.data import dataset_info, load_dataset
 from labkit.core.errors import LabkitError
 from labkit.core.metrics import accuracy
 from labkit.core.profiles import Profile
+from labkit.core.remote import teacher_box
 from labkit.core.results import ResultRecord
-from labkit.core.teachers import default_student_arch, get_teacher
+from labkit.core.teachers import default_student_arch
 from labkit.methods.base import RunContext, train_student
 from labkit.methods.mekd import MEKDConfig, generated_transfer_set
 from labkit.studies.bench import record_path
@@ -77,9 +78,7 @@ def generated_only_run(generator: nn.Module, profile: Profile, dataset: str = "f
     info = dataset_info(dataset)
     dev = torch.device(device) if device is not None else next(generator.parameters()).device
     cfg = MEKDConfig.for_profile(profile, ingredients=("generated",), response=response)
-    teacher = get_teacher(dataset, device=dev, progress=False)
-    box = BlackBox(teacher.model, access=BOX_ACCESS[response], input_shape=info.image_shape,
-                   num_classes=info.num_classes, device=dev)
+    box = teacher_box(dataset, access=BOX_ACCESS[response], device=dev)  # the served teacher in class mode
     transfer = generated_transfer_set(box, generator, info.num_classes, cfg, seed=seed, progress=False)
     ctx = RunContext(profile, seed, dev, default_student_arch(dataset), info, progress=False)
     student, _ = train_student(transfer, ctx)
