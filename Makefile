@@ -33,6 +33,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[test]"
 	@# nbgrader's JupyterLab and server extensions are for instructors (docs/course.md): off in the learners' lab
 	$(BIN)/python -m labkit course extensions off >/dev/null
+	@# jsonschema imports rfc3987-syntax when it is there, which builds an Earley parser at import: 1.7 s in every
+	@# process that validates a notebook (Jupyter's server, each widget kernel, nbval, nbgrader). It only serves
+	@# jsonschema's optional "iri" format check, which nothing here uses; pip check stays clean (docs/speed.md)
+	$(BIN)/python -m pip uninstall -y -q rfc3987-syntax
 	@touch $(STAMP)
 
 # python -m labkit lab adds --allow-root for root and --no-browser without a display (tests/test_make_lab.py runs it).

@@ -1,7 +1,10 @@
 """Set-up files agree with each other: pyproject vs environment.yml, Makefile targets, CI script, README."""
 import re
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,3 +50,15 @@ def test_readme_opens_with_the_two_commands():
     text = (ROOT / "README.md").read_text()
     head = text[:1200]
     assert "make lab" in head and "make test" in head
+
+
+def test_the_lab_environment_validates_notebooks_without_rfc3987_syntax():
+    """``make setup`` removes rfc3987-syntax: with it, every ``import jsonschema`` (Jupyter's server, each widget
+    kernel, nbval, nbgrader) built an Earley parser for 1.7 s (docs/speed.md). ``pip check`` must stay clean."""
+    if not (Path(sys.prefix) / ".labkit-setup").exists():
+        pytest.skip("not running in the environment that make setup made")
+    probe = subprocess.run([sys.executable, "-c", "import sys, jsonschema; print('rfc3987_syntax' in sys.modules)"],
+                           capture_output=True, text=True, check=True)
+    assert probe.stdout.strip() == "False"
+    check = subprocess.run([sys.executable, "-m", "pip", "check"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr

@@ -71,6 +71,14 @@ class CourseStore:
         db.execute("PRAGMA foreign_keys=ON")
         return db
 
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """The rows of one read-only query, on a connection of its own."""
+        db = self._connect()
+        try:
+            return db.execute(sql, args).fetchall()
+        finally:
+            db.close()
+
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         db = self._connect()
@@ -102,30 +110,19 @@ class CourseStore:
 
     def learner(self, token: str) -> Learner | None:
         """The learner holding ``token``, or None."""
-        db = self._connect()
-        try:
-            row = db.execute("SELECT id, name, access, budget, spent, calls FROM learners WHERE token_sha256 = ?",
-                             (token_hash(token),)).fetchone()
-        finally:
-            db.close()
-        return Learner(*row) if row else None
+        rows = self._read("SELECT id, name, access, budget, spent, calls FROM learners WHERE token_sha256 = ?",
+                          (token_hash(token),))
+        return Learner(*rows[0]) if rows else None
 
     def learner_spent(self, learner_id: int) -> int:
         """The learner's spent queries now."""
-        db = self._connect()
-        try:
-            row = db.execute("SELECT spent FROM learners WHERE id = ?", (learner_id,)).fetchone()
-        finally:
-            db.close()
-        return int(row[0]) if row else 0
+        rows = self._read("SELECT spent FROM learners WHERE id = ?", (learner_id,))
+        return int(rows[0][0]) if rows else 0
 
     def learners(self) -> list[Learner]:
-        db = self._connect()
-        try:
-            rows = db.execute("SELECT id, name, access, budget, spent, calls FROM learners ORDER BY id").fetchall()
-        finally:
-            db.close()
-        return [Learner(*r) for r in rows]
+        """Every learner, in the order they were added."""
+        return [Learner(*r) for r in self._read("SELECT id, name, access, budget, spent, calls FROM learners "
+                                                "ORDER BY id")]
 
     def spend(self, learner_id: int, n: int, phase: str) -> Learner | None:
         """Spend ``n`` queries atomically; None (and nothing spent) when the budget does not hold them."""
@@ -149,16 +146,13 @@ class CourseStore:
                        (n, learner_id, phase[:80]))
 
     def spent_by_phase(self, learner_id: int) -> dict[str, int]:
-        db = self._connect()
-        try:
-            rows = db.execute("SELECT phase, queries FROM spent_by_phase WHERE learner_id = ? ORDER BY phase",
-                              (learner_id,)).fetchall()
-        finally:
-            db.close()
-        return {p: q for p, q in rows}
+        """The learner's spent queries by the phase their box named."""
+        return dict(self._read("SELECT phase, queries FROM spent_by_phase WHERE learner_id = ? ORDER BY phase",
+                               (learner_id,)))
 
     # ------------------------------------------------------------------ submissions
     def add_submission(self, learner: Learner, arch: str, accuracy: float, agreement: float, split: str) -> int:
+        """Record a graded submission with the learner's spent queries and access level now; returns its id."""
         with self._transaction() as db:
             cur = db.execute("INSERT INTO submissions (learner_id, arch, accuracy, agreement, queries, access, split, "
                              "created) SELECT id, ?, ?, ?, spent, access, ?, ? FROM learners WHERE id = ?",
@@ -167,15 +161,11 @@ class CourseStore:
 
     def submissions(self, learner_id: int | None = None) -> list[dict[str, Any]]:
         """Every submission (or one learner's), newest first, with the learner's name."""
-        db = self._connect()
-        try:
-            sql = ("SELECT s.id, l.name, s.arch, s.accuracy, s.agreement, s.queries, s.access, s.split, s.created "
-                   "FROM submissions s JOIN learners l ON l.id = s.learner_id")
-            args: tuple[Any, ...] = ()
-            if learner_id is not None:
-                sql, args = sql + " WHERE s.learner_id = ?", (learner_id,)
-            rows = db.execute(sql + " ORDER BY s.id DESC", args).fetchall()
-        finally:
-            db.close()
+        sql = ("SELECT s.id, l.name, s.arch, s.accuracy, s.agreement, s.queries, s.access, s.split, s.created "
+               "FROM submissions s JOIN learners l ON l.id = s.learner_id")
+        args: tuple[Any, ...] = ()
+        if learner_id is not None:
+            sql, args = sql + " WHERE s.learner_id = ?", (learner_id,)
+        rows = self._read(sql + " ORDER BY s.id DESC", args)
         keys = ("id", "learner", "arch", "accuracy", "agreement", "queries", "access", "split", "created")
         return [dict(zip(keys, r)) for r in rows]

@@ -99,7 +99,7 @@ def _cmd_cost_check(args: argparse.Namespace) -> int:
         rows = re_estimate(profile=args.profile, out_dir=out_dir)
     else:
         rows = cost_check(args.rows, profile=args.profile, seed=args.seed, notebooks=args.notebooks, out_dir=out_dir,
-                          fresh=not args.cached)
+                          fresh=not args.cached, warm_up=not args.no_warm_up)
     inside = sum(r["within"] for r in rows)
     print(f"{inside} of {len(rows)} runs within ±25 % of their estimate")
     return 0
@@ -358,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="estimate again the runs already measured in results/cost/<profile>.json; run nothing")
     p.add_argument("--cached", action="store_true",
                    help="estimate from the cached calibration (default: calibrate afresh just before each run)")
+    p.add_argument("--no-warm-up", action="store_true",
+                   help="measure the first row cold (default: one unrecorded smoke run of it first)")
     p.add_argument("--seed", type=int, default=0, help="seed of every run (default 0)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--out-dir", default=None, help="where to write (default results/cost)")

@@ -17,6 +17,7 @@ from labkit.core import paths
 from labkit.core.data import canonical_name, dataset_info
 from labkit.core.device import cpu_summary, pick_device
 from labkit.core.teachers import default_teacher_arch
+from labkit.methods.base import get_method
 from labkit.studies.bench_rows import BENCH_ENTRIES
 from labkit.studies.cost import Calibrator, device_label, estimate_run
 from labkit.studies.main_runs import NOTEBOOK_MAIN_RUNS
@@ -39,13 +40,21 @@ def planned_runs(rows: list[str] | None, notebooks: bool) -> list[tuple[str, str
 
 
 def cost_check(rows: list[str] | None = None, *, profile: str = "laptop", seed: int = 0, notebooks: bool = False,
-               out_dir: Path | None = None, fresh: bool = True) -> list[dict[str, Any]]:
+               out_dir: Path | None = None, fresh: bool = True, warm_up: bool = True) -> list[dict[str, Any]]:
     """Estimate each run just before it runs, then run it; one at a time; write and return rows.
 
     ``fresh`` calibrates every kind a row needs again right before the row (and updates the cache): a shared
     machine's speed drifts by tens of percent over hours (docs/cost.md), and this checks the model, not the drift.
+    ``warm_up`` first runs the first row once at the smoke profile, unrecorded: a process's first run pays for
+    imports, the data's first load and the allocator's first growth, which no later run (nor the estimate) does.
     """
     plan = planned_runs(rows, notebooks)
+    if warm_up and plan:
+        _, method, options, teacher, student = plan[0]
+        smoke = get_method(method).config_class.for_profile("smoke")
+        sizes = {k: min(v, getattr(smoke, k)) for k, v in options.items() if k in ("transfer_size", "epochs")}
+        run_method(method, profile="smoke", seed=seed, progress=False, teacher_arch=teacher or None,
+                   student_arch=student or None, **{**options, **sizes})
     out: list[dict[str, Any]] = []
     for label, method, options, teacher, student in plan:
         dataset = canonical_name(options.get("dataset", "fashion-mnist"))
