@@ -175,8 +175,9 @@ def run_method(name: str, *, dataset: str = "fashion-mnist", profile: str | Prof
     resolve_precision(precision, dev, "score")  # an unknown precision, or bf16 on a CPU without it, fails here
     teacher_arch = teacher_arch or default_teacher_arch(dataset)
     student_arch = student_arch or default_student_arch(dataset)
-    served = (teacher_url, token or os.environ.get(TOKEN_ENV, "")) if teacher_url else served_teacher()
-    served = served if use_served else None
+    served: tuple[str, str] | None = None
+    if use_served:
+        served = (teacher_url, token or os.environ.get(TOKEN_ENV, "")) if teacher_url else served_teacher()
     teacher = None if served else get_teacher(dataset, teacher_arch, device=dev, progress=progress)
     limit = train_limit if train_limit is not None else prof.train_limit
     data = method_data(info, cls.data_access, dev, seed, limit)
