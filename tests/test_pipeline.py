@@ -84,16 +84,12 @@ TEST_EPOCHS = 1
 
 
 def _run_entry(entry: BenchEntry, **extra: Any) -> Any:
-    """The row at the smoke profile with its options, its student trained for ``TEST_EPOCHS``; a stream length sized
-    for the laptop (MEKD's ``transfer_size``) is held to the smoke profile's: no code path changes."""
-    from labkit.methods.base import get_method
+    """The row at the smoke profile with its options (held to the smoke profile's sizes by ``smoke_sized``), its
+    student trained for ``TEST_EPOCHS``: no code path changes."""
+    from labkit.studies.cost_check import smoke_sized
     from labkit.studies.runner import run_method
 
-    options = entry.option_dict()
-    if "transfer_size" in options:
-        smoke = get_method(entry.method).config_class.for_profile("smoke").transfer_size
-        options["transfer_size"] = min(options["transfer_size"], smoke)
-    options["epochs"] = TEST_EPOCHS
+    options = {**smoke_sized(entry.method, entry.option_dict()), "epochs": TEST_EPOCHS}
     return run_method(entry.method, profile="smoke", seed=0, device="cpu", progress=False, **{**options, **extra})
 
 

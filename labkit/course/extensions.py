@@ -16,12 +16,17 @@ SERVER_EXTENSIONS = ("nbgrader.server_extensions.formgrader", "nbgrader.server_e
 LAB_EXTENSIONS = ("@jupyter/nbgrader",)
 
 
+def _jupyter_etc(prefix: str | Path | None) -> Path:
+    """The sys-prefix level's Jupyter config folder of ``prefix`` (default: this Python environment)."""
+    return Path(prefix if prefix is not None else sys.prefix) / "etc" / "jupyter"
+
+
 def set_instructor_extensions(enabled: bool, prefix: str | Path | None = None) -> list[Path]:
     """Turn nbgrader's server and JupyterLab extensions on or off at the sys-prefix level of ``prefix`` (default:
     this Python environment); returns the files written. JupyterLab reads them at its next start."""
     from jupyter_server.config_manager import BaseJSONConfigManager  # a JSON helper: nothing starts
 
-    etc = Path(prefix if prefix is not None else sys.prefix) / "etc" / "jupyter"
+    etc = _jupyter_etc(prefix)
     server = BaseJSONConfigManager(config_dir=str(etc / "jupyter_server_config.d"), read_directory=False)
     written = []
     for name in SERVER_EXTENSIONS:
@@ -39,7 +44,7 @@ def instructor_extensions_enabled(prefix: str | Path | None = None) -> dict[str,
     """Each extension's state as the Jupyter server and JupyterLab will read it at ``prefix``'s sys-prefix level."""
     from jupyter_server.config_manager import BaseJSONConfigManager
 
-    etc = Path(prefix if prefix is not None else sys.prefix) / "etc" / "jupyter"
+    etc = _jupyter_etc(prefix)
     server = BaseJSONConfigManager(config_dir=str(etc), read_directory=True).get("jupyter_server_config")
     listed = server.get("ServerApp", {}).get("jpserver_extensions", {})
     page = BaseJSONConfigManager(config_dir=str(etc / "labconfig"), read_directory=False).get("page_config")

@@ -39,6 +39,13 @@ def planned_runs(rows: list[str] | None, notebooks: bool) -> list[tuple[str, str
     return [(e.key, e.method, e.option_dict(), e.teacher, e.student) for e in chosen]
 
 
+def smoke_sized(method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """A row's options for a smoke run: a stream length or an epoch count sized for a larger profile (MEKD's
+    ``transfer_size``, ``zskd-paper-augmented``'s ``epochs``) held to the smoke profile's; no code path changes."""
+    smoke = get_method(method).config_class.for_profile("smoke")
+    return {**options, **{k: min(v, getattr(smoke, k)) for k, v in options.items() if k in ("transfer_size", "epochs")}}
+
+
 def cost_check(rows: list[str] | None = None, *, profile: str = "laptop", seed: int = 0, notebooks: bool = False,
                out_dir: Path | None = None, fresh: bool = True, warm_up: bool = True) -> list[dict[str, Any]]:
     """Estimate each run just before it runs, then run it; one at a time; write and return rows.
@@ -51,10 +58,8 @@ def cost_check(rows: list[str] | None = None, *, profile: str = "laptop", seed: 
     plan = planned_runs(rows, notebooks)
     if warm_up and plan:
         _, method, options, teacher, student = plan[0]
-        smoke = get_method(method).config_class.for_profile("smoke")
-        sizes = {k: min(v, getattr(smoke, k)) for k, v in options.items() if k in ("transfer_size", "epochs")}
         run_method(method, profile="smoke", seed=seed, progress=False, teacher_arch=teacher or None,
-                   student_arch=student or None, **{**options, **sizes})
+                   student_arch=student or None, **smoke_sized(method, options))
     out: list[dict[str, Any]] = []
     for label, method, options, teacher, student in plan:
         dataset = canonical_name(options.get("dataset", "fashion-mnist"))
