@@ -2,6 +2,7 @@
 CUDA's default and fits a T4, and a run over MAX_MINUTES refuses with its way out."""
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 
@@ -11,9 +12,10 @@ import torch
 import labkit
 from labkit.core.profiles import default_profile_name, get_profile
 from labkit.core.work import Work, WorkPlan, fit_work
-from labkit.methods.base import WORK_PLANS, available_methods
+from labkit.methods.base import WORK_PLANS, available_methods, get_method
 from labkit.studies.cost import T4, Calibrator, RunTooLong, check_time, estimate_run, work_plan
-from labkit.studies.main_runs import NOTEBOOK_MAIN_RUNS
+from labkit.studies.cost_check import planned_runs
+from labkit.studies.main_runs import NOTEBOOK_MAIN_RUNS, notebook_main_runs
 from labkit.studies.runner import run_method
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,3 +113,60 @@ def test_count_only_calibration_keeps_nothing(tmp_path: Path) -> None:
     cal = Calibrator(labkit.dataset_info("fashion-mnist"), "lenet5", count_only=True)
     est = estimate_run("kd", profile="smoke", assumed=T4, calibrator=cal)
     assert est.total_s > 0 and est.device.startswith("NVIDIA T4") and not (tmp_path / "cost").exists()
+
+
+def _main_run_options(notebook: str, profile: str) -> tuple[str, dict[str, object]]:
+    """The method and options a notebook's ``check_time`` call passes with its parameters cell's defaults: the
+    parameters cell and every plain assignment or import before the call, run in order; the profile, the data set
+    and the device left out, and None (the profile's own size) dropped."""
+    cells = json.loads((ROOT / "notebooks" / f"{notebook}.ipynb").read_text())["cells"]
+    ns: dict[str, object] = {}
+    for cell in cells:
+        if cell["cell_type"] != "code":
+            continue
+        tree = ast.parse("".join(cell["source"]))
+        for stmt in tree.body:
+            call = next((n for n in ast.walk(stmt) if isinstance(n, ast.Call)
+                         and isinstance(n.func, ast.Attribute | ast.Name)
+                         and getattr(n.func, "attr", getattr(n.func, "id", "")) == "check_time"), None)
+            if call is not None:
+                method = ast.literal_eval(call.args[0])
+                options: dict[str, object] = {}
+                for kw in call.keywords:
+                    if kw.arg in ("profile", "dataset", "device"):
+                        continue
+                    value = eval(compile(ast.Expression(kw.value), notebook, "eval"), ns)  # noqa: S307
+                    options.update(value if kw.arg is None else {kw.arg: value})  # type: ignore[arg-type]
+                return method, {k: v for k, v in options.items() if v is not None}
+            if isinstance(stmt, ast.Assign | ast.Import | ast.ImportFrom):
+                try:
+                    exec(compile(ast.Module([stmt], []), notebook, "exec"), ns)  # noqa: S102
+                except Exception:  # an assignment that needs the run (a model, a figure): not an option
+                    pass
+            if "PROFILE" in ns:
+                ns["PROFILE"] = profile
+    raise AssertionError(f"{notebook} has no check_time call")
+
+
+@pytest.mark.parametrize("profile", ["smoke", "laptop", "gpu"])
+def test_the_cost_checks_main_runs_are_the_notebooks_own(profile: str) -> None:
+    """``cost-check --notebooks`` (and ``make gpu-check``) runs what each notebook's main run starts on that profile,
+    notebook 03's per-profile sizes included: the same config, and the same training rows."""
+    runs = notebook_main_runs(profile)
+    assert runs["03_db3kd"][0][1]["soft_size"] == {"smoke": 150, "laptop": 3000, "gpu": 20_000}[profile]
+    plan = planned_runs(["03_db3kd"], True, profile)
+    assert [(label, opts) for label, _, opts, _, _ in plan] == [("03_db3kd: db3kd", runs["03_db3kd"][0][1])]
+    with pytest.raises(SystemExit, match="unknown notebooks.*03_db3kd"):
+        planned_runs(["03"], True, profile)
+    for notebook, ((name, options),) in runs.items():
+        method, notebook_options = _main_run_options(notebook, profile)
+        assert method == name and _resolved(name, profile, notebook_options) == _resolved(name, profile, options), \
+            notebook
+
+
+def _resolved(name: str, profile: str, options: dict[str, object]) -> tuple[object, object]:
+    """A run's config as the method resolves it on ``profile`` (None = the profile's size), and its training rows."""
+    opts = dict(options)
+    limit = opts.pop("train_limit", None)
+    method = get_method(name)(**opts)
+    return method.config_class.for_profile(get_profile(profile), "fashion-mnist", **method.options), limit

@@ -352,7 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "write estimate against measured seconds to results/cost/<profile>.md. Run it on an "
                                    "idle machine.")
     p.add_argument("--profile", default="laptop", help="profile of the runs (default laptop)")
-    p.add_argument("--rows", nargs="+", default=None, help="bench rows (default: every row)")
+    p.add_argument("--rows", nargs="+", default=None,
+                   help="bench rows, or notebooks with --notebooks, e.g. 03_db3kd (default: every one)")
     p.add_argument("--notebooks", action="store_true", help="every notebook's main run instead of bench rows")
     p.add_argument("--estimate-only", action="store_true",
                    help="estimate again the runs already measured in results/cost/<profile>.json; run nothing")

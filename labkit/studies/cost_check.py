@@ -20,18 +20,24 @@ from labkit.core.teachers import default_teacher_arch
 from labkit.methods.base import get_method
 from labkit.studies.bench_rows import BENCH_ENTRIES
 from labkit.studies.cost import Calibrator, device_label, estimate_run
-from labkit.studies.main_runs import NOTEBOOK_MAIN_RUNS
+from labkit.studies.main_runs import notebook_main_runs
 from labkit.studies.runner import run_method
 
 #: the bar: an estimate within this share of the measured seconds
 TOLERANCE = 0.25
 
 
-def planned_runs(rows: list[str] | None, notebooks: bool) -> list[tuple[str, str, dict[str, Any], str, str]]:
-    """(label, method, options, teacher, student) of the bench rows asked for, or of every notebook's main run."""
+def planned_runs(rows: list[str] | None, notebooks: bool,
+                 profile: str = "laptop") -> list[tuple[str, str, dict[str, Any], str, str]]:
+    """(label, method, options, teacher, student) of the bench rows asked for, or of the main runs on ``profile`` of
+    the notebooks asked for (every notebook's when ``rows`` is None)."""
     if notebooks:
-        return [(f"{nb}: {name}", name, dict(opts), "", "") for nb, runs in NOTEBOOK_MAIN_RUNS.items()
-                for name, opts in runs]
+        main = notebook_main_runs(profile)
+        unknown = set(rows or ()) - set(main)
+        if unknown:
+            raise SystemExit(f"unknown notebooks {sorted(unknown)}; with --notebooks, --rows takes {sorted(main)}")
+        return [(f"{nb}: {name}", name, dict(opts), "", "")
+                for nb, runs in main.items() if rows is None or nb in rows for name, opts in runs]
     chosen = [e for e in BENCH_ENTRIES if rows is None or e.key in rows]
     unknown = set(rows or ()) - {e.key for e in BENCH_ENTRIES}
     if unknown:
@@ -55,7 +61,7 @@ def cost_check(rows: list[str] | None = None, *, profile: str = "laptop", seed: 
     ``warm_up`` first runs the first row once at the smoke profile, unrecorded: a process's first run pays for
     imports, the data's first load and the allocator's first growth, which no later run (nor the estimate) does.
     """
-    plan = planned_runs(rows, notebooks)
+    plan = planned_runs(rows, notebooks, profile)
     if warm_up and plan:
         _, method, options, teacher, student = plan[0]
         run_method(method, profile="smoke", seed=seed, progress=False, teacher_arch=teacher or None,
@@ -89,7 +95,7 @@ def re_estimate(*, profile: str = "laptop", out_dir: Path | None = None) -> list
     if not path.exists():
         raise SystemExit(f"{path} does not exist: run python -m labkit cost-check --profile {profile} first")
     data = json.loads(path.read_text())
-    runs = {label: (m, o, t, s) for label, m, o, t, s in planned_runs(None, False) + planned_runs(None, True)}
+    runs = {label: (m, o, t, s) for label, m, o, t, s in planned_runs(None, False) + planned_runs(None, True, profile)}
     out = []
     for row in data["rows"]:
         method, options, teacher, student = runs[row["row"]]
