@@ -16,6 +16,7 @@ from labkit.studies.scale import (
     run_scale_study,
     scale_figure,
     summarize_scale,
+    write_scale,
 )
 
 
@@ -55,6 +56,28 @@ def test_a_smoke_study_saves_records_with_the_validation_split_and_reuses_them(t
                                                                                  tmp_path)]
     with pytest.raises(UnknownNameError):
         run_scale_study("no-such-row", grid, [0], profile="smoke", out_dir=tmp_path, log=None)
+
+
+def test_a_point_run_before_the_row_changed_is_named_and_run_again(tmp_path: Path) -> None:
+    """A saved point whose config differs from what the row resolves to today (its defaults or the profile's sizes
+    changed since) is not reused: the table says what it ran at, and the next study runs it again."""
+    grid = {"epochs": [1, 2]}
+    run_scale_study("kd-edge", grid, [0], profile="smoke", out_dir=tmp_path, log=None)
+    path = tmp_path / "scale" / "smoke" / "fashion-mnist" / "kd-edge" / "epochs=1-seed0.json"
+    rec = json.loads(path.read_text())
+    assert rec["extras"]["config"]["batch_size"] != 7
+    rec["extras"]["config"]["batch_size"] = 7  # as if the row's batch had been 7 when this point ran
+    path.write_text(json.dumps(rec))
+    stale = {p.key: p.run_at for p in summarize_scale("kd-edge", "smoke", "fashion-mnist", tmp_path)}
+    assert stale == {"epochs=1": {"batch_size": 7}, "epochs=2": None}
+    lines: list[str] = []
+    again = run_scale_study("kd-edge", grid, [0], profile="smoke", out_dir=tmp_path, log=lines.append)
+    assert ["reusing" in line for line in lines] == [False, True], lines
+    assert all(p.run_at is None for p in again)
+    rec["extras"]["config"]["batch_size"] = 7
+    path.write_text(json.dumps(rec))
+    write_scale("kd-edge", summarize_scale("kd-edge", "smoke", "fashion-mnist", tmp_path), "smoke", out_dir=tmp_path)
+    assert "| `epochs=1` (run at batch_size=7) |" in (path.parent / "kd-edge.md").read_text()
 
 
 def test_the_choice_weighs_only_points_with_the_most_seeds() -> None:

@@ -2,7 +2,9 @@
 
 :func:`run_scale_study` runs a bench row (e.g. ``zskd-paper``) at every point of a grid of its options (e.g.
 ``impressions`` × ``iterations``) for some seeds, through :func:`~labkit.studies.runner.run_method`. Each run is saved
-as it finishes at ``<results>/scale/<profile>/<dataset>/<row>/<point>-seed<k>.json`` and reused when it matches.
+as it finishes at ``<results>/scale/<profile>/<dataset>/<row>/<point>-seed<k>.json`` and reused when it matches: the
+same grid point and seed, and no setting of its saved config that differs from what the row resolves to today (a
+point run before the row's defaults or the profile's sizes changed runs again; the table names its old settings).
 Besides the run's own record (test accuracy, reported only; queries; seconds) the study stores the student's accuracy
 on the **labelled validation split** (``extras["validation_split_acc"]``): a data-free run never sees that split, and
 it is what the lab chooses its own settings on (which point a laptop row runs). :func:`summarize_scale` reads the
@@ -23,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from labkit.core.data import canonical_name, load_dataset
-from labkit.core.errors import BenchError
+from labkit.core.errors import BenchError, LabkitError
 from labkit.core.metrics import accuracy
 from labkit.core.profiles import get_profile
 from labkit.core.results import ResultRecord, load_records
+from labkit.methods.base import get_method
 from labkit.studies.bench import get_entries
 from labkit.studies.paper_figures import primary_figure
 from labkit.studies.results_layout import BENCH, SCALE, study_dir
@@ -103,6 +106,9 @@ class ScalePoint:
     wall_s: float
     convergence_gap: float | None = None  # the crafting loss's gap to its floor, where the method records one
     convergence_gap_by_beta: dict[str, float] | None = None  # the same per Dirichlet β (mean over the seeds)
+    #: settings its runs used that differ from what the row resolves to today (None: none differ), e.g. a point
+    #: measured before the row's student epochs changed
+    run_at: dict[str, Any] | None = None
 
     @staticmethod
     def _ms(values: Sequence[float]) -> tuple[float, float]:
@@ -119,7 +125,22 @@ class ScalePoint:
         return self._ms(self.val_accs)
 
 
-def _matches(path: Path, row: str, profile: str, dataset: str, seed: int, options: dict[str, Any]) -> bool:
+def _as_json(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def resolved_config(method: str, profile: str, dataset: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The config a run of ``method`` with ``options`` resolves to on ``profile`` (as its record's
+    ``extras["config"]`` stores it): the row's options, the grid point's, and the profile's sizes for the rest."""
+    m = get_method(method)(**options)
+    return dict(_as_json(m.config_class.for_profile(get_profile(profile), dataset, **m.options).as_dict()))
+
+
+def _matches(path: Path, row: str, profile: str, dataset: str, seed: int, options: dict[str, Any],
+             config: dict[str, Any] | None = None) -> bool:
+    """A saved record is this point's run: the same row, profile, data set, seed and grid point, and, where the
+    record keeps its config, no setting that differs from what the run would resolve to now (a row whose
+    defaults or profile sizes changed since runs again; a setting added since is not held against it)."""
     if not path.exists():
         return False
     try:
@@ -127,8 +148,12 @@ def _matches(path: Path, row: str, profile: str, dataset: str, seed: int, option
     except (json.JSONDecodeError, TypeError, KeyError, IndexError):
         return False
     scale = rec.extras.get("scale", {})
+    saved = rec.extras.get("config")
+    if config is not None and isinstance(saved, dict) and any(
+            k in saved and saved[k] != v for k, v in config.items()):
+        return False
     return (isinstance(scale, dict) and scale.get("row") == row and rec.profile == profile and rec.dataset == dataset
-            and rec.seed == seed and scale.get("options") == json.loads(json.dumps(options, default=str)))
+            and rec.seed == seed and scale.get("options") == _as_json(options))
 
 
 def run_scale_study(row: str, grid: dict[str, list[Any]], seeds: Sequence[int] = (0,), *, profile: str = "laptop",
@@ -147,9 +172,10 @@ def run_scale_study(row: str, grid: dict[str, list[Any]], seeds: Sequence[int] =
     val = load_dataset(dataset, "val", device=device)
     for point in points:
         options = {**entry.option_dict(), **point}
+        config = resolved_config(entry.method, prof.name, dataset, options)
         for seed in seeds:
             path = folder / f"{point_key(point)}-seed{seed}.json"
-            if not force and _matches(path, entry.key, prof.name, dataset, seed, point):
+            if not force and _matches(path, entry.key, prof.name, dataset, seed, point, config):
                 say(f"[scale] {entry.key} {point_key(point)} seed {seed}: reusing {path}")
                 continue
             t0 = time.perf_counter()
@@ -200,12 +226,29 @@ def summarize_scale(row: str, profile: str = "laptop", dataset: str = "fashion-m
     for key, recs in by_key.items():
         recs.sort(key=lambda r: r.seed)
         gaps = [g for g in (_gap(r) for r in recs) if g is not None]
-        points.append(ScalePoint(key, dict(recs[0].extras["scale"]["options"]),  # type: ignore[index]
-                                 tuple(r.seed for r in recs), tuple(r.student_acc for r in recs),
+        options = dict(recs[0].extras["scale"]["options"])  # type: ignore[index]
+        points.append(ScalePoint(key, options, tuple(r.seed for r in recs), tuple(r.student_acc for r in recs),
                                  tuple(float(r.extras["validation_split_acc"]) for r in recs),  # type: ignore[arg-type]
                                  statistics.fmean(r.queries for r in recs), statistics.fmean(r.wall_s for r in recs),
-                                 statistics.fmean(gaps) if gaps else None, _gaps_by_beta(recs)))
+                                 statistics.fmean(gaps) if gaps else None, _gaps_by_beta(recs),
+                                 _run_at(row, profile, dataset, options, recs)))
     return sorted(points, key=lambda p: (p.queries, p.key))
+
+
+def _run_at(row: str, profile: str, dataset: str, options: dict[str, Any],
+            recs: Sequence[ResultRecord]) -> dict[str, Any] | None:
+    """The settings a point's saved runs used where they differ from the row's config today."""
+    try:
+        entry = get_entries([row])[0]
+        now = resolved_config(entry.method, profile, dataset, {**entry.option_dict(), **options})
+    except LabkitError:  # a row no longer on the bench, or an option it no longer takes
+        return None
+    differ: dict[str, Any] = {}
+    for rec in recs:
+        saved = rec.extras.get("config")
+        if isinstance(saved, dict):
+            differ |= {k: saved[k] for k, v in now.items() if k in saved and saved[k] != v}
+    return differ or None
 
 
 def chosen_point(points: Sequence[ScalePoint]) -> ScalePoint | None:
@@ -247,14 +290,17 @@ def write_scale(row: str, points: Sequence[ScalePoint], profile: str = "laptop",
     lines = [f"# Scaling study: {row} ({profile} profile, {dataset})", "",
              "Validation = the labelled validation split (what the lab chooses its settings on); test is reported "
              "only; the best point is chosen among those measured with the most seeds. Teacher passes = the run's "
-             "counted box queries (a white-box crafting step counts one per image).",
+             "counted box queries (a white-box crafting step counts one per image). \"run at\" names a point's "
+             "settings that differ from the row's today (its runs predate a change of the row).",
              "", "| point | seeds | validation % | test % | teacher passes | run s | crafting gap to floor |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for p in points:
         mark = " **(best on validation)**" if best is p else ""
         gap = "—" if p.convergence_gap is None else f"{100 * p.convergence_gap:.1f} %"
-        lines.append(f"| `{p.key}`{mark} | {','.join(map(str, p.seeds))} | {100 * p.val[0]:.2f} ± {100 * p.val[1]:.2f} "
-                     f"| {100 * p.test[0]:.2f} ± {100 * p.test[1]:.2f} | {p.queries:,.0f} | {p.wall_s:.0f} | {gap} |")
+        then = "" if not p.run_at else f" (run at {', '.join(f'{k}={v}' for k, v in sorted(p.run_at.items()))})"
+        lines.append(f"| `{p.key}`{then}{mark} | {','.join(map(str, p.seeds))} "
+                     f"| {100 * p.val[0]:.2f} ± {100 * p.val[1]:.2f} | {100 * p.test[0]:.2f} ± {100 * p.test[1]:.2f} "
+                     f"| {p.queries:,.0f} | {p.wall_s:.0f} | {gap} |")
     if fig and fig.student_acc is not None:
         lines += ["", f"Reported by the paper: {100 * fig.student_acc:.2f}% ({fig.paper}, {fig.setting})."]
     md.write_text("\n".join(lines) + "\n")
