@@ -80,3 +80,24 @@ def test_tiny_paper_check_runs_every_row_and_writes_the_table(tmp_path: Path) ->
     # a budget already spent skips every row and says so
     skipped = run_paper_check(scale="tiny", out_dir=tmp_path / "b", device="cpu", budget_s=0, log=None)
     assert all(s is None for s in skipped.seconds.values()) and "0 of 10 rows" in skipped.table.read_text()
+
+
+def test_a_row_whose_estimate_does_not_fit_the_budget_left_is_skipped(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check plans its budget from the cost model: a row starts only if its estimate fits the time left."""
+    class Hour:
+        total_s = 3600.0
+
+        @staticmethod
+        def describe() -> str:
+            return "about 1.0 h on this CPU"
+
+    lines: list[str] = []
+    monkeypatch.setattr(bench, "estimate_run", lambda *a, **k: Hour())
+    check = run_paper_check(scale="tiny", out_dir=tmp_path, device="cpu", only=["kd"], budget_s=600, progress=False,
+                            log=lines.append)
+    assert check.seconds == {"kd": None} and not list(check.results.glob("kd-seed*.json"))
+    assert any(line.startswith("[bench] kd: its estimate (about 1.0 h on this CPU) does not fit the ") for line in
+               lines)
+    assert any(line.startswith("[paper-check] kd: skipped, its estimate does not fit the ") for line in lines)
+    assert "0 of 1 rows" in check.table.read_text()

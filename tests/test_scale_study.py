@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,10 @@ from labkit.core.errors import BenchError, UnknownNameError
 from labkit.studies.scale import (
     ScalePoint,
     chosen_point,
+    describe_plan,
     grid_points,
     parse_grid,
+    plan_scale_study,
     point_key,
     run_scale_study,
     scale_figure,
@@ -51,7 +54,8 @@ def test_a_smoke_study_saves_records_with_the_validation_split_and_reuses_them(t
     assert any("400 real images (50.00%)" == t.get_text() for t in fig.axes[0].get_legend().get_texts())
     lines.clear()
     again = run_scale_study("kd-edge", grid, [0], profile="smoke", out_dir=tmp_path, log=lines.append)
-    assert all("reusing" in line for line in lines) and len(lines) == 2
+    assert lines[0] == "[scale] kd-edge: 0 runs to do; 2 saved runs reused (estimate)"
+    assert all("reusing" in line for line in lines[1:]) and len(lines) == 3
     assert [p.test_accs for p in again] == [p.test_accs for p in summarize_scale("kd-edge", "smoke", "fashion-mnist",
                                                                                  tmp_path)]
     with pytest.raises(UnknownNameError):
@@ -72,7 +76,7 @@ def test_a_point_run_before_the_row_changed_is_named_and_run_again(tmp_path: Pat
     assert stale == {"epochs=1": {"batch_size": 7}, "epochs=2": None}
     lines: list[str] = []
     again = run_scale_study("kd-edge", grid, [0], profile="smoke", out_dir=tmp_path, log=lines.append)
-    assert ["reusing" in line for line in lines] == [False, True], lines
+    assert ["reusing" in line for line in lines[1:]] == [False, True], lines
     assert all(p.run_at is None for p in again)
     rec["extras"]["config"]["batch_size"] = 7
     path.write_text(json.dumps(rec))
@@ -105,3 +109,34 @@ def test_points_without_queries_are_drawn_and_series_get_their_own_colour() -> N
     assert sorted(t.get_text() for t in ax.texts if t.get_text() != "0 queries") == ["bd", "bd", "mbd", "sd"]
     plain = scale_figure(points, "db3kd-paper")  # without ``by``: one series, the SD point still on the axis
     assert len(plain.axes[0].lines[0].get_xdata()) == 4 and min(plain.axes[0].lines[0].get_xdata()) > 0
+
+
+def test_a_study_says_its_estimate_first_and_refuses_one_over_max_minutes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The cost model's estimate of the runs still to do, before any runs; saved runs cost nothing; a study over
+    ``max_minutes`` stops before its first run; ``--estimate`` runs nothing."""
+    from labkit.studies.cli import main
+    from labkit.studies.cost import RunTooLong
+
+    monkeypatch.setenv("LABKIT_COST_CACHE", str(tmp_path / "cost"))
+    lines: list[str] = []
+    run_scale_study("kd-edge", {"epochs": [1]}, [0], profile="smoke", out_dir=tmp_path, log=lines.append)
+    assert re.fullmatch(r"\[scale\] kd-edge: 1 run to do, about \d+ s on this CPU \(\d+ threads?\) \(estimate\)",
+                        lines[0]), lines[0]
+    plan = plan_scale_study("kd-edge", {"epochs": [1, 2]}, [0, 1], profile="smoke", out_dir=tmp_path)
+    assert [(r.point["epochs"], r.seed, r.reuse) for r in plan] == [(1, 0, True), (1, 1, False), (2, 0, False),
+                                                                   (2, 1, False)]
+    assert all(r.estimate_s is None for r in plan if r.reuse) and all(r.estimate_s for r in plan if not r.reuse)
+    assert describe_plan("kd-edge", plan).startswith("kd-edge: 3 runs to do, about ") and \
+        describe_plan("kd-edge", plan).endswith("; 1 saved run reused")
+    folder = tmp_path / "scale" / "smoke" / "fashion-mnist" / "kd-edge"
+    saved = sorted(p.name for p in folder.iterdir())
+    with pytest.raises(RunTooLong, match=r"the kd-edge study would take about .* for its 3 runs, over --max-minutes "
+                                         r"0\.001\. Use fewer seeds or grid points"):
+        run_scale_study("kd-edge", {"epochs": [1, 2]}, [0, 1], profile="smoke", out_dir=tmp_path, max_minutes=0.001,
+                        log=None)
+    assert main(["scale", "kd-edge", "--grid", "epochs=1,2", "--seeds", "0", "1", "--profile", "smoke",
+                 "--out-dir", str(tmp_path), "--estimate"]) == 0
+    out = capsys.readouterr().out
+    assert "epochs=1 seed 0: saved: reused" in out and "(estimate; nothing ran)" in out
+    assert sorted(p.name for p in folder.iterdir()) == saved  # neither the refusal nor --estimate ran anything

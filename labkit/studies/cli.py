@@ -144,11 +144,19 @@ def _cmd_precision(args: argparse.Namespace) -> int:
 
 
 def _cmd_scale(args: argparse.Namespace) -> int:
-    from labkit.studies.scale import parse_grid, run_scale_study
+    from labkit.studies.scale import describe_plan, parse_grid, plan_scale_study, point_key, run_scale_study
 
     _set_threads(args.threads)
+    if args.estimate:
+        plan = plan_scale_study(args.row, parse_grid(args.grid), args.seeds, profile=args.profile,
+                                dataset=args.dataset, out_dir=args.out_dir, force=args.force)
+        for r in plan:
+            cost = "saved: reused" if r.reuse else "no estimate" if r.estimate_s is None else f"{r.estimate_s:.0f} s"
+            print(f"{point_key(r.point)} seed {r.seed}: {cost}")
+        print(describe_plan(args.row, plan) + " (estimate; nothing ran)")
+        return 0
     points = run_scale_study(args.row, parse_grid(args.grid), args.seeds, profile=args.profile, dataset=args.dataset,
-                             out_dir=args.out_dir, force=args.force)
+                             out_dir=args.out_dir, force=args.force, max_minutes=args.max_minutes)
     for p in points:
         print(f"{p.key}: validation {100 * p.val[0]:.2f} ± {100 * p.val[1]:.2f}%, test {100 * p.test[0]:.2f} ± "
               f"{100 * p.test[1]:.2f}%, {p.queries:,.0f} teacher passes")
@@ -423,6 +431,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", nargs="+", required=True, metavar="OPTION=V1,V2",
                    help="grid axes, e.g. --grid impressions=2000,4000 iterations=100,400")
     _add_study_options(p, [0], "re-run grid points that are already saved")
+    p.add_argument("--estimate", action="store_true",
+                   help="print each run's estimate (the cost model's, on this device) and the study's; run nothing")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="refuse, before anything runs, a study estimated longer than this (default: no limit)")
     p.set_defaults(func=_cmd_scale)
     p = sub.add_parser("paper-check", help="the paper profile of every method on one GPU in ~10 min, then the table",
                        description="Run every paper row at the paper profile (a stated fraction where the full size "
@@ -436,7 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when there is one)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (default 0)")
     p.add_argument("--time-budget", type=float, default=600.0,
-                   help="seconds; rows still waiting after it are skipped (default 600)")
+                   help="seconds; a row starts only if its cost-model estimate fits what is left, and rows still "
+                        "waiting after it are skipped (default 600)")
     p.add_argument("--only", nargs="+", default=None, help="a subset of the paper rows")
     p.add_argument("--allow-cpu", action="store_true", help="run the GPU sizes on the CPU anyway (hours)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")

@@ -576,6 +576,13 @@ class Calibrator:
 
 
 # ------------------------------------------------------------------------------------------------ estimates
+def describe_seconds(seconds: float, device: str) -> str:
+    """'about 3.4 min on this CPU (2 threads)': seconds under 90, minutes under 90, hours beyond."""
+    t = seconds
+    amount = f"{t:.0f} s" if t < 90 else f"{t / 60:.1f} min" if t < 5400 else f"{t / 3600:.1f} h"
+    return f"about {amount} on {device}"
+
+
 @dataclass
 class Estimate:
     """A run's predicted seconds, per phase, on one device (measured there, or assumed)."""
@@ -603,9 +610,7 @@ class Estimate:
 
     def describe(self) -> str:
         """'about 3.4 min on this CPU (2 threads)'."""
-        t = self.total_s
-        amount = f"{t:.0f} s" if t < 90 else f"{t / 60:.1f} min" if t < 5400 else f"{t / 3600:.1f} h"
-        return f"about {amount} on {self.device}"
+        return describe_seconds(self.total_s, self.device)
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-friendly view."""

@@ -146,7 +146,8 @@ def run_paper_check(dataset: str = "fashion-mnist", *, scale: str = "gpu", out_d
     """Run the paper check and write the paper table; see the module docstring.
 
     ``scale="gpu"`` wants a CUDA device (``allow_cpu`` runs it on the CPU anyway, for hours); ``"tiny"`` is the
-    CPU plumbing check. Rows still waiting when ``budget_s`` has passed are skipped and reported as such.
+    CPU plumbing check. A row starts only while its cost-model estimate fits the budget left; rows that do not, or
+    that are still waiting when ``budget_s`` has passed, are skipped and reported as such.
     Every row is run afresh: a saved record of the same row and seed from the same kind of device is replaced, one
     from another kind (the CPU records, on a GPU) is kept beside it (:func:`_keep_other_device_record`).
     """
@@ -176,7 +177,12 @@ def run_paper_check(dataset: str = "fashion-mnist", *, scale: str = "gpu", out_d
         t0 = time.perf_counter()
         runs = plan_bench(dataset, "paper", seeds, folder, entries=[item.key],
                           overrides={item.key: item.overrides(scale)}, force=True, log=log)
-        execute_bench(runs, device=dev, progress=progress, log=log)
+        # a seed starts only if the cost model's estimate of it fits the budget left (docs/cost.md)
+        done = execute_bench(runs, device=dev, progress=progress, log=log, time_budget_s=left)
+        if not done.done.get(item.key):
+            seconds[item.key] = None
+            say(f"[paper-check] {item.key}: skipped, its estimate does not fit the {left:.0f} s left")
+            continue
         seconds[item.key] = round(time.perf_counter() - t0, 1)
         say(f"[paper-check] {item.key}: {seconds[item.key]:.1f} s ({scale} scale, {dev})")
     ran = [k for k, s in seconds.items() if s is not None]

@@ -10,7 +10,9 @@ on the **labelled validation split** (``extras["validation_split_acc"]``): a dat
 it is what the lab chooses its own settings on (which point a laptop row runs). :func:`summarize_scale` reads the
 records back into one :class:`ScalePoint` per grid point, :func:`write_scale` writes ``<row>.json``, ``<row>.md``
 and the figure ``<row>.png`` (test accuracy against teacher passes, the paper's reported point and the bench's
-laptop row marked).
+laptop row marked). Before any run, :func:`plan_scale_study` says which saved runs are reused and what the others
+should cost on this device (the cost model, ``docs/cost.md``); ``--estimate`` prints that and runs nothing, and
+``--max-minutes`` refuses a study estimated longer.
 """
 from __future__ import annotations
 
@@ -31,12 +33,13 @@ from labkit.core.profiles import get_profile
 from labkit.core.results import ResultRecord, load_records
 from labkit.methods.base import get_method
 from labkit.studies.bench import get_entries
+from labkit.studies.cost import RunTooLong, describe_seconds, estimate_run
 from labkit.studies.paper_figures import primary_figure
 from labkit.studies.results_layout import BENCH, SCALE, study_dir
 from labkit.studies.runner import run_method
 
-__all__ = ["ScalePoint", "chosen_point", "grid_points", "parse_grid", "point_key", "run_scale_study", "scale_dir",
-           "scale_figure", "summarize_scale", "write_scale"]
+__all__ = ["PlannedRun", "ScalePoint", "chosen_point", "describe_plan", "grid_points", "parse_grid", "plan_scale_study",
+           "point_key", "run_scale_study", "scale_dir", "scale_figure", "summarize_scale", "write_scale"]
 
 
 def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
@@ -156,40 +159,102 @@ def _matches(path: Path, row: str, profile: str, dataset: str, seed: int, option
             and rec.seed == seed and scale.get("options") == _as_json(options))
 
 
-def run_scale_study(row: str, grid: dict[str, list[Any]], seeds: Sequence[int] = (0,), *, profile: str = "laptop",
-                    dataset: str = "fashion-mnist", out_dir: str | Path | None = None, force: bool = False,
-                    device: str = "cpu", progress: bool = False,
-                    log: Callable[[str], None] | None = print) -> list[ScalePoint]:
-    """Run ``row`` (a bench row: its options are the base) at every grid point for ``seeds``, saving each record as
-    it finishes (reused unless ``force``), then summarise and write the study's files."""
-    say = log or (lambda _msg: None)
+@dataclass(frozen=True)
+class PlannedRun:
+    """One (grid point, seed) of a study: where its record goes, whether a saved one is reused, and the cost model's
+    estimate of its seconds (None when reused, or when the method has no estimate)."""
+
+    point: dict[str, Any]
+    seed: int
+    path: Path
+    reuse: bool
+    estimate_s: float | None
+    device: str = ""
+
+
+def plan_scale_study(row: str, grid: dict[str, list[Any]], seeds: Sequence[int] = (0,), *, profile: str = "laptop",
+                     dataset: str = "fashion-mnist", out_dir: str | Path | None = None, force: bool = False,
+                     device: str = "cpu") -> list[PlannedRun]:
+    """Every run of a study, before any runs: which saved records match (:func:`_matches`) and, for the others, the
+    cost model's estimate on this device (:func:`~labkit.studies.cost.estimate_run`, once per grid point)."""
     entry = get_entries([row])[0]
     prof, dataset = get_profile(profile), canonical_name(dataset)
     folder = scale_dir(entry.key, prof.name, dataset, out_dir)
     points = grid_points(grid)
     if not points:
         raise BenchError("The grid is empty: give at least one OPTION=VALUES axis.")
-    val = load_dataset(dataset, "val", device=device)
+    plan: list[PlannedRun] = []
     for point in points:
         options = {**entry.option_dict(), **point}
         config = resolved_config(entry.method, prof.name, dataset, options)
+        estimate = None
         for seed in seeds:
             path = folder / f"{point_key(point)}-seed{seed}.json"
             if not force and _matches(path, entry.key, prof.name, dataset, seed, point, config):
-                say(f"[scale] {entry.key} {point_key(point)} seed {seed}: reusing {path}")
+                plan.append(PlannedRun(point, seed, path, True, None))
                 continue
-            t0 = time.perf_counter()
-            run = run_method(entry.method, dataset=dataset, profile=prof.name, seed=seed, device=device,
-                             progress=progress, teacher_arch=entry.teacher or None, student_arch=entry.student or None,
-                             **options)
-            rec = run.record
-            rec.extras["validation_split_acc"] = accuracy(run.student, val.x, val.y)
-            rec.extras["scale"] = {"row": entry.key, "options": json.loads(json.dumps(point, default=str)),
-                                   "elapsed_s": round(time.perf_counter() - t0, 2)}
-            rec.save(path)
-            val_acc = float(rec.extras["validation_split_acc"])  # type: ignore[arg-type]
-            say(f"[scale] {entry.key} {point_key(point)} seed {seed}: validation {100 * val_acc:.2f}%, "
-                f"test {100 * rec.student_acc:.2f}%, {rec.queries:,} queries, {rec.wall_s:.0f} s")
+            if estimate is None:
+                try:
+                    estimate = estimate_run(entry.method, dataset=dataset, profile=prof.name, device=device,
+                                            teacher_arch=entry.teacher or None, student_arch=entry.student or None,
+                                            **options)
+                except LabkitError:
+                    pass
+            plan.append(PlannedRun(point, seed, path, False, estimate.total_s if estimate else None,
+                                   estimate.device if estimate else ""))
+    return plan
+
+
+def describe_plan(row: str, plan: Sequence[PlannedRun]) -> str:
+    """'zskd-paper: 6 runs to do, about 21.4 min on this CPU (2 threads); 3 saved runs reused'."""
+    todo = [r for r in plan if not r.reuse]
+    known = [r for r in todo if r.estimate_s is not None]
+    text = f"{row}: {len(todo)} {'run' if len(todo) == 1 else 'runs'} to do"
+    if known:
+        text += f", {describe_seconds(sum(r.estimate_s or 0.0 for r in known), known[0].device)}"
+        text += f" for {len(known)} of them" if len(known) < len(todo) else ""
+    reused = len(plan) - len(todo)
+    return text + (f"; {reused} saved {'run' if reused == 1 else 'runs'} reused" if reused else "")
+
+
+def run_scale_study(row: str, grid: dict[str, list[Any]], seeds: Sequence[int] = (0,), *, profile: str = "laptop",
+                    dataset: str = "fashion-mnist", out_dir: str | Path | None = None, force: bool = False,
+                    device: str = "cpu", progress: bool = False, max_minutes: float | None = None,
+                    log: Callable[[str], None] | None = print) -> list[ScalePoint]:
+    """Run ``row`` (a bench row: its options are the base) at every grid point for ``seeds``, saving each record as
+    it finishes (reused unless ``force``), then summarise and write the study's files. The study's estimate is
+    said first; with ``max_minutes`` a study estimated longer refuses (:class:`~labkit.studies.cost.RunTooLong`)
+    before anything runs."""
+    say = log or (lambda _msg: None)
+    entry = get_entries([row])[0]
+    prof, dataset = get_profile(profile), canonical_name(dataset)
+    plan = plan_scale_study(row, grid, seeds, profile=prof.name, dataset=dataset, out_dir=out_dir, force=force,
+                            device=device)
+    say(f"[scale] {describe_plan(entry.key, plan)} (estimate)")
+    total = sum(r.estimate_s or 0.0 for r in plan)
+    if max_minutes is not None and total > 60 * max_minutes:
+        raise RunTooLong(f"the {entry.key} study would take {describe_seconds(total, plan[0].device)} for its "
+                         f"{sum(not r.reuse for r in plan)} runs, over --max-minutes {max_minutes:g}. Use fewer seeds "
+                         "or grid points, or raise --max-minutes if you mean to wait that long.")
+    val = load_dataset(dataset, "val", device=device)
+    for planned in plan:
+        point, seed, path = planned.point, planned.seed, planned.path
+        options = {**entry.option_dict(), **point}
+        if planned.reuse:
+            say(f"[scale] {entry.key} {point_key(point)} seed {seed}: reusing {path}")
+            continue
+        t0 = time.perf_counter()
+        run = run_method(entry.method, dataset=dataset, profile=prof.name, seed=seed, device=device,
+                         progress=progress, teacher_arch=entry.teacher or None, student_arch=entry.student or None,
+                         **options)
+        rec = run.record
+        rec.extras["validation_split_acc"] = accuracy(run.student, val.x, val.y)
+        rec.extras["scale"] = {"row": entry.key, "options": json.loads(json.dumps(point, default=str)),
+                               "elapsed_s": round(time.perf_counter() - t0, 2)}
+        rec.save(path)
+        val_acc = float(rec.extras["validation_split_acc"])  # type: ignore[arg-type]
+        say(f"[scale] {entry.key} {point_key(point)} seed {seed}: validation {100 * val_acc:.2f}%, "
+            f"test {100 * rec.student_acc:.2f}%, {rec.queries:,} queries, {rec.wall_s:.0f} s")
     summary = summarize_scale(entry.key, prof.name, dataset, out_dir)
     write_scale(entry.key, summary, prof.name, dataset, out_dir)
     return summary
