@@ -7,6 +7,7 @@ The table itself (statistics, schema, Markdown, figures, analysis) is tested on 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,33 @@ def test_cli_bench_reuses_runs_and_writes_files(bench_dir: Path, capsys: pytest.
     assert "reusing" in out and "| kd |" in out
     doc = json.loads((_board_dir(bench_dir) / leaderboard.LEADERBOARD_JSON).read_text())
     assert leaderboard.validate_leaderboard(doc) == []
+
+
+def test_a_bench_says_its_estimate_first_and_estimate_runs_nothing(bench_dir: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Before its first run a bench says how many runs it will do and what they should take (the cost model);
+    ``bench --estimate`` prints each row's estimate and runs nothing."""
+    from labkit.studies.cli import main
+
+    lines: list[str] = []
+    bench.run_bench(DATA, "smoke", [0], entries=["kd"], out_dir=tmp_path, device="cpu", progress=False,
+                    overrides={"kd": dict(TINY)}, log=lines.append, save=False)
+    assert re.fullmatch(r"\[bench\] 1 run to do, about \d+ s on this CPU \(\d+ threads?\) one at a time \(estimate\)",
+                        lines[0]), lines[0]
+    lines.clear()
+    bench.run_bench(DATA, "smoke", [0], entries=ENTRIES, out_dir=tmp_path / "b", device="cpu", progress=False,
+                    overrides={k: dict(TINY) for k in ENTRIES}, time_budget_s=0.0, log=lines.append, save=False)
+    assert lines[0] == "[bench] 2 runs to do within 0 s: each starts only if its estimate fits the time left"
+    argv = ["bench", "--dataset", DATA, "--profile", "smoke", "--seeds", "0", "2", "--only", *ENTRIES,
+            "--out-dir", str(bench_dir), "--device", "cpu", "--estimate"]
+    for k in ENTRIES:
+        argv += [f"--set={k}.{option.replace('_', '-')}={value}" for option, value in TINY.items()]
+    before = sorted(p.name for p in _board_dir(bench_dir).iterdir())
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^kd: 1 to run, \d+ s a run$", out, re.M) and \
+        re.search(r"2 runs to do, about .* one at a time; 2 saved runs reused \(estimate; nothing ran\)", out), out
+    assert sorted(p.name for p in _board_dir(bench_dir).iterdir()) == before
 
 
 def test_time_budget_skips_the_rest(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ from labkit.core.teachers import default_student_arch, default_teacher_arch, get
 from labkit.studies.bench_rows import BENCH_ENTRIES, BENCH_KEYS, LADDER_RUNGS, QUICK_ORDER, BenchEntry
 from labkit.studies.board import LEADERBOARD_JSON, Leaderboard, saved_leaderboard
 from labkit.studies.board_stats import run_elapsed_s, summarize_entry
-from labkit.studies.cost import estimate_run
+from labkit.studies.cost import describe_seconds, device_label, estimate_run
 from labkit.studies.environment import environment_info
 from labkit.studies.results_layout import BENCH, study_dir
 from labkit.studies.runner import run_method
@@ -200,6 +200,35 @@ def plan_bench(dataset: str, profile: str | None, seeds: Sequence[int], record_d
     return BenchPlan(dataset, prof.name, seeds, chosen, options, Path(record_dir), reused, todo)
 
 
+def estimate_plan(plan: BenchPlan, device: torch.device | str | None = None) -> dict[str, float | None]:
+    """Each row still to run: the cost model's seconds for one of its runs on this device (None: no estimate)."""
+    out: dict[str, float | None] = {}
+    for _, e, _ in plan.todo:
+        if e.key not in out:
+            try:
+                out[e.key] = estimate_run(e.method, dataset=plan.dataset, profile=plan.profile, device=device,
+                                          teacher_arch=e.teacher or None, student_arch=e.student or None,
+                                          **plan.options[e.key]).total_s
+            except LabkitError:
+                out[e.key] = None
+    return out
+
+
+def describe_bench_plan(plan: BenchPlan, per_run: dict[str, float | None], device: torch.device, jobs: int = 1) -> str:
+    """'29 runs to do, about 2.1 h on this CPU (2 threads) one at a time; 3 saved runs reused'."""
+    todo = len(plan.todo)
+    known = [per_run.get(e.key) for _, e, _ in plan.todo]
+    total = sum(t for t in known if t is not None)
+    text = f"{todo} {'run' if todo == 1 else 'runs'} to do"
+    if any(t is not None for t in known):
+        text += f", {describe_seconds(total, device_label(device))} one at a time"
+        text += f" (about {total / jobs / 60:.1f} min as {jobs} jobs at once)" if jobs > 1 else ""
+        missing = sum(t is None for t in known)
+        text += f", {missing} of them without an estimate" if missing else ""
+    reused = sum(len(v) for v in plan.reused.values())
+    return text + (f"; {reused} saved {'run' if reused == 1 else 'runs'} reused" if reused else "")
+
+
 def fits(entry: BenchEntry, options: dict[str, Any], dataset: str, profile: str, device: torch.device,
          deadline: float, say: Callable[[str], None]) -> bool:
     """Whether a row's estimate (:func:`~labkit.studies.cost.estimate_run`) fits the time left before ``deadline``."""
@@ -359,6 +388,12 @@ def run_bench(dataset: str = "fashion-mnist", profile: str | None = None, seeds:
     plan = plan_bench(dataset, prof.name, seeds, study_dir(BENCH, prof.name, dataset, out_dir), entries=entries,
                       overrides=overrides, force=force, log=log)
     dev = torch.device(device) if device is not None else pick_device()
+    if plan.todo and time_budget_s is None:  # a budgeted bench estimates each run as it comes (fits)
+        say(f"[bench] {describe_bench_plan(plan, estimate_plan(plan, dev), dev, jobs)} (estimate)")
+    elif plan.todo:
+        n = len(plan.todo)
+        say(f"[bench] {n} {'run' if n == 1 else 'runs'} to do within {time_budget_s:.0f} s: each starts only if its "
+            "estimate fits the time left")
     runs = execute_bench(plan, device=dev, progress=progress, jobs=jobs, threads_per_job=threads_per_job,
                          time_budget_s=time_budget_s, log=log)
     board = assemble_board(plan, runs, device=dev, note=note, keep_others=entries is not None and keep_others,

@@ -125,12 +125,36 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from labkit.studies.bench import parse_overrides, run_bench
 
     _set_threads(args.threads)
+    if args.estimate:
+        return _bench_estimate(args)
     board = run_bench(args.dataset, args.profile, args.seeds, entries=args.only, out_dir=args.out_dir, force=args.force,
                       overrides=parse_overrides(args.set or []),
                       time_budget_s=args.time_budget, device=args.device, progress=not args.no_progress,
                       note=args.note or "", jobs=args.jobs, threads_per_job=args.threads)
     print()
     print(board.to_markdown())
+    return 0
+
+
+def _bench_estimate(args: argparse.Namespace) -> int:
+    """``bench --estimate``: each row's estimate and the bench's, nothing run."""
+    import torch
+
+    from labkit.core.device import pick_device
+    from labkit.core.profiles import get_profile
+    from labkit.studies.bench import describe_bench_plan, estimate_plan, parse_overrides, plan_bench
+    from labkit.studies.results_layout import BENCH, study_dir
+
+    profile = get_profile(args.profile).name
+    plan = plan_bench(args.dataset, profile, args.seeds, study_dir(BENCH, profile, args.dataset, args.out_dir),
+                      entries=args.only, overrides=parse_overrides(args.set or []), force=args.force, log=None)
+    dev = torch.device(args.device) if args.device else pick_device()
+    per_run = estimate_plan(plan, dev)
+    for e in plan.entries:
+        runs = sum(1 for _, t, _ in plan.todo if t.key == e.key)
+        cost = "no estimate" if per_run.get(e.key) is None else f"{per_run[e.key]:.0f} s a run"
+        print(f"{e.key}: " + (f"{runs} to run, {cost}" if runs else "saved runs reused"))
+    print(describe_bench_plan(plan, per_run, dev, args.jobs) + " (estimate; nothing ran)")
     return 0
 
 
@@ -193,7 +217,10 @@ def _add_bench_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", metavar="ENTRY.OPTION=VALUE",
                    help="override one option of one entry, e.g. --set db3kd-paper.queries-per-sample=500 (repeatable)")
     p.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
-                   help="skip the remaining runs once this many seconds have passed (default: run everything)")
+                   help="start a run only if its cost-model estimate fits the seconds left, skip the rest (default: "
+                        "run everything)")
+    p.add_argument("--estimate", action="store_true",
+                   help="print each row's estimate (the cost model's, on this device) and the bench's; run nothing")
     p.add_argument("--note", default=None, help="a note stored with the machine info, e.g. 'shared 2-core CPU'")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads per run (default: torch's choice, or cores / jobs with --jobs)")

@@ -425,7 +425,8 @@ def device_label(device: torch.device, threads: int | None = None) -> str:
     """How the estimate names the device: 'this CPU (2 threads)' or 'this GPU (NVIDIA T4)'."""
     if device.type == "cuda":
         return f"this GPU ({torch.cuda.get_device_name(device)})"
-    return f"this CPU ({threads or torch.get_num_threads()} threads)"
+    n = threads or torch.get_num_threads()
+    return f"this CPU ({n} thread{'' if n == 1 else 's'})"
 
 
 def device_slug(device: torch.device) -> str:
