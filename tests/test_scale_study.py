@@ -16,6 +16,7 @@ from labkit.studies.scale import (
     parse_grid,
     plan_scale_study,
     point_key,
+    resolved_config,
     run_scale_study,
     scale_figure,
     summarize_scale,
@@ -82,6 +83,8 @@ def test_a_point_run_before_the_row_changed_is_named_and_run_again(tmp_path: Pat
     path.write_text(json.dumps(rec))
     write_scale("kd-edge", summarize_scale("kd-edge", "smoke", "fashion-mnist", tmp_path), "smoke", out_dir=tmp_path)
     assert "| `epochs=1` (run at batch_size=7) |" in (path.parent / "kd-edge.md").read_text()
+    # run_method's own keywords on a grid (not the method's config) still resolve
+    assert resolved_config("db3kd", "smoke", "fashion-mnist", {"train_limit": 1000, "epochs": 2})["epochs"] == 2
 
 
 def test_the_choice_weighs_only_points_with_the_most_seeds() -> None:

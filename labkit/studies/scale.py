@@ -16,6 +16,7 @@ should cost on this device (the cost model, ``docs/cost.md``); ``--estimate`` pr
 """
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import re
@@ -39,7 +40,8 @@ from labkit.studies.results_layout import BENCH, SCALE, study_dir
 from labkit.studies.runner import run_method
 
 __all__ = ["PlannedRun", "ScalePoint", "chosen_point", "describe_plan", "grid_points", "parse_grid", "plan_scale_study",
-           "point_key", "run_scale_study", "scale_dir", "scale_figure", "summarize_scale", "write_scale"]
+           "point_key", "resolved_config", "run_scale_study", "scale_dir", "scale_figure", "summarize_scale",
+           "write_scale"]
 
 
 def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
@@ -134,8 +136,10 @@ def _as_json(value: Any) -> Any:
 
 def resolved_config(method: str, profile: str, dataset: str, options: dict[str, Any]) -> dict[str, Any]:
     """The config a run of ``method`` with ``options`` resolves to on ``profile`` (as its record's
-    ``extras["config"]`` stores it): the row's options, the grid point's, and the profile's sizes for the rest."""
-    m = get_method(method)(**options)
+    ``extras["config"]`` stores it): the row's options, the grid point's, and the profile's sizes for the rest
+    (``run_method``'s own keywords, e.g. ``train_limit``, are not the method's config and are left out)."""
+    runner = set(inspect.signature(run_method).parameters)
+    m = get_method(method)(**{k: v for k, v in options.items() if k not in runner})
     return dict(_as_json(m.config_class.for_profile(get_profile(profile), dataset, **m.options).as_dict()))
 
 
