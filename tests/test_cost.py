@@ -12,11 +12,12 @@ import torch
 import labkit
 from labkit.core.profiles import default_profile_name, get_profile
 from labkit.core.work import Work, WorkPlan, fit_work
-from labkit.methods.base import WORK_PLANS, available_methods, get_method
+from labkit.methods.base import WORK_PLANS, available_methods
 from labkit.studies.cost import T4, Calibrator, RunTooLong, check_time, estimate_run, work_plan
 from labkit.studies.cost_check import planned_runs
 from labkit.studies.main_runs import NOTEBOOK_MAIN_RUNS, notebook_main_runs
 from labkit.studies.runner import run_method
+from labkit.studies.scale import resolved_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -160,13 +161,7 @@ def test_the_cost_checks_main_runs_are_the_notebooks_own(profile: str) -> None:
         planned_runs(["03"], True, profile)
     for notebook, ((name, options),) in runs.items():
         method, notebook_options = _main_run_options(notebook, profile)
-        assert method == name and _resolved(name, profile, notebook_options) == _resolved(name, profile, options), \
-            notebook
-
-
-def _resolved(name: str, profile: str, options: dict[str, object]) -> tuple[object, object]:
-    """A run's config as the method resolves it on ``profile`` (None = the profile's size), and its training rows."""
-    opts = dict(options)
-    limit = opts.pop("train_limit", None)
-    method = get_method(name)(**opts)
-    return method.config_class.for_profile(get_profile(profile), "fashion-mnist", **method.options), limit
+        # the same method, the same config (None = the profile's size) and the same training rows
+        assert (method, resolved_config(name, profile, "fashion-mnist", notebook_options),
+                notebook_options.get("train_limit")) == \
+            (name, resolved_config(name, profile, "fashion-mnist", options), options.get("train_limit")), notebook

@@ -36,7 +36,7 @@ from labkit.core.teachers import default_student_arch, default_teacher_arch, get
 from labkit.studies.bench_rows import BENCH_ENTRIES, BENCH_KEYS, LADDER_RUNGS, QUICK_ORDER, BenchEntry
 from labkit.studies.board import LEADERBOARD_JSON, Leaderboard, saved_leaderboard
 from labkit.studies.board_stats import run_elapsed_s, summarize_entry
-from labkit.studies.cost import describe_seconds, device_label, estimate_run
+from labkit.studies.cost import Estimate, describe_seconds, device_label, estimate_run
 from labkit.studies.environment import environment_info
 from labkit.studies.results_layout import BENCH, study_dir
 from labkit.studies.runner import run_method
@@ -200,17 +200,23 @@ def plan_bench(dataset: str, profile: str | None, seeds: Sequence[int], record_d
     return BenchPlan(dataset, prof.name, seeds, chosen, options, Path(record_dir), reused, todo)
 
 
+def estimate_entry(entry: BenchEntry, options: dict[str, Any], dataset: str, profile: str,
+                   device: torch.device | str | None = None) -> Estimate | None:
+    """The cost model's estimate of one run of a row with ``options`` on this device (None: it has none)."""
+    try:
+        return estimate_run(entry.method, dataset=dataset, profile=profile, device=device,
+                            teacher_arch=entry.teacher or None, student_arch=entry.student or None, **options)
+    except LabkitError:
+        return None
+
+
 def estimate_plan(plan: BenchPlan, device: torch.device | str | None = None) -> dict[str, float | None]:
     """Each row still to run: the cost model's seconds for one of its runs on this device (None: no estimate)."""
     out: dict[str, float | None] = {}
     for _, e, _ in plan.todo:
         if e.key not in out:
-            try:
-                out[e.key] = estimate_run(e.method, dataset=plan.dataset, profile=plan.profile, device=device,
-                                          teacher_arch=e.teacher or None, student_arch=e.student or None,
-                                          **plan.options[e.key]).total_s
-            except LabkitError:
-                out[e.key] = None
+            est = estimate_entry(e, plan.options[e.key], plan.dataset, plan.profile, device)
+            out[e.key] = est.total_s if est else None
     return out
 
 
@@ -232,10 +238,8 @@ def describe_bench_plan(plan: BenchPlan, per_run: dict[str, float | None], devic
 def fits(entry: BenchEntry, options: dict[str, Any], dataset: str, profile: str, device: torch.device,
          deadline: float, say: Callable[[str], None]) -> bool:
     """Whether a row's estimate (:func:`~labkit.studies.cost.estimate_run`) fits the time left before ``deadline``."""
-    try:
-        est = estimate_run(entry.method, dataset=dataset, profile=profile, device=device,
-                           teacher_arch=entry.teacher or None, student_arch=entry.student or None, **options)
-    except LabkitError:  # no estimate: the deadline alone decides, as before
+    est = estimate_entry(entry, options, dataset, profile, device)
+    if est is None:  # no estimate: the deadline alone decides, as before
         return True
     left = deadline - time.time()
     if est.total_s <= left:

@@ -33,8 +33,8 @@ from labkit.core.metrics import accuracy
 from labkit.core.profiles import get_profile
 from labkit.core.results import ResultRecord, load_records
 from labkit.methods.base import get_method
-from labkit.studies.bench import get_entries
-from labkit.studies.cost import RunTooLong, describe_seconds, estimate_run
+from labkit.studies.bench import estimate_entry, get_entries
+from labkit.studies.cost import RunTooLong, describe_seconds
 from labkit.studies.paper_figures import primary_figure
 from labkit.studies.results_layout import BENCH, SCALE, study_dir
 from labkit.studies.runner import run_method
@@ -198,12 +198,7 @@ def plan_scale_study(row: str, grid: dict[str, list[Any]], seeds: Sequence[int] 
                 plan.append(PlannedRun(point, seed, path, True, None))
                 continue
             if estimate is None:
-                try:
-                    estimate = estimate_run(entry.method, dataset=dataset, profile=prof.name, device=device,
-                                            teacher_arch=entry.teacher or None, student_arch=entry.student or None,
-                                            **options)
-                except LabkitError:
-                    pass
+                estimate = estimate_entry(entry, options, dataset, prof.name, device)
             plan.append(PlannedRun(point, seed, path, False, estimate.total_s if estimate else None,
                                    estimate.device if estimate else ""))
     return plan
