@@ -87,6 +87,26 @@ def test_a_point_run_before_the_row_changed_is_named_and_run_again(tmp_path: Pat
     assert resolved_config("db3kd", "smoke", "fashion-mnist", {"train_limit": 1000, "epochs": 2})["epochs"] == 2
 
 
+def test_the_settings_of_an_ingredient_that_is_off_are_not_held_against_a_saved_run() -> None:
+    """A setting only an ingredient reads (ZSKD's ``augmentations_per_step``, IDEAL's ``round_samples``) is left out
+    of the resolved config while that ingredient is off, so a point that ran at another value of it is neither named
+    "run at" nor run again; with the ingredient on, the setting counts (control)."""
+    from labkit.methods.ideal import IDEALConfig
+    from labkit.methods.zskd import AUTHORS_AUGMENTATION, IMPRESSIONS, ZSKDConfig
+
+    off = ZSKDConfig.for_profile("laptop", variant="authors-code", ingredients=(IMPRESSIONS,))
+    on = ZSKDConfig.for_profile("laptop", variant="authors-code")
+    assert on.uses(AUTHORS_AUGMENTATION) and "augmentations_per_step" not in on.inert_settings()
+    assert {"augmentations_per_step", "copies", "copy_box", "copy_blur"} <= off.inert_settings()
+    no_copies = resolved_config("zskd", "laptop", "fashion-mnist",
+                                {"variant": "authors-code", "ingredients": [IMPRESSIONS]})
+    assert "augmentations_per_step" not in no_copies and "iterations" in no_copies
+    assert resolved_config("zskd", "laptop", "fashion-mnist",
+                           {"variant": "authors-code"})["augmentations_per_step"] == 8  # on: it counts
+    assert IDEALConfig.for_profile("laptop").inert_settings() == {"round_samples"}
+    assert IDEALConfig.for_profile("laptop", variant="round-samples").inert_settings() == frozenset()
+
+
 def test_the_choice_weighs_only_points_with_the_most_seeds() -> None:
     """A lucky one-seed point is shown, not chosen: the choice is among the three-seed means on validation."""
     def point(key: str, vals: tuple[float, ...]) -> ScalePoint:

@@ -54,6 +54,8 @@ class MethodConfig:
     VARIANTS: ClassVar[dict[str, dict[str, Any]]] = {}
     #: variant -> profile -> values the variant sets only in that profile (e.g. sizes that fit a laptop)
     VARIANT_PROFILES: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
+    #: ingredient -> the settings only that ingredient reads (inert while it is off; see :meth:`inert_settings`)
+    INGREDIENT_SETTINGS: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     # ----------------------------------------------------------------------------- construction
     @classmethod
@@ -137,6 +139,13 @@ class MethodConfig:
         if ingredient not in self.INGREDIENTS:
             raise UnknownNameError(f"{self.TITLE.split()[0]} ingredient", ingredient, list(self.INGREDIENTS))
         return ingredient in tuple(getattr(self, "ingredients", ()))
+
+    def inert_settings(self) -> frozenset[str]:
+        """The settings this configuration never reads: those of its ingredients that are off. Two runs that differ
+        only in them ran the same thing (a scaling study does not re-run for them, nor name them)."""
+        used = tuple(getattr(self, "ingredients", ()))
+        return frozenset(name for ingredient, names in self.INGREDIENT_SETTINGS.items() if ingredient not in used
+                         for name in names)
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-friendly view (tuples become lists)."""

@@ -104,6 +104,8 @@ class IDEALConfig(StudentRecipeConfig):
                    "round-samples": "a lab addition: more images from each round's trained generator, with fresh "
                                     "latents, labelled in a second call of the round"}
 
+    INGREDIENT_SETTINGS = {"round-samples": ("round_samples",)}
+
     queries: int = option(help="teacher queries in all (holdout included); rounds = queries // (per_round + the "
                                "round samples, if on)")
     per_round: int = option(help="images of each round's best batch, labelled by the teacher in one box call")

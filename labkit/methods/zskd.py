@@ -109,6 +109,9 @@ class ZSKDConfig(StudentRecipeConfig):
                                          "fixed augmentations per impression, relabelled by the teacher at tau at "
                                          "every step"}
 
+    INGREDIENT_SETTINGS = {COPIES: ("copies", "copy_box", "copy_blur"),
+                           AUTHORS_AUGMENTATION: ("augmentations_per_step",)}
+
     ingredients: tuple[str, ...] = option(help="parts of the transfer set")
     impressions: int = option(help="number of Data Impressions to craft (paper: 48000 for Fashion-MNIST)")
     iterations: int = option(help="Adam steps per impression (paper: 1500)")

@@ -137,10 +137,13 @@ def _as_json(value: Any) -> Any:
 def resolved_config(method: str, profile: str, dataset: str, options: dict[str, Any]) -> dict[str, Any]:
     """The config a run of ``method`` with ``options`` resolves to on ``profile`` (as its record's
     ``extras["config"]`` stores it): the row's options, the grid point's, and the profile's sizes for the rest
-    (``run_method``'s own keywords, e.g. ``train_limit``, are not the method's config and are left out)."""
+    (``run_method``'s own keywords, e.g. ``train_limit``, are not the method's config and are left out, and so are
+    the settings of ingredients that are off, which the run never reads)."""
     runner = set(inspect.signature(run_method).parameters)
     m = get_method(method)(**{k: v for k, v in options.items() if k not in runner})
-    return dict(_as_json(m.config_class.for_profile(get_profile(profile), dataset, **m.options).as_dict()))
+    cfg = m.config_class.for_profile(get_profile(profile), dataset, **m.options)
+    inert = cfg.inert_settings()
+    return {k: v for k, v in _as_json(cfg.as_dict()).items() if k not in inert}
 
 
 def _matches(path: Path, row: str, profile: str, dataset: str, seed: int, options: dict[str, Any],
