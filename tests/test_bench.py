@@ -131,9 +131,14 @@ def test_a_bench_says_its_estimate_first_and_estimate_runs_nothing(bench_dir: Pa
     assert sorted(p.name for p in _board_dir(bench_dir).iterdir()) == before
 
 
-def test_time_budget_skips_the_rest(tmp_path: Path) -> None:
+def test_time_budget_skips_the_rest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs waiting once the budget is spent are skipped without an estimate (which may have to calibrate)."""
+    estimated: list[str] = []
+    real = bench.estimate_entry
+    monkeypatch.setattr(bench, "estimate_entry", lambda e, *a, **k: estimated.append(e.key) or real(e, *a, **k))
     board = bench.run_bench(DATA, "smoke", [0], entries=ENTRIES, out_dir=tmp_path, device="cpu", progress=False,
                             overrides={k: dict(TINY) for k in ENTRIES}, time_budget_s=0.0, log=None)
+    assert estimated == []
     assert [e.status for e in board.entries] == ["skipped", "skipped"] and not board.runs
     assert leaderboard.validate_leaderboard(board.to_dict()) == []
     assert "| kd (skipped) |" in board.to_markdown()
@@ -253,11 +258,12 @@ def test_a_bench_writes_only_in_its_own_folder_and_never_guesses(bench_dir: Path
 # ------------------------------------------------------------------------------------- the rows as a table
 #: The running order of a time-limited bench (notebook 08 in smoke) before the rows carried their cost rank.
 RUNNING_ORDER = ("fsbbt", "student", "kd-edge", "mekd-hard+edge", "kd", "db3kd-mbd+true-labels", "zskd-copies",
-                 "noise-kd", "mekd-soft+edge", "zsdb3kd+bank", "db3kd-bd+true-labels", "zskd-paper", "zsdb3kd-paper",
-                 "mekd-soft-paper", "db3kd-paper", "kd-edge-hard", "db3kd-soft-only", "db3kd-true-labels-only",
-                 "zskd-beta-authors", "zsdb3kd+dead-leaves", "mekd-hard-paper", "mekd-soft+imitation",
-                 "mekd-hard+imitation", "ideal", "ideal+round-samples", "zsdb3kd-paper-db3-teacher",
-                 "zskd-authors-code", "ideal-public-code", "zskd-paper-augmented")
+                 "noise-kd", "noise-kd-cnn", "mekd-soft+edge", "zsdb3kd+bank", "db3kd-bd+true-labels", "zskd-paper",
+                 "zsdb3kd-paper", "mekd-soft-paper", "db3kd-paper", "kd-edge-hard", "db3kd-soft-only",
+                 "db3kd-true-labels-only", "zskd-beta-authors", "zsdb3kd+dead-leaves", "mekd-hard-paper",
+                 "mekd-soft+imitation", "mekd-hard+imitation", "ideal", "ideal+round-samples",
+                 "zsdb3kd-paper-db3-teacher", "zskd-authors-code", "ideal-cnn", "ideal-public-code",
+                 "zskd-paper-augmented")
 
 
 def test_every_row_declares_every_field() -> None:

@@ -237,7 +237,10 @@ def describe_bench_plan(plan: BenchPlan, per_run: dict[str, float | None], devic
 
 def fits(entry: BenchEntry, options: dict[str, Any], dataset: str, profile: str, device: torch.device,
          deadline: float, say: Callable[[str], None]) -> bool:
-    """Whether a row's estimate (:func:`~labkit.studies.cost.estimate_run`) fits the time left before ``deadline``."""
+    """Whether a row's estimate (:func:`~labkit.studies.cost.estimate_run`) fits the time left before ``deadline``.
+    Once the deadline has passed nothing fits, and no estimate is made (it may have to calibrate)."""
+    if deadline <= time.time():
+        return False
     est = estimate_entry(entry, options, dataset, profile, device)
     if est is None:  # no estimate: the deadline alone decides, as before
         return True
