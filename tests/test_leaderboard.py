@@ -209,6 +209,24 @@ def test_pareto_front_and_exercise_check() -> None:
     assert not wrong.passed and wrong.attempted and wrong.messages
 
 
+def test_ladder_steps_compare_rows_on_the_same_teacher() -> None:
+    """A family with rows on two teachers (IDEAL on LeNet-5 and on the public code's CNN) sets each row against the
+    paper row on its own teacher; a paper row alone on its teacher is its own base and gets no step."""
+    def on(teacher: str, method: str, seed: int, acc: float, queries: int) -> ResultRecord:
+        return ResultRecord.from_dict({**_record(method, "decision", seed, acc, queries, 100).to_dict(),
+                                       "teacher_arch": teacher})
+
+    records = {"ideal": [on("mlp", "ideal", s, 0.60, 20_000) for s in (0, 1)],
+               "noise-kd-cnn": [on("cnn", "noise-kd", s, 0.77, 200_000) for s in (0, 1)],
+               "ideal-cnn": [on("cnn", "ideal", s, 0.75, 20_000) for s in (0, 1)],
+               "ideal-public-code": [on("cnn", "ideal", s, 0.69, 95_000) for s in (0, 1)]}
+    steps = {s.row: s for s in lb.ladder_steps(_board(records))}
+    assert {row: s.paper for row, s in steps.items()} == {"noise-kd-cnn": "ideal-cnn", "ideal-public-code": "ideal-cnn"}
+    assert steps["noise-kd-cnn"].acc_gap == pytest.approx(0.02) and steps["noise-kd-cnn"].query_ratio == 10.0
+    del records["ideal-cnn"], records["ideal-public-code"]  # control: no paper row on its teacher, the family's first
+    assert [(s.paper, s.row) for s in lb.ladder_steps(_board(records))] == [("ideal", "noise-kd-cnn")]
+
+
 def test_cost_comparisons_ladder_steps_and_accuracy_per_decade(board: lb.Leaderboard) -> None:
     pairs = {(c.better, c.worse): c for c in lb.cost_comparisons(board)}
     assert set(pairs) == {("kd", "student")}  # DB3KD vs KD is no pair: their data and recipes differ

@@ -175,16 +175,18 @@ class LadderStep:
 
 
 def ladder_steps(board: Leaderboard) -> list[LadderStep]:
-    """Every measured row against its family's measured paper row: the first ``paper`` rung with the row's access
-    level (MEKD's hard rows against ``mekd-hard-paper``), else the family's first ``paper`` rung."""
+    """Every measured row against its family's measured paper row on the same teacher: the first ``paper`` rung
+    with the row's teacher and access level (MEKD's hard rows against ``mekd-hard-paper``; IDEAL's rows on the
+    public code's CNN against ``ideal-cnn``), else the first with its teacher, else the family's first."""
     out = []
     for family, rows in board.ladders().items():
         papers = [e for e in rows if e.rung == "paper" and e.measured]
         if not papers:
             continue
         for e in rows:
-            same_access = [p for p in papers if p.access == e.access]
-            base = same_access[0] if same_access else papers[0]
+            same_teacher = [p for p in papers if p.teacher_arch == e.teacher_arch] or papers
+            same_access = [p for p in same_teacher if p.access == e.access]
+            base = same_access[0] if same_access else same_teacher[0]
             if e is base or not e.measured:
                 continue
             qa, qb = base.queries.mean, e.queries.mean  # type: ignore[union-attr]
