@@ -158,7 +158,10 @@ NO_FIGURE_NOTES: dict[str, str] = {
                                  "unverified) is on this LeNet-5 (conv 20/50, FC 800-200).",
     "ideal-public-code": "IDEAL's paper gives no Fashion-MNIST figure; its public code ships this CNN pair (the "
                          "MNIST command); the 83.92%† quoted for LeNet-5 → LeNet-5-half is beside the ideal row.",
+    "ideal-cnn": "IDEAL's paper gives no Fashion-MNIST figure for this CNN pair (its public code's MNIST network); the "
+                 "83.92%† quoted for LeNet-5 → LeNet-5-half is beside the ideal row.",
     "noise-kd": f"{_LAB_ROW}: the 'naive KD on noise' floor that hard-label data-free papers report.",
+    "noise-kd-cnn": f"{_LAB_ROW}: the noise-kd floor on the CNN pair of the ideal-cnn and ideal-public-code rows.",
     "zsdb3kd+dead-leaves": f"{_LAB_ROW} (ZSDB3KD from the lab's dead-leaves noise).",
     "zsdb3kd+bank": f"{_LAB_ROW} (ZSDB3KD plus dead-leaves noise, paths and the noise bank).",
     "mekd-soft-paper": "MEKD reports no Fashion-MNIST figure (its code ships MNIST and SynDigits→SVHN, ResNet-32 → "
