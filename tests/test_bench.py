@@ -258,7 +258,7 @@ def test_a_bench_writes_only_in_its_own_folder_and_never_guesses(bench_dir: Path
 # ------------------------------------------------------------------------------------- the rows as a table
 #: The running order of a time-limited bench (notebook 08 in smoke) before the rows carried their cost rank.
 RUNNING_ORDER = ("fsbbt", "student", "kd-edge", "mekd-hard+edge", "kd", "db3kd-mbd+true-labels", "zskd-copies",
-                 "noise-kd", "noise-kd-cnn", "mekd-soft+edge", "zsdb3kd+bank", "db3kd-bd+true-labels", "zskd-paper",
+                 "noise-kd", "mekd-soft+edge", "zsdb3kd+bank", "db3kd-bd+true-labels", "noise-kd-cnn", "zskd-paper",
                  "zsdb3kd-paper", "mekd-soft-paper", "db3kd-paper", "kd-edge-hard", "db3kd-soft-only",
                  "db3kd-true-labels-only", "zskd-beta-authors", "zsdb3kd+dead-leaves", "mekd-hard-paper",
                  "mekd-soft+imitation", "mekd-hard+imitation", "ideal", "ideal+round-samples",

@@ -99,7 +99,7 @@ BENCH_ENTRIES: tuple[BenchEntry, ...] = (
                options=_options(ingredients=("true-label-rows",)),
                note="true-label-rows only: the combined rows' images, cross-entropy on the true labels, no query"),
     BenchEntry(key="db3kd-bd+true-labels", method="db3kd", title="DB3KD (BD) + true-label rows", access="decision",
-               data_access="labeled", family="db3kd", rung="combined", cost_rank=12, options=_options(measure="bd"),
+               data_access="labeled", family="db3kd", rung="combined", cost_rank=11, options=_options(measure="bd"),
                note="BD soft-labelled images + true-label rows (a lab addition: CE on the true labels of more images)"),
     BenchEntry(key="db3kd-mbd+true-labels", method="db3kd", title="DB3KD (MBD) + true-label rows", access="decision",
                data_access="labeled", family="db3kd", rung="combined", cost_rank=6, options=_options(measure="mbd"),
@@ -154,7 +154,7 @@ BENCH_ENTRIES: tuple[BenchEntry, ...] = (
                options=_options(variant="paper", noise="dead-leaves"),
                note="pseudo-samples only, grown from the lab's dead-leaves noise instead of the authors'"),
     BenchEntry(key="zsdb3kd+bank", method="zsdb3kd", title="ZSDB3KD + dead-leaves noise + paths + noise bank",
-               access="decision", data_access="none", family="zsdb3kd", rung="combined", cost_rank=11,
+               access="decision", data_access="none", family="zsdb3kd", rung="combined", cost_rank=10,
                note="pseudo-samples + their paths + a class-balanced bank of teacher-labelled dead-leaves noise (lab "
                     "additions)"),
     # ---- FS-BBT (a few unlabelled images, score box)
@@ -187,7 +187,7 @@ BENCH_ENTRIES: tuple[BenchEntry, ...] = (
                options=_options(response="hard"),
                note="edge-images only: the edge subset answered by the decision box, CE on the class ids"),
     BenchEntry(key="mekd-soft+edge", method="mekd", title="MEKD (soft) + teacher-imitation + edge images",
-               access="score", data_access="unlabeled", family="mekd", rung="combined", cost_rank=10,
+               access="score", data_access="unlabeled", family="mekd", rung="combined", cost_rank=9,
                options=_options(response="soft"), note=_MEKD_EDGE_NOTE),
     BenchEntry(key="mekd-hard+edge", method="mekd", title="MEKD (hard) + teacher-imitation + edge images",
                access="decision", data_access="unlabeled", family="mekd", rung="combined", cost_rank=4,
@@ -205,7 +205,7 @@ BENCH_ENTRIES: tuple[BenchEntry, ...] = (
                     "trained generator, labelled once), 40 rounds of 2,000 images"),
     BenchEntry(key="noise-kd-cnn", method="noise-kd",
                title="Naive KD on noise, on the public code's BatchNorm CNN pair (IDEAL's floor there)",
-               access="decision", data_access="none", family="ideal", rung="baseline", cost_rank=9,
+               access="decision", data_access="none", family="ideal", rung="baseline", cost_rank=12,
                teacher="ideal-cnn", student="ideal-cnn",
                note="noise-bank only, as the noise-kd row, on the CNN pair that the ideal-cnn and ideal-public-code "
                     "rows distil: their floor on their own teacher"),
