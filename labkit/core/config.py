@@ -143,8 +143,7 @@ class MethodConfig:
     def inert_settings(self) -> frozenset[str]:
         """The settings this configuration never reads: those of its ingredients that are off. Two runs that differ
         only in them ran the same thing (a scaling study does not re-run for them, nor name them)."""
-        used = tuple(getattr(self, "ingredients", ()))
-        return frozenset(name for ingredient, names in self.INGREDIENT_SETTINGS.items() if ingredient not in used
+        return frozenset(name for ingredient, names in self.INGREDIENT_SETTINGS.items() if not self.uses(ingredient)
                          for name in names)
 
     def as_dict(self) -> dict[str, Any]:
